@@ -1,0 +1,210 @@
+//! Authentication: user JWTs (HS256, `sub` = user id) and the service credential.
+//!
+//! Register an [`Authenticator`] as `web::Data` and take [`AuthenticatedUser`] or
+//! [`ServiceCaller`] as handler arguments; a missing or bad credential becomes a 401
+//! before the handler runs.
+
+use std::future::{Ready, ready};
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use paywire_domain::UserId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthSettings;
+use crate::http::ErrorBody;
+
+/// Header carrying the service credential on internal calls.
+pub const SERVICE_TOKEN_HEADER: &str = "X-Service-Token";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+pub struct Authenticator {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    service_token: SecretString,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator { .. }")
+    }
+}
+
+impl Authenticator {
+    pub fn new(settings: &AuthSettings) -> Self {
+        let secret = settings.jwt_secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            service_token: settings.service_token.clone(),
+        }
+    }
+
+    /// Issues a user token valid for `ttl` (dev login, `cargo xtask token`, tests).
+    pub fn issue(&self, user: &UserId, ttl: chrono::Duration) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.as_str().to_owned(),
+            iat: now,
+            exp: now + ttl.num_seconds(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        UserId::parse(&data.claims.sub).map_err(|e| AuthError::InvalidToken(e.to_string()))
+    }
+
+    pub fn check_service_token(&self, presented: &str) -> Result<(), AuthError> {
+        let expected = self.service_token.expose_secret().as_bytes();
+        if constant_time_eq(expected, presented.as_bytes()) {
+            Ok(())
+        } else {
+            Err(AuthError::BadServiceToken)
+        }
+    }
+
+    pub fn service_token(&self) -> &SecretString {
+        &self.service_token
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("missing or wrong service credential")]
+    BadServiceToken,
+    #[error("authenticator not configured")]
+    NotConfigured,
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        match self {
+            AuthError::NotConfigured => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            _ => actix_web::http::StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        if !matches!(self, AuthError::NotConfigured) {
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        resp.json(ErrorBody::new("unauthorized", self.to_string()))
+    }
+}
+
+fn authenticator(req: &HttpRequest) -> Result<&web::Data<Authenticator>, AuthError> {
+    req.app_data::<web::Data<Authenticator>>()
+        .ok_or(AuthError::NotConfigured)
+}
+
+/// The end user behind a request, from a valid `Authorization: Bearer <JWT>`.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub UserId);
+
+impl FromRequest for AuthenticatedUser {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let auth = authenticator(req)?;
+            let value = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(AuthError::MissingToken)?;
+            let token = value
+                .strip_prefix("Bearer ")
+                .ok_or(AuthError::MissingToken)?;
+            let user = auth.verify(token.trim())?;
+            tracing::Span::current().record("user_id", user.as_str());
+            Ok(AuthenticatedUser(user))
+        })())
+    }
+}
+
+/// Another Paywire service, proven by the shared service credential.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceCaller;
+
+impl FromRequest for ServiceCaller {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let auth = authenticator(req)?;
+            let presented = req
+                .headers()
+                .get(SERVICE_TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(AuthError::BadServiceToken)?;
+            auth.check_service_token(presented)?;
+            Ok(ServiceCaller)
+        })())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(secret: &str) -> Authenticator {
+        Authenticator::new(&AuthSettings {
+            jwt_secret: SecretString::from(secret),
+            service_token: SecretString::from("svc"),
+        })
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_user() {
+        let a = auth("k1");
+        let user = UserId::parse("student-7").unwrap();
+        let token = a.issue(&user, chrono::Duration::minutes(5));
+        assert_eq!(a.verify(&token).unwrap(), user);
+    }
+
+    #[test]
+    fn tokens_from_another_key_or_expired_are_refused() {
+        let user = UserId::parse("s").unwrap();
+        let foreign = auth("k2").issue(&user, chrono::Duration::minutes(5));
+        assert!(auth("k1").verify(&foreign).is_err());
+        let expired = auth("k1").issue(&user, chrono::Duration::minutes(-5));
+        assert!(auth("k1").verify(&expired).is_err());
+        assert!(auth("k1").verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn service_token_must_match_exactly() {
+        let a = auth("k");
+        assert!(a.check_service_token("svc").is_ok());
+        assert!(a.check_service_token("svc ").is_err());
+        assert!(a.check_service_token("").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Layered configuration: compiled-in defaults → optional TOML file → environment.
+//!
+//! * file: `$PAYWIRE_CONFIG` if set, else `config/<service>.toml` if it exists;
+//! * environment: `PAYWIRE__<SECTION>__<KEY>`, e.g. `PAYWIRE__HTTP__PORT=9000`.
+//!
+//! Each service has one settings struct built from the shared sections below; its
+//! `Default` is what a developer gets with a bare `cargo run -p <service>`.
+
+use std::path::PathBuf;
+
+use ::config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::PlatformError;
+
+/// Loads `T` for `service`, layering file and environment over `T::default()`.
+pub fn load<T>(service: &str) -> Result<T, PlatformError>
+where
+    T: Default + Serialize + DeserializeOwned,
+{
+    let defaults = Config::try_from(&T::default())?;
+    let mut builder = Config::builder().add_source(defaults);
+    let file = std::env::var_os("PAYWIRE_CONFIG")
+        .map(PathBuf::from)
+        .map(|p| (p, true))
+        .unwrap_or_else(|| (PathBuf::from(format!("config/{service}.toml")), false));
+    builder = builder.add_source(File::from(file.0).format(FileFormat::Toml).required(file.1));
+    builder = builder.add_source(
+        Environment::with_prefix("PAYWIRE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true),
+    );
+    Ok(builder.build()?.try_deserialize()?)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    /// Actix worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl HttpSettings {
+    pub fn on_port(port: u16) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self::on_port(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:port/dbname`; the database is created if missing.
+    pub url: String,
+    pub max_connections: usize,
+    /// Apply pending migrations at start-up.
+    pub migrate: bool,
+}
+
+impl DatabaseSettings {
+    pub fn local(dbname: &str) -> Self {
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:5432/{dbname}"),
+            max_connections: 10,
+            migrate: true,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self::local("paywire")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AmqpSettings {
+    /// `amqp://user:pass@host:port/vhost` (vhost `/` is `%2f`).
+    pub url: String,
+    /// Messages a consumer may hold unacknowledged.
+    pub prefetch: u16,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefetch: 20,
+        }
+    }
+}
+
+/// Development-only secrets. Real deployments override both through the environment.
+pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me-in-production";
+pub const DEV_SERVICE_TOKEN: &str = "dev-only-service-token-change-me";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// HS256 key for user JWTs.
+    #[serde(serialize_with = "expose_for_layering")]
+    pub jwt_secret: SecretString,
+    /// Shared credential services present to each other (`X-Service-Token`).
+    #[serde(serialize_with = "expose_for_layering")]
+    pub service_token: SecretString,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: SecretString::from(DEV_JWT_SECRET),
+            service_token: SecretString::from(DEV_SERVICE_TOKEN),
+        }
+    }
+}
+
+/// `config` layers by serialising the defaults; secrets are exposed only to that step.
+/// They never reach logs: `SecretString`'s `Debug` prints `[REDACTED]`.
+pub fn expose_for_layering<S: serde::Serializer>(
+    secret: &SecretString,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    s.serialize_str(secret.expose_secret())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    /// `tracing` filter, e.g. `info,paywire=debug`.
+    pub filter: String,
+    /// Emit JSON lines (containers) instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdSettings {
+    /// Snowflake worker id, 0–1023; unique per running instance.
+    pub worker_id: u16,
+}
+
+impl Default for IdSettings {
+    fn default() -> Self {
+        Self { worker_id: 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Sample {
+        http: HttpSettings,
+        auth: AuthSettings,
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_secrets_stay_hidden() {
+        let dir = std::env::temp_dir().join(format!("paywire-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sample.toml");
+        std::fs::write(
+            &file,
+            "[http]\nport = 9123\n[auth]\nservice_token = \"from-file\"\n",
+        )
+        .unwrap();
+        let cfg: Sample = Config::builder()
+            .add_source(Config::try_from(&Sample::default()).unwrap())
+            .add_source(File::from(file).format(FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(cfg.http.port, 9123);
+        assert_eq!(cfg.http.host, "127.0.0.1");
+        assert_eq!(cfg.auth.service_token.expose_secret(), "from-file");
+        assert_eq!(cfg.auth.jwt_secret.expose_secret(), DEV_JWT_SECRET);
+        assert!(
+            !format!("{cfg:?}").contains("from-file"),
+            "secrets leak into Debug"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! PostgreSQL: database creation, embedded migrations and the async connection pool.
+
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+use crate::PlatformError;
+use crate::config::DatabaseSettings;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+
+fn db_err(action: &'static str) -> impl Fn(String) -> PlatformError {
+    move |message| PlatformError::Database { action, message }
+}
+
+/// Splits `postgres://…/dbname?params` into the server URL (pointing at the `postgres`
+/// maintenance database) and the database name.
+pub fn split_database_url(url: &str) -> Result<(String, String), PlatformError> {
+    let (base, rest) = url
+        .rsplit_once('/')
+        .ok_or_else(|| db_err("url")(format!("no database name in {url}")))?;
+    let (name, query) = match rest.split_once('?') {
+        Some((n, q)) => (n, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(db_err("url")(format!("unsupported database name {name:?}")));
+    }
+    Ok((format!("{base}/postgres{query}"), name.to_owned()))
+}
+
+/// Creates the database named in `url` if it does not exist yet.
+pub async fn ensure_database(url: &str) -> Result<(), PlatformError> {
+    let (admin_url, name) = split_database_url(url)?;
+    let mut conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .map_err(|e| db_err("connect")(e.to_string()))?;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| db_err("lookup")(e.to_string()))?;
+    if !found.exists {
+        // The name was validated above; identifiers cannot be bound as parameters.
+        match diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "database created"),
+            // Another instance created it concurrently: fine.
+            Err(e) if e.to_string().contains("already exists") => {}
+            Err(e) => return Err(db_err("create")(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Drops a database (tests, `cargo xtask reset`).
+pub async fn drop_database(url: &str) -> Result<(), PlatformError> {
+    let (admin_url, name) = split_database_url(url)?;
+    let mut conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .map_err(|e| db_err("connect")(e.to_string()))?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| db_err("drop")(e.to_string()))?;
+    Ok(())
+}
+
+/// Applies every pending migration of each set, in order (pass the `const` sets by value). Runs on a blocking thread:
+/// diesel's harness is synchronous.
+pub async fn migrate(url: &str, sets: Vec<EmbeddedMigrations>) -> Result<(), PlatformError> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<(), PlatformError> {
+        let handle = tokio::runtime::Handle::current();
+        let mut conn = handle
+            .block_on(AsyncPgConnection::establish(&url))
+            .map_err(|e| db_err("connect")(e.to_string()))?;
+        // Several instances may start at once; a session advisory lock serialises them.
+        // It is released when this connection closes at the end of the block.
+        handle
+            .block_on(diesel::sql_query("SELECT pg_advisory_lock(7262637)").execute(&mut conn))
+            .map_err(|e| db_err("lock")(e.to_string()))?;
+        let mut harness = AsyncMigrationHarness::new(conn);
+        for set in sets {
+            let applied = harness
+                .run_pending_migrations(set)
+                .map_err(|e| PlatformError::Migration(e.to_string()))?;
+            for v in applied {
+                tracing::info!(version = %v, "migration applied");
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| PlatformError::Migration(e.to_string()))?
+}
+
+/// Builds the pool; connections are opened lazily and checked on recycle.
+pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, PlatformError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
+    Pool::builder(manager)
+        .max_size(settings.max_connections.max(1))
+        .build()
+        .map_err(|e| db_err("pool")(e.to_string()))
+}
+
+/// Everything a service does with its database at start-up: create, migrate, pool.
+pub async fn prepare(
+    settings: &DatabaseSettings,
+    migrations: Vec<EmbeddedMigrations>,
+) -> Result<DbPool, PlatformError> {
+    if settings.migrate {
+        ensure_database(&settings.url).await?;
+        migrate(&settings.url, migrations).await?;
+    }
+    pool(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_split_into_admin_url_and_name() {
+        let (admin, name) =
+            split_database_url("postgres://postgres@127.0.0.1:5432/paywire_order").unwrap();
+        assert_eq!(admin, "postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(name, "paywire_order");
+        let (admin, name) = split_database_url("postgres://u@h/db1?sslmode=disable").unwrap();
+        assert_eq!(admin, "postgres://u@h/postgres?sslmode=disable");
+        assert_eq!(name, "db1");
+        assert!(split_database_url("postgres://u@h/bad\"name").is_err());
+    }
+}

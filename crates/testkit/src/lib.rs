@@ -1,0 +1,151 @@
+//! Test isolation against the real servers: every test gets its own PostgreSQL database
+//! and its own RabbitMQ vhost, so tests run in parallel and leave nothing behind.
+//!
+//! Server locations come from `PAYWIRE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`)
+//! and `PAYWIRE_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672`); vhosts are
+//! managed with `rabbitmqctl`, which needs no management plugin.
+
+use std::process::Command;
+
+use rand::Rng;
+
+pub fn pg_server() -> String {
+    std::env::var("PAYWIRE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn amqp_server() -> String {
+    std::env::var("PAYWIRE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into())
+}
+
+/// A short random suffix for database, vhost and queue names.
+pub fn unique_suffix() -> String {
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
+        .collect()
+}
+
+/// A fresh, empty database; dropped (with `FORCE`) when the value is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(prefix: &str) -> anyhow::Result<Self> {
+        let url = format!(
+            "{}/t_{}_{}",
+            pg_server(),
+            prefix.replace('-', "_"),
+            unique_suffix()
+        );
+        paywire_platform::db::ensure_database(&url).await?;
+        Ok(Self { url })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        // Drop runs outside async context in general; a helper thread with its own runtime
+        // keeps teardown independent of the test's runtime state.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(paywire_platform::db::drop_database(&url));
+            }
+        })
+        .join();
+    }
+}
+
+/// A fresh RabbitMQ vhost with full permissions for the default user; deleted on drop.
+#[derive(Debug)]
+pub struct TestVhost {
+    pub name: String,
+    pub amqp_url: String,
+}
+
+fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("rabbitmqctl").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl TestVhost {
+    pub fn create() -> anyhow::Result<Self> {
+        let name = format!("t_{}", unique_suffix());
+        rabbitmqctl(&["add_vhost", &name])?;
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"])?;
+        let amqp_url = format!("{}/{}", amqp_server(), name);
+        Ok(Self { name, amqp_url })
+    }
+
+    /// Forcibly closes every client connection to this vhost (fault injection).
+    pub fn close_all_connections(&self) -> anyhow::Result<()> {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "-p",
+            &self.name,
+            "test fault injection",
+        ])
+    }
+
+    /// Number of messages ready in `queue` (0 if the queue does not exist).
+    pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "-p",
+                &self.name,
+                "-q",
+                "--no-table-headers",
+                "name",
+                "messages",
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                Some((parts.next()?, parts.next()?.parse::<u64>().ok()?))
+            })
+            .find(|(name, _)| *name == queue)
+            .map(|(_, n)| n)
+            .unwrap_or(0))
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+    }
+}
+
+/// Polls `check` until it yields `Some`, or fails after `timeout`. Tests wait for
+/// asynchronous effects with this instead of sleeping a fixed time.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
