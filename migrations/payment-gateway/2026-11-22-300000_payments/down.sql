@@ -1,0 +1,2 @@
+DROP TABLE channel_notifications;
+DROP TABLE payments;
