@@ -1,0 +1,312 @@
+//! The outbox relay: publishes committed outbox rows to RabbitMQ and marks them published
+//! only after the broker's confirm.
+//!
+//! Woken by `LISTEN paywire_outbox` (every `enqueue` notifies on commit) with a poll
+//! interval as safety net, because notifications sent while the listener reconnects are
+//! lost. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so relays on several instances
+//! never publish the same row concurrently. A row whose outcome is unknown (confirm lost
+//! with the connection) is published again later: consumers deduplicate by `message_id`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::{FutureExt, StreamExt};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use paywire_platform::db::DbPool;
+use tracing::Instrument;
+
+use crate::schema::outbox;
+use crate::{MessagingError, NOTIFY_CHANNEL, topology};
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows claimed per round (and per DB transaction).
+    pub batch_size: i64,
+    /// Safety-net poll when no notification arrives.
+    pub poll_interval: Duration,
+    /// Upper bound on waiting for the confirms of one batch; the batch's DB transaction
+    /// stays open meanwhile.
+    pub confirm_timeout: Duration,
+    /// A failed row becomes due again after `retry_backoff × attempts` (attempts capped at 10).
+    pub retry_backoff: Duration,
+    /// First pause before reconnecting after a broker or DB failure; doubles up to 30 s.
+    pub reconnect_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            confirm_timeout: Duration::from_secs(10),
+            retry_backoff: Duration::from_secs(5),
+            reconnect_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs the relay forever: connection failures (broker or database) are logged and the
+/// connections rebuilt with backoff. Spawn it as a task; it returns only if cancelled.
+pub async fn run_relay(
+    pool: DbPool,
+    database_url: String,
+    amqp_url: String,
+    config: RelayConfig,
+) -> Result<(), MessagingError> {
+    let mut backoff = config.reconnect_backoff;
+    loop {
+        let mut connected = false;
+        let err = session(&pool, &database_url, &amqp_url, &config, &mut connected).await;
+        if connected {
+            backoff = config.reconnect_backoff;
+        }
+        tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "outbox relay reconnecting");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+    }
+}
+
+/// One connected lifetime of the relay; returns the error that ended it.
+async fn session(
+    pool: &DbPool,
+    database_url: &str,
+    amqp_url: &str,
+    config: &RelayConfig,
+    connected: &mut bool,
+) -> MessagingError {
+    match session_inner(pool, database_url, amqp_url, config, connected).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn session_inner(
+    pool: &DbPool,
+    database_url: &str,
+    amqp_url: &str,
+    config: &RelayConfig,
+    connected: &mut bool,
+) -> Result<std::convert::Infallible, MessagingError> {
+    // LISTEN before the first round: a commit after it is either seen by the round or
+    // wakes the next one.
+    let mut listener = AsyncPgConnection::establish(database_url).await?;
+    diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
+        .execute(&mut listener)
+        .await?;
+    let connection = topology::connect(amqp_url, "paywire-outbox-relay").await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    *connected = true;
+    tracing::info!("outbox relay connected");
+
+    let mut notifications = std::pin::pin!(listener.notifications_stream());
+    loop {
+        let report = publish_batch(pool, &channel, config).await?;
+        if let Some(reason) = report.channel_broken {
+            return Err(MessagingError::ChannelBroken(reason));
+        }
+        if report.fetched >= config.batch_size {
+            continue;
+        }
+        tokio::select! {
+            n = notifications.next() => check_notification(n)?,
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+        // Notifications already queued belong to commits the next round will see anyway;
+        // draining them avoids one empty round per commit under load.
+        while let Some(n) = notifications.next().now_or_never() {
+            check_notification(n)?;
+        }
+    }
+}
+
+fn check_notification(
+    n: Option<QueryResult<diesel::pg::PgNotification>>,
+) -> Result<(), MessagingError> {
+    match n {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(MessagingError::ListenerClosed),
+    }
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct OutboxRow {
+    id: i64,
+    exchange: String,
+    routing_key: String,
+    event_type: String,
+    aggregate_id: String,
+    payload: serde_json::Value,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct BatchReport {
+    fetched: i64,
+    /// Set when a publish or confirm failed in a way that leaves the channel unusable.
+    channel_broken: Option<String>,
+}
+
+enum Outcome {
+    Published,
+    Failed {
+        reason: String,
+        channel_broken: bool,
+    },
+}
+
+fn failed(reason: impl Into<String>, channel_broken: bool) -> Outcome {
+    Outcome::Failed {
+        reason: reason.into(),
+        channel_broken,
+    }
+}
+
+async fn publish_batch(
+    pool: &DbPool,
+    channel: &Channel,
+    config: &RelayConfig,
+) -> Result<BatchReport, MessagingError> {
+    let span = tracing::info_span!(
+        "outbox_batch",
+        fetched = tracing::field::Empty,
+        published = tracing::field::Empty,
+        failed = tracing::field::Empty,
+    );
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, MessagingError, _>(async |conn| {
+        let rows: Vec<OutboxRow> = outbox::table
+            .filter(outbox::published_at.is_null())
+            .filter(outbox::available_at.le(diesel::dsl::now))
+            .order((outbox::available_at.asc(), outbox::id.asc()))
+            .limit(config.batch_size)
+            .for_update()
+            .skip_locked()
+            .select(OutboxRow::as_select())
+            .load(conn)
+            .await?;
+        let mut report = BatchReport {
+            fetched: rows.len() as i64,
+            channel_broken: None,
+        };
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        tracing::Span::current().record("fetched", rows.len());
+
+        // Pipeline the whole batch, then wait for all confirms at once.
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let published = publish_row(channel, row)
+                .instrument(tracing::info_span!("outbox_publish", message_id = row.id))
+                .await;
+            pending.push(published);
+        }
+        let deadline = tokio::time::Instant::now() + config.confirm_timeout;
+        let outcomes =
+            futures::future::join_all(pending.into_iter().map(|p| await_confirm(p, deadline)))
+                .await;
+
+        let mut published_ids = Vec::new();
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Published => published_ids.push(row.id),
+                Outcome::Failed {
+                    reason,
+                    channel_broken,
+                } => {
+                    tracing::warn!(message_id = row.id, error = %reason, "outbox publish failed");
+                    if channel_broken && report.channel_broken.is_none() {
+                        report.channel_broken = Some(reason.clone());
+                    }
+                    diesel::sql_query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+                         available_at = now() + ($3 * LEAST(attempts + 1, 10)) * interval '1 second' \
+                         WHERE id = $1",
+                    )
+                    .bind::<diesel::sql_types::BigInt, _>(row.id)
+                    .bind::<diesel::sql_types::Text, _>(&reason)
+                    .bind::<diesel::sql_types::Double, _>(config.retry_backoff.as_secs_f64())
+                    .execute(conn)
+                    .await?;
+                }
+            }
+        }
+        if !published_ids.is_empty() {
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&published_ids)))
+                .set(outbox::published_at.eq(diesel::dsl::now))
+                .execute(conn)
+                .await?;
+        }
+        let span = tracing::Span::current();
+        span.record("published", published_ids.len());
+        span.record("failed", rows.len() - published_ids.len());
+        Ok(report)
+    })
+    .instrument(span)
+    .await
+}
+
+async fn publish_row(channel: &Channel, row: &OutboxRow) -> Result<PublisherConfirm, String> {
+    let body = serde_json::to_vec(&row.payload).map_err(|e| e.to_string())?;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "aggregate-id".into(),
+        AMQPValue::LongString(row.aggregate_id.as_str().into()),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(row.id.to_string().into())
+        .with_type(row.event_type.as_str().into())
+        .with_content_type("application/json".into())
+        .with_timestamp(u64::try_from(row.created_at.timestamp()).unwrap_or(0))
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            row.exchange.as_str().into(),
+            row.routing_key.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &body,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn await_confirm(
+    published: Result<PublisherConfirm, String>,
+    deadline: tokio::time::Instant,
+) -> Outcome {
+    let confirm = match published {
+        Ok(c) => c,
+        Err(e) => return failed(format!("publish: {e}"), true),
+    };
+    match tokio::time::timeout_at(deadline, confirm).await {
+        Ok(Ok(Confirmation::Ack(None))) => Outcome::Published,
+        Ok(Ok(Confirmation::Ack(Some(returned)))) => failed(
+            format!(
+                "returned by broker: {} {}",
+                returned.reply_code, returned.reply_text
+            ),
+            false,
+        ),
+        Ok(Ok(Confirmation::Nack(_))) => failed("nacked by broker", false),
+        Ok(Ok(Confirmation::NotRequested)) => failed("publisher confirms not enabled", true),
+        Ok(Err(e)) => failed(format!("confirm: {e}"), true),
+        Err(_) => failed("confirm timed out", true),
+    }
+}

@@ -1,0 +1,197 @@
+//! Broker topology: the pay-result fanout exchange and, per subscribing service, its own
+//! queue plus retry and dead-letter queues. All declarations are idempotent, so every
+//! service (and the relay's owner) declares them at start.
+//!
+//! Per subscriber queue `Q`:
+//! * `Q`: quorum, bound to the fanout exchange; dead-letters to `Q.dlq` (through the default
+//!   exchange) when rejected or when `x-delivery-limit` is exceeded (crash-loop guard).
+//! * `Q.retry.<n>` (n = 1..): quorum, no consumers, `x-message-ttl` = the n-th delay;
+//!   expired messages dead-letter back to `Q` only, never through the fanout exchange
+//!   (which would deliver them to every service again).
+//! * `Q.dlq`: quorum parking lot for inspection and replay.
+//!
+//! Queue arguments are immutable: changing a `RetryPolicy` for an existing queue makes the
+//! declaration fail with `PRECONDITION_FAILED`; delete the queues (or rename) to change it.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use paywire_domain::topology::PAY_RESULT_EXCHANGE;
+
+use crate::MessagingError;
+
+/// How a consumer retries transiently failing messages, and how its queues are declared.
+/// The consumer and the queue declaration must use the same policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay before the n-th retry; its length bounds the number of retries, after which
+    /// the message is parked in the dead-letter queue.
+    pub delays: Vec<Duration>,
+    /// Deliveries of one message before the broker dead-letters it on its own (a handler
+    /// that crashes the process never gets to reject).
+    pub delivery_limit: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+            delivery_limit: 20,
+        }
+    }
+}
+
+/// `<queue>.retry.<n>`, n starting at 1.
+pub fn retry_queue_name(queue: &str, n: usize) -> String {
+    format!("{queue}.retry.{n}")
+}
+
+/// `<queue>.dlq`.
+pub fn dead_letter_queue_name(queue: &str) -> String {
+    format!("{queue}.dlq")
+}
+
+/// Opens a connection named for the broker's connection list. Callers own reconnection
+/// (the relay and consumers rebuild connections in their own loops).
+pub async fn connect(amqp_url: &str, connection_name: &str) -> Result<Connection, MessagingError> {
+    let props = ConnectionProperties::default().with_connection_name(connection_name.into());
+    Ok(Connection::connect(amqp_url, props).await?)
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+/// Dead-lettering through the default exchange to one named queue, with broker-side
+/// confirms so a dead-lettered message cannot be lost (needs `x-overflow=reject-publish`).
+fn dead_letter_to(args: &mut FieldTable, target: &str) {
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(target.into()),
+    );
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+}
+
+/// Declares a durable fanout exchange.
+pub async fn declare_fanout_exchange(
+    channel: &Channel,
+    exchange: &str,
+) -> Result<(), MessagingError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Declares `queue` with its retry and dead-letter queues and binds it to `exchange`
+/// (which must exist).
+pub async fn declare_subscriber_queue(
+    channel: &Channel,
+    exchange: &str,
+    queue: &str,
+    policy: &RetryPolicy,
+) -> Result<(), MessagingError> {
+    let dlq = dead_letter_queue_name(queue);
+    channel
+        .queue_declare(
+            dlq.as_str().into(),
+            QueueDeclareOptions::durable(),
+            quorum_args(),
+        )
+        .await?;
+
+    let mut args = quorum_args();
+    dead_letter_to(&mut args, &dlq);
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(policy.delivery_limit)),
+    );
+    channel
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    for (i, delay) in policy.delays.iter().enumerate() {
+        let mut args = quorum_args();
+        dead_letter_to(&mut args, queue);
+        let ttl_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX).max(1);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+        channel
+            .queue_declare(
+                retry_queue_name(queue, i + 1).as_str().into(),
+                QueueDeclareOptions::durable(),
+                args,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The pay-result fanout exchange and each subscriber's queues with the default
+/// [`RetryPolicy`]. Idempotent; the exchange must exist before the relay publishes to it.
+pub async fn declare_pay_result_topology(
+    channel: &Channel,
+    subscriber_queues: &[&str],
+) -> Result<(), MessagingError> {
+    declare_fanout_exchange(channel, PAY_RESULT_EXCHANGE).await?;
+    let policy = RetryPolicy::default();
+    for queue in subscriber_queues {
+        declare_subscriber_queue(channel, PAY_RESULT_EXCHANGE, queue, &policy).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_derived_from_the_subscriber_queue() {
+        assert_eq!(
+            retry_queue_name("order.pay-result", 2),
+            "order.pay-result.retry.2"
+        );
+        assert_eq!(
+            dead_letter_queue_name("order.pay-result"),
+            "order.pay-result.dlq"
+        );
+    }
+}
