@@ -1,0 +1,104 @@
+//! The payment gateway's internal API: create (or reuse) a payment attempt for an order.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, UserId};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::{bad_response, error_body, http_client, unavailable, unexpected};
+use crate::error::OrderError;
+
+const SERVICE: &str = "payment-gateway";
+
+/// `POST /internal/payments` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatePayment {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub amount_fen: Fen,
+    pub channel: PayChannel,
+    pub description: String,
+    pub biz_type: BizType,
+    pub biz_id: String,
+}
+
+/// The attempt the student pays (a QR code for `code_url`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PaymentAttempt {
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub channel: PayChannel,
+    pub code_url: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub status: PaymentStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentGatewayClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl PaymentGatewayClient {
+    pub fn new(
+        base_url: &str,
+        service_token: &SecretString,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: http_client(service_token, timeout)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %req.order_id, channel = %req.channel))]
+    pub async fn create_payment(&self, req: &CreatePayment) -> Result<PaymentAttempt, OrderError> {
+        let url = format!("{}/internal/payments", self.base_url);
+        let resp = self
+            .http
+            .post(url)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            let attempt: PaymentAttempt =
+                resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+            if attempt.order_id != req.order_id || attempt.channel != req.channel {
+                return Err(OrderError::BadUpstreamResponse {
+                    service: SERVICE,
+                    reason: format!(
+                        "asked for order {} on {}, got order {} on {}",
+                        req.order_id, req.channel, attempt.order_id, attempt.channel
+                    ),
+                });
+            }
+            return Ok(attempt);
+        }
+        match status {
+            StatusCode::CONFLICT | StatusCode::BAD_REQUEST => {
+                let body = error_body(resp).await;
+                match body.as_ref().map(|b| b.error.as_str()) {
+                    Some("order_already_paid") => Err(OrderError::OrderAlreadyPaid(req.order_id)),
+                    Some("channel_not_enabled") => Err(OrderError::ChannelNotEnabled(req.channel)),
+                    _ => {
+                        let (code, message) = body
+                            .map(|b| (b.error, b.message))
+                            .unwrap_or_else(|| ("unknown".into(), String::new()));
+                        Err(OrderError::UpstreamRejected {
+                            service: SERVICE,
+                            status: status.as_u16(),
+                            code,
+                            message,
+                        })
+                    }
+                }
+            }
+            _ => Err(unexpected(SERVICE, resp).await),
+        }
+    }
+}

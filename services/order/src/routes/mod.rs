@@ -1,0 +1,21 @@
+//! HTTP routes of the order service.
+
+pub mod orders;
+
+use actix_web::web;
+use paywire_platform::auth::Authenticator;
+
+use crate::AppState;
+
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+) {
+    cfg.app_data(state).app_data(auth).service(
+        web::scope("/api/orders")
+            .route("", web::post().to(orders::create))
+            .route("/{order_id}", web::get().to(orders::get))
+            .route("/{order_id}/pay", web::post().to(orders::pay)),
+    );
+}
