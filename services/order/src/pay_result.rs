@@ -154,7 +154,7 @@ mod tests {
             channel: PayChannel::Wechat,
             amount_fen: Fen::new(100).unwrap(),
             channel_trade_no: "t".into(),
-            paid_at: chrono::Utc::now(),
+            paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
         }
     }
 

@@ -1,0 +1,880 @@
+//! Black-box tests of the order service: the app runs in-process on port 0 against its own
+//! database and RabbitMQ vhost. The learning center and the payment gateway are small actix
+//! servers started here that answer their internal endpoints (HTTP peers, not stand-ins for
+//! a database); the real services are wired together in the end-to-end suite.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use order::error::OrderError;
+use order::pay_result::{MarkPaid, mark_paid};
+use order::store;
+use order::{MIGRATIONS, Settings};
+use paywire_domain::topology::{ORDER_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
+use paywire_domain::{
+    BizType, ChooseCourseId, CourseId, EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo,
+    PayResultV1, UserId,
+};
+use paywire_messaging::topology::dead_letter_queue_name;
+use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
+use paywire_platform::config::{AuthSettings, DEV_SERVICE_TOKEN};
+use paywire_testkit::{TestDatabase, TestVhost, eventually};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const PRICE: i64 = 12_345;
+
+// ---------------------------------------------------------------------------------------
+// Peers
+// ---------------------------------------------------------------------------------------
+
+fn has_service_token(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(SERVICE_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        == Some(DEV_SERVICE_TOKEN)
+}
+
+fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized().json(json!({"error": "unauthorized", "message": "token"}))
+}
+
+/// Starts an actix server on a free port; returns its base URL.
+fn start_peer<F>(configure: F) -> String
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The learning center's `GET /internal/choose-courses/{id}`.
+#[derive(Clone, Default)]
+struct LearningCenter {
+    records: Arc<Mutex<HashMap<String, Value>>>,
+    failing: Arc<AtomicBool>,
+    calls: Arc<AtomicI64>,
+}
+
+impl LearningCenter {
+    fn add(&self, id: i64, user: &str, status: &str) {
+        self.records.lock().unwrap().insert(
+            id.to_string(),
+            json!({
+                "choose_course_id": id.to_string(), "user_id": user, "course_id": "55",
+                "course_name": "Rust for payments", "price_fen": PRICE, "status": status,
+            }),
+        );
+    }
+
+    fn start(&self) -> String {
+        let state = self.clone();
+        start_peer(move |cfg| {
+            cfg.app_data(web::Data::new(state.clone())).route(
+                "/internal/choose-courses/{id}",
+                web::get().to(
+                    |req: HttpRequest, lc: web::Data<LearningCenter>, id: web::Path<String>| async move {
+                        lc.calls.fetch_add(1, Ordering::SeqCst);
+                        if !has_service_token(&req) {
+                            return unauthorized();
+                        }
+                        if lc.failing.load(Ordering::SeqCst) {
+                            return HttpResponse::InternalServerError().finish();
+                        }
+                        match lc.records.lock().unwrap().get(id.as_str()) {
+                            Some(r) => HttpResponse::Ok().json(r),
+                            None => HttpResponse::NotFound()
+                                .json(json!({"error": "not_found", "message": "no such record"})),
+                        }
+                    },
+                ),
+            );
+        })
+    }
+}
+
+/// The payment gateway's `POST /internal/payments`.
+#[derive(Clone, Default)]
+struct Gateway {
+    requests: Arc<Mutex<Vec<Value>>>,
+    paid_orders: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Gateway {
+    fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    fn start(&self) -> String {
+        let state = self.clone();
+        start_peer(move |cfg| {
+            cfg.app_data(web::Data::new(state.clone())).route(
+                "/internal/payments",
+                web::post().to(
+                    |req: HttpRequest, gw: web::Data<Gateway>, body: web::Json<Value>| async move {
+                        if !has_service_token(&req) {
+                            return unauthorized();
+                        }
+                        let body = body.into_inner();
+                        gw.requests.lock().unwrap().push(body.clone());
+                        let order_id = body["order_id"].as_str().unwrap_or_default().to_owned();
+                        if gw.paid_orders.lock().unwrap().contains(&order_id) {
+                            return HttpResponse::Conflict()
+                                .json(json!({"error": "order_already_paid", "message": "paid"}));
+                        }
+                        HttpResponse::Created().json(json!({
+                            "pay_no": "777", "order_id": order_id, "channel": body["channel"],
+                            "code_url": format!("weixin://wxpay/bizpayurl?pr={order_id}"),
+                            "expires_at": "2030-01-01T00:15:00Z", "status": "unpaid",
+                        }))
+                    },
+                ),
+            );
+        })
+    }
+}
+
+/// A port nothing listens on.
+fn dead_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+struct Harness {
+    base: String,
+    client: reqwest::Client,
+    db: TestDatabase,
+    vhost: TestVhost,
+    lc: LearningCenter,
+    gw: Gateway,
+    auth: Authenticator,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let db = TestDatabase::create("order").await.unwrap();
+        let vhost = TestVhost::create().unwrap();
+        let lc = LearningCenter::default();
+        let gw = Gateway::default();
+        let mut s = Settings::default();
+        s.http.port = 0;
+        s.http.workers = 1;
+        s.database.url = db.url.clone();
+        s.database.max_connections = 4;
+        s.amqp.url = vhost.amqp_url.clone();
+        s.upstream.learning_center_url = lc.start();
+        s.upstream.payment_gateway_url = gw.start();
+        s.upstream.timeout_ms = 3000;
+        tweak(&mut s);
+        let auth = Authenticator::new(&s.auth);
+        let app = order::build(s).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run());
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            db,
+            vhost,
+            lc,
+            gw,
+            auth,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.auth
+            .issue(&UserId::parse(user).unwrap(), chrono::Duration::minutes(5))
+    }
+
+    async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.token(user))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, user: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn create(&self, user: &str, biz_id: &str) -> (u16, Value) {
+        self.post(
+            user,
+            "/api/orders",
+            json!({"biz_type": "course", "biz_id": biz_id}),
+        )
+        .await
+    }
+
+    /// A new unpaid order of `user` for choose-course `biz`.
+    async fn order_for(&self, user: &str, biz: i64) -> OrderId {
+        self.lc.add(biz, user, "awaiting_payment");
+        let (status, body) = self.create(user, &biz.to_string()).await;
+        assert_eq!(status, 201, "{body}");
+        body["order_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url).await.unwrap()
+    }
+}
+
+fn pay_result(order: &store::Order, pay_no: i64) -> PayResultV1 {
+    PayResultV1 {
+        pay_no: PayNo::from(pay_no),
+        order_id: order.id,
+        user_id: order.user_id.clone(),
+        biz_type: order.biz_type,
+        biz_id: order.biz_id.clone(),
+        channel: PayChannel::Wechat,
+        amount_fen: order.total,
+        channel_trade_no: format!("42000{pay_no}"),
+        paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Creating orders
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_takes_the_price_from_the_learning_center_not_the_client() {
+    let h = Harness::start().await;
+    h.lc.add(101, "alice", "awaiting_payment");
+    let (status, body) = h
+        .post(
+            "alice",
+            "/api/orders",
+            json!({"biz_type": "course", "biz_id": "101", "total_fen": 1, "price_fen": 1,
+                   "items": [{"price_fen": 1}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["total_fen"], PRICE);
+    assert_eq!(body["status"], "unpaid");
+    assert_eq!(body["biz_type"], "course");
+    assert_eq!(body["biz_id"], "101");
+    assert_eq!(body["description"], "Rust for payments");
+    assert!(body["order_id"].is_string(), "ids travel as strings");
+    assert!(body["pay_no"].is_null() && body["paid_at"].is_null());
+
+    let id: OrderId = body["order_id"].as_str().unwrap().parse().unwrap();
+    let mut conn = h.conn().await;
+    let order = store::find(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!(order.total.get(), PRICE);
+    assert_eq!(order.user_id.as_str(), "alice");
+    let items = store::items(&mut conn, id).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (
+            items[0].goods_type.as_str(),
+            items[0].goods_id.as_str(),
+            items[0].price_fen,
+            items[0].quantity
+        ),
+        ("course", "55", PRICE, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_create_returns_the_same_order() {
+    let h = Harness::start().await;
+    h.lc.add(102, "alice", "awaiting_payment");
+    let (first, a) = h.create("alice", "102").await;
+    let (second, b) = h.create("alice", "102").await;
+    // Another spelling of the same id is the same record, not a second order.
+    let (third, c) = h.create("alice", "0102").await;
+    assert_eq!((first, second, third), (201, 200, 200), "{a} {b} {c}");
+    assert_eq!(a["order_id"], b["order_id"]);
+    assert_eq!(a["order_id"], c["order_id"]);
+    assert_eq!(
+        h.lc.calls.load(Ordering::SeqCst),
+        1,
+        "existing orders need no upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_make_one_order() {
+    let h = Arc::new(Harness::start().await);
+    h.lc.add(103, "alice", "awaiting_payment");
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move { h.create("alice", "103").await })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert!(status == 201 || status == 200, "{status} {body}");
+        created += usize::from(status == 201);
+        ids.insert(body["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_elses_business_record_is_not_found() {
+    let h = Harness::start().await;
+    h.lc.add(104, "bob", "awaiting_payment");
+    let (status, body) = h.create("alice", "104").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "biz_not_found");
+
+    // Once bob has an order for it, alice still learns nothing.
+    let (status, _) = h.create("bob", "104").await;
+    assert_eq!(status, 201);
+    let (status, body) = h.create("alice", "104").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "biz_not_found");
+    assert!(body.get("order_id").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_or_unpayable_records_are_refused() {
+    let h = Harness::start().await;
+    let (status, body) = h.create("alice", "999").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("biz_not_found"))
+    );
+
+    h.lc.add(105, "alice", "chosen");
+    let (status, body) = h.create("alice", "105").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("biz_not_payable"))
+    );
+
+    let mut conn = h.conn().await;
+    for biz in ["999", "105"] {
+        assert!(
+            store::find_by_biz(&mut conn, BizType::Course, biz)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_create_requests_are_400() {
+    let h = Harness::start().await;
+    for body in [
+        json!({"biz_type": "course", "biz_id": "abc"}),
+        json!({"biz_type": "course", "biz_id": "-1"}),
+        json!({"biz_type": "course", "biz_id": "0"}),
+        json!({"biz_type": "membership", "biz_id": "1"}),
+        json!({"biz_id": "1"}),
+    ] {
+        let (status, resp) = h.post("alice", "/api/orders", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {resp}");
+        assert!(resp["error"].is_string());
+    }
+    assert_eq!(h.lc.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_center_down_or_failing_is_503() {
+    let h = Harness::start_with(|s| s.upstream.learning_center_url = dead_url()).await;
+    let (status, body) = h.create("alice", "106").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "upstream_unavailable");
+
+    let h = Harness::start().await;
+    h.lc.add(106, "alice", "awaiting_payment");
+    h.lc.failing.store(true, Ordering::SeqCst);
+    let (status, body) = h.create("alice", "106").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "upstream_unavailable");
+    // Recovered upstream: the same request now works (nothing half-created before).
+    h.lc.failing.store(false, Ordering::SeqCst);
+    let (status, _) = h.create("alice", "106").await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_service_token_upstream_is_not_a_success() {
+    let h = Harness::start_with(|s| {
+        s.auth = AuthSettings {
+            service_token: SecretString::from("not-the-shared-token"),
+            ..AuthSettings::default()
+        }
+    })
+    .await;
+    h.lc.add(107, "alice", "awaiting_payment");
+    let (status, body) = h.create("alice", "107").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "upstream_error");
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication and ownership
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_need_a_valid_user_token() {
+    let h = Harness::start().await;
+    let id = h.order_for("alice", 201).await;
+    let foreign = Authenticator::new(&AuthSettings {
+        jwt_secret: SecretString::from("some-other-key"),
+        ..AuthSettings::default()
+    })
+    .issue(
+        &UserId::parse("alice").unwrap(),
+        chrono::Duration::minutes(5),
+    );
+    let routes = [
+        ("POST", "/api/orders".to_owned()),
+        ("GET", format!("/api/orders/{id}")),
+        ("POST", format!("/api/orders/{id}/pay")),
+    ];
+    for (method, path) in &routes {
+        for token in [None, Some("garbage".to_owned()), Some(foreign.clone())] {
+            let url = format!("{}{path}", h.base);
+            let mut req = if *method == "GET" {
+                h.client.get(url)
+            } else {
+                h.client
+                    .post(url)
+                    .json(&json!({"biz_type": "course", "biz_id": "201", "channel": "wechat"}))
+            };
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "{method} {path} {token:?}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "unauthorized");
+        }
+    }
+    assert!(h.gw.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_order_is_not_found() {
+    let h = Harness::start().await;
+    let id = h.order_for("alice", 202).await;
+    let (status, body) = h.get("mallory", &format!("/api/orders/{id}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("order_not_found"))
+    );
+    let (status, body) = h
+        .post(
+            "mallory",
+            &format!("/api/orders/{id}/pay"),
+            json!({"channel": "wechat"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("order_not_found"))
+    );
+    assert!(h.gw.requests().is_empty(), "nothing forwarded for mallory");
+
+    let (status, body) = h.get("alice", &format!("/api/orders/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["order_id"], id.to_string());
+    let (status, _) = h.get("alice", "/api/orders/123456").await;
+    assert_eq!(status, 404);
+    let (status, _) = h.get("alice", "/api/orders/not-an-id").await;
+    assert_eq!(status, 400);
+}
+
+// ---------------------------------------------------------------------------------------
+// Paying
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_forwards_the_order_amount_and_returns_the_code_url() {
+    let h = Harness::start().await;
+    let id = h.order_for("alice", 301).await;
+    let (status, body) = h
+        .post(
+            "alice",
+            &format!("/api/orders/{id}/pay"),
+            json!({"channel": "wechat", "amount_fen": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pay_no"], "777");
+    assert_eq!(body["channel"], "wechat");
+    assert_eq!(
+        body["code_url"],
+        format!("weixin://wxpay/bizpayurl?pr={id}")
+    );
+    assert!(
+        body["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2030-01-01T00:15:00")
+    );
+
+    let sent = h.gw.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0],
+        json!({
+            "order_id": id.to_string(), "user_id": "alice", "amount_fen": PRICE,
+            "channel": "wechat", "description": "Rust for payments",
+            "biz_type": "course", "biz_id": "301",
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_channels_are_400() {
+    let h = Harness::start().await;
+    let id = h.order_for("alice", 302).await;
+    for body in [
+        json!({"channel": "paypal"}),
+        json!({"channel": "WECHAT"}),
+        json!({}),
+    ] {
+        let (status, resp) = h
+            .post("alice", &format!("/api/orders/{id}/pay"), body.clone())
+            .await;
+        assert_eq!(status, 400, "{body} -> {resp}");
+    }
+    let (_, resp) = h
+        .post(
+            "alice",
+            &format!("/api/orders/{id}/pay"),
+            json!({"channel": "paypal"}),
+        )
+        .await;
+    assert_eq!(resp["error"], "invalid_channel");
+    assert!(h.gw.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_or_closed_orders_cannot_be_paid_again() {
+    let h = Harness::start().await;
+    let paid = h.order_for("alice", 303).await;
+    let closed = h.order_for("alice", 304).await;
+    let mut conn = h.conn().await;
+    let order = store::find(&mut conn, paid).await.unwrap().unwrap();
+    assert_eq!(
+        mark_paid(&mut conn, &pay_result(&order, 9)).await.unwrap(),
+        MarkPaid::Applied
+    );
+    assert!(store::close(&mut conn, closed).await.unwrap());
+
+    let (status, body) = h
+        .post(
+            "alice",
+            &format!("/api/orders/{paid}/pay"),
+            json!({"channel": "alipay"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("order_already_paid"))
+    );
+    let (status, body) = h
+        .post(
+            "alice",
+            &format!("/api/orders/{closed}/pay"),
+            json!({"channel": "wechat"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("order_closed"))
+    );
+    assert!(h.gw.requests().is_empty());
+
+    // The paid order shows how it was paid.
+    let (status, body) = h.get("alice", &format!("/api/orders/{paid}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "paid");
+    assert_eq!(body["pay_no"], "9");
+    assert_eq!(body["channel"], "wechat");
+    assert!(
+        body["paid_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-22T10:00:00")
+    );
+    let (_, body) = h.get("alice", &format!("/api/orders/{closed}")).await;
+    assert_eq!(body["status"], "closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refusals_and_outages_are_passed_on() {
+    let h = Harness::start().await;
+    let id = h.order_for("alice", 305).await;
+    // The gateway knows of a paid attempt the pay result has not brought here yet.
+    h.gw.paid_orders.lock().unwrap().insert(id.to_string());
+    let (status, body) = h
+        .post(
+            "alice",
+            &format!("/api/orders/{id}/pay"),
+            json!({"channel": "wechat"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("order_already_paid"))
+    );
+
+    let h = Harness::start_with(|s| s.upstream.payment_gateway_url = dead_url()).await;
+    let id = h.order_for("alice", 306).await;
+    let (status, body) = h
+        .post(
+            "alice",
+            &format!("/api/orders/{id}/pay"),
+            json!({"channel": "wechat"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("upstream_unavailable"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Pay results: mark_paid against the database, and through the broker
+// ---------------------------------------------------------------------------------------
+
+/// A migrated database with one unpaid order, without HTTP or broker.
+async fn db_with_order(biz: i64) -> (TestDatabase, AsyncPgConnection, store::Order) {
+    let db = TestDatabase::create("order").await.unwrap();
+    paywire_platform::db::migrate(&db.url, vec![paywire_messaging::MIGRATIONS, MIGRATIONS])
+        .await
+        .unwrap();
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let order = store::insert_course_order(
+        &mut conn,
+        &store::NewCourseOrder {
+            id: OrderId::from(1000 + biz),
+            item_id: 2000 + biz,
+            user_id: UserId::parse("alice").unwrap(),
+            choose_course_id: ChooseCourseId::from(biz),
+            course_id: CourseId::from(55),
+            course_name: "Rust for payments".into(),
+            price: Fen::new(PRICE).unwrap(),
+        },
+    )
+    .await
+    .unwrap()
+    .expect("fresh database");
+    (db, conn, order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_paid_applies_once_and_redeliveries_are_no_ops() {
+    let (_db, mut conn, order) = db_with_order(1).await;
+    let event = pay_result(&order, 50);
+    assert_eq!(
+        mark_paid(&mut conn, &event).await.unwrap(),
+        MarkPaid::Applied
+    );
+    let paid = store::find(&mut conn, order.id).await.unwrap().unwrap();
+    assert_eq!(paid.status, OrderStatus::Paid);
+    assert_eq!(paid.pay_no, Some(PayNo::from(50)));
+    assert_eq!(paid.channel, Some(PayChannel::Wechat));
+    assert_eq!(paid.channel_trade_no.as_deref(), Some("4200050"));
+    assert_eq!(paid.paid_at, Some(event.paid_at));
+
+    assert_eq!(
+        mark_paid(&mut conn, &event).await.unwrap(),
+        MarkPaid::AlreadyApplied
+    );
+    let again = store::find(&mut conn, order.id).await.unwrap().unwrap();
+    assert_eq!(again.pay_no, paid.pay_no);
+    assert_eq!(again.updated_at, paid.updated_at, "a no-op writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatching_pay_results_are_refused_and_change_nothing() {
+    let (_db, mut conn, order) = db_with_order(2).await;
+    let mut wrong_amount = pay_result(&order, 51);
+    wrong_amount.amount_fen = Fen::new(1).unwrap();
+    let mut wrong_user = pay_result(&order, 52);
+    wrong_user.user_id = UserId::parse("mallory").unwrap();
+    let mut wrong_biz = pay_result(&order, 53);
+    wrong_biz.biz_id = "999".into();
+    for event in [wrong_amount, wrong_user, wrong_biz] {
+        let err = mark_paid(&mut conn, &event).await.unwrap_err();
+        assert!(matches!(err, OrderError::PayResultMismatch { .. }), "{err}");
+        assert!(!err.is_transient(), "a mismatch is never retried");
+    }
+    let unchanged = store::find(&mut conn, order.id).await.unwrap().unwrap();
+    assert_eq!(unchanged, order);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_orders_stay_closed_and_second_payments_are_stray() {
+    let (_db, mut conn, order) = db_with_order(3).await;
+    assert!(store::close(&mut conn, order.id).await.unwrap());
+    let outcome = mark_paid(&mut conn, &pay_result(&order, 60)).await.unwrap();
+    assert_eq!(
+        outcome,
+        MarkPaid::Stray {
+            status: OrderStatus::Closed
+        }
+    );
+    let closed = store::find(&mut conn, order.id).await.unwrap().unwrap();
+    assert_eq!(closed.status, OrderStatus::Closed);
+    assert_eq!(closed.pay_no, None);
+
+    let (_db2, mut conn, order) = db_with_order(4).await;
+    assert_eq!(
+        mark_paid(&mut conn, &pay_result(&order, 61)).await.unwrap(),
+        MarkPaid::Applied
+    );
+    // A second attempt of the same order was paid too: money to refund, not to apply.
+    assert_eq!(
+        mark_paid(&mut conn, &pay_result(&order, 62)).await.unwrap(),
+        MarkPaid::Stray {
+            status: OrderStatus::Paid
+        }
+    );
+    let paid = store::find(&mut conn, order.id).await.unwrap().unwrap();
+    assert_eq!(paid.pay_no, Some(PayNo::from(61)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_results_for_unknown_orders_are_errors() {
+    let (_db, mut conn, order) = db_with_order(5).await;
+    let mut event = pay_result(&order, 70);
+    event.order_id = OrderId::from(424242);
+    let err = mark_paid(&mut conn, &event).await.unwrap_err();
+    assert!(matches!(err, OrderError::OrderNotFound(id) if id == event.order_id));
+    assert!(!err.is_transient());
+}
+
+async fn publish(vhost: &TestVhost, message_id: &str, event_type: &str, body: &[u8]) {
+    let conn = paywire_messaging::topology::connect(&vhost.amqp_url, "order-test")
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(message_id.into())
+        .with_type(event_type.into())
+        .with_content_type("application/json".into());
+    channel
+        .basic_publish(
+            PAY_RESULT_EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let _ = conn.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_results_from_the_broker_mark_orders_paid() {
+    let h = Harness::start().await;
+    let id = h.order_for("alice", 401).await;
+    let mut conn = h.conn().await;
+    let order = store::find(&mut conn, id).await.unwrap().unwrap();
+    let event = pay_result(&order, 80).into_envelope(EventId::from(9001), Utc::now());
+    let body = serde_json::to_vec(&event).unwrap();
+    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+    // Redelivered by an at-least-once relay: applied once, nothing parked.
+    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+
+    let paid = eventually(Duration::from_secs(20), || async {
+        let (_, body) = h.get("alice", &format!("/api/orders/{id}")).await;
+        (body["status"] == "paid").then_some(body)
+    })
+    .await
+    .unwrap();
+    assert_eq!(paid["pay_no"], "80");
+
+    // Garbage is parked in the dead-letter queue, not retried forever.
+    publish(&h.vhost, "9002", "pay.result.v1", b"{not json").await;
+    let dlq = dead_letter_queue_name(ORDER_PAY_RESULT_QUEUE);
+    eventually(Duration::from_secs(20), || async {
+        (h.vhost.queue_depth(&dlq).ok()? == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let still = store::find(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!(still.pay_no, Some(PayNo::from(80)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_insert_for_the_same_record_yields_to_the_first() {
+    let (_db, mut conn, order) = db_with_order(6).await;
+    let loser = store::NewCourseOrder {
+        id: OrderId::from(77_777),
+        item_id: 88_888,
+        user_id: UserId::parse("alice").unwrap(),
+        choose_course_id: ChooseCourseId::from(6),
+        course_id: CourseId::from(55),
+        course_name: "Rust for payments".into(),
+        price: Fen::new(1).unwrap(),
+    };
+    assert!(
+        store::insert_course_order(&mut conn, &loser)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Neither the order nor its item was written; the winner is untouched.
+    assert!(store::find(&mut conn, loser.id).await.unwrap().is_none());
+    assert!(store::items(&mut conn, loser.id).await.unwrap().is_empty());
+    let winner = store::find_by_biz(&mut conn, BizType::Course, "6")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(winner, order);
+}
