@@ -1,11 +1,15 @@
 //! WeChat Pay API v3, Native (QR code) payments, direct merchant.
 
+pub mod client;
 pub mod crypto;
 pub mod keyring;
+pub mod transformers;
+pub mod wire;
 
 /// Alias: the signing functions live in [`crypto`].
 pub use crypto as signing;
 
+pub use client::{SignedRequest, WechatPay, WechatPayConfig};
 pub use keyring::WechatPayKeyring;
 
 // Test-only defaults shared across the project (sandbox, gateway, xtask). Never use

@@ -1,0 +1,1027 @@
+//! `WechatPay`: the WeChat Pay v3 Native channel over HTTP.
+//!
+//! Every request is signed over the exact bytes sent; every response (204 included) is
+//! verified with the keyring before anything in it is believed.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use paywire_domain::{PayChannel, PayNo};
+use rsa::RsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::crypto::{self, APIV3_KEY_LEN, HEADER_REQUEST_ID};
+use super::keyring::WechatPayKeyring;
+use super::transformers::{self, api_error, format_time, payment_state};
+use super::wire::{
+    ALGORITHM_AEAD_AES_256_GCM, CURRENCY_CNY, CloseRequest, EVENT_TRANSACTION_SUCCESS,
+    NativePrepayRequest, NativePrepayResponse, NotificationEnvelope, PrepayAmount, TradeState,
+    Transaction,
+};
+use crate::{
+    ChannelError, CloseOutcome, CreatePayment, CreatedPayment, Notification, NotificationReply,
+    NotificationRequest, NotifyError, PaymentChannel, PaymentState,
+};
+
+const USER_AGENT: &str = concat!(
+    "paywire-channels/",
+    env!("CARGO_PKG_VERSION"),
+    " (wechatpay-v3)"
+);
+const MIN_RSA_BITS: usize = 2048;
+
+/// What a merchant needs to talk to WeChat Pay.
+pub struct WechatPayConfig {
+    /// Scheme, host and optional path prefix, e.g. `http://127.0.0.1:8090`.
+    pub api_base: String,
+    pub mchid: String,
+    pub appid: String,
+    /// Serial of the merchant API certificate (`serial_no` in `Authorization`).
+    pub merchant_serial_no: String,
+    pub merchant_private_key: RsaPrivateKey,
+    /// 32 ASCII bytes, used as-is as the AES-256-GCM key.
+    pub apiv3_key: SecretString,
+    /// WeChat Pay's verification keys (public-key id and/or platform certificates).
+    pub keyring: WechatPayKeyring,
+    pub notify_url: String,
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for WechatPayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the private key or the APIv3 key.
+        f.debug_struct("WechatPayConfig")
+            .field("api_base", &self.api_base)
+            .field("mchid", &self.mchid)
+            .field("appid", &self.appid)
+            .field("merchant_serial_no", &self.merchant_serial_no)
+            .field("merchant_private_key", &"[REDACTED]")
+            .field("apiv3_key", &"[REDACTED]")
+            .field("keyring", &self.keyring)
+            .field("notify_url", &self.notify_url)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A signed request, ready to send: `body` is the exact string that was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub method: String,
+    /// The canonical URL that was signed (base path prefix included).
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A response as received: status, lower-cased headers and raw body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct WechatPay {
+    config: WechatPayConfig,
+    /// `scheme://host[:port]` of `api_base`.
+    origin: String,
+    /// Path prefix of `api_base` without trailing `/` (usually empty).
+    base_path: String,
+    request_serial: String,
+    http: reqwest::Client,
+}
+
+impl WechatPay {
+    /// Checks the configuration and builds the HTTP client.
+    pub fn new(config: WechatPayConfig) -> Result<Self, ChannelError> {
+        let config_err = |m: String| ChannelError::Config(m);
+        let url = reqwest::Url::parse(&config.api_base)
+            .map_err(|e| config_err(format!("api_base {:?}: {e}", config.api_base)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(config_err(format!(
+                "api_base {:?} is not an http(s) URL",
+                config.api_base
+            )));
+        }
+        if url.query().is_some() {
+            return Err(config_err("api_base must not have a query".into()));
+        }
+        let origin = url.origin().ascii_serialization();
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        // mchid and out_trade_no go into URLs unescaped; keep them plain.
+        if config.mchid.is_empty() || !config.mchid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(config_err(
+                "mchid must be non-empty ASCII alphanumerics".into(),
+            ));
+        }
+        if config.appid.is_empty() || config.merchant_serial_no.is_empty() {
+            return Err(config_err(
+                "appid and merchant_serial_no are required".into(),
+            ));
+        }
+        if config.apiv3_key.expose_secret().len() != APIV3_KEY_LEN {
+            return Err(config_err(format!(
+                "the APIv3 key must be {APIV3_KEY_LEN} bytes"
+            )));
+        }
+        if config.merchant_private_key.size() * 8 < MIN_RSA_BITS {
+            return Err(config_err(format!(
+                "the merchant private key must have at least {MIN_RSA_BITS} bits"
+            )));
+        }
+        let request_serial = config
+            .keyring
+            .request_serial()
+            .ok_or_else(|| config_err("the WeChat Pay keyring is empty".into()))?
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| config_err(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            config,
+            origin,
+            base_path,
+            request_serial,
+            http,
+        })
+    }
+
+    pub fn config(&self) -> &WechatPayConfig {
+        &self.config
+    }
+
+    /// Signs a request now, with a fresh nonce.
+    pub fn build_request(&self, method: &str, path_and_query: &str, body: &str) -> SignedRequest {
+        self.build_request_at(
+            method,
+            path_and_query,
+            body,
+            Utc::now().timestamp(),
+            &crypto::nonce(),
+        )
+    }
+
+    /// Signs a request with a given timestamp and nonce (deterministic, for tests).
+    /// `path_and_query` is relative to `api_base`, e.g. `/v3/pay/transactions/native`.
+    pub fn build_request_at(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+        timestamp: i64,
+        nonce: &str,
+    ) -> SignedRequest {
+        let canonical = format!("{}{path_and_query}", self.base_path);
+        let message = crypto::request_message(method, &canonical, timestamp, nonce, body);
+        let signature = crypto::sign(&self.config.merchant_private_key, message.as_bytes());
+        let authorization = crypto::authorization(
+            &self.config.mchid,
+            &self.config.merchant_serial_no,
+            timestamp,
+            nonce,
+            &signature,
+        );
+        let headers = vec![
+            ("Authorization".to_owned(), authorization),
+            ("Accept".to_owned(), "application/json".to_owned()),
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            ("User-Agent".to_owned(), USER_AGENT.to_owned()),
+            ("Wechatpay-Serial".to_owned(), self.request_serial.clone()),
+        ];
+        SignedRequest {
+            method: method.to_owned(),
+            path_and_query: canonical,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    /// Checks a response's WeChat Pay signature (any status, empty body included). An
+    /// unsigned 5xx is most likely a proxy or outage, hence `Unavailable`.
+    pub fn verify_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), ChannelError> {
+        match self.config.keyring.verify_signed(headers, body, now) {
+            Ok(()) => Ok(()),
+            Err(e) if status >= 500 => Err(ChannelError::Unavailable(format!(
+                "HTTP {status}, unverified: {e}"
+            ))),
+            Err(e) => Err(ChannelError::BadResponseSignature(format!(
+                "HTTP {status}: {e}"
+            ))),
+        }
+    }
+
+    /// Sends a signed request and returns the verified response.
+    async fn execute(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: &str,
+    ) -> Result<RawResponse, ChannelError> {
+        let signed = self.build_request(method.as_str(), path_and_query, body);
+        let url = format!("{}{}", self.origin, signed.path_and_query);
+        let mut request = self.http.request(method, &url);
+        for (name, value) in &signed.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if !signed.body.is_empty() {
+            request = request.body(signed.body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ChannelError::Unavailable(format!("request failed: {e}")))?;
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| {
+                Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ChannelError::Unavailable(format!("reading response: {e}")))?
+            .to_vec();
+        let request_id = crypto::header(&headers, HEADER_REQUEST_ID).unwrap_or("");
+        tracing::debug!(status, request_id, "wechat pay response");
+        self.verify_response(status, &headers, &body, Utc::now())?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn prepay_body(&self, req: &CreatePayment) -> Result<String, ChannelError> {
+        let body = NativePrepayRequest {
+            appid: self.config.appid.clone(),
+            mchid: self.config.mchid.clone(),
+            description: req.description.clone(),
+            out_trade_no: req.pay_no.to_string(),
+            time_expire: Some(format_time(req.expires_at)),
+            attach: req.attach.clone(),
+            notify_url: self.config.notify_url.clone(),
+            amount: PrepayAmount {
+                total: req.amount.get(),
+                currency: Some(CURRENCY_CNY.to_owned()),
+            },
+        };
+        serde_json::to_string(&body).map_err(|e| ChannelError::Config(format!("prepay body: {e}")))
+    }
+
+    fn query_path(&self, pay_no: PayNo) -> String {
+        format!(
+            "/v3/pay/transactions/out-trade-no/{pay_no}?mchid={}",
+            self.config.mchid
+        )
+    }
+
+    /// Interprets a verified query response for `pay_no`.
+    pub fn interpret_query(
+        &self,
+        pay_no: PayNo,
+        response: &RawResponse,
+    ) -> Result<PaymentState, ChannelError> {
+        if response.status != 200 {
+            return Err(api_error(response.status, &response.body));
+        }
+        let tx: Transaction = serde_json::from_slice(&response.body)
+            .map_err(|e| ChannelError::UnexpectedResponse(format!("transaction: {e}")))?;
+        if tx.mchid != self.config.mchid
+            || tx.appid != self.config.appid
+            || tx.out_trade_no != pay_no.to_string()
+        {
+            return Err(ChannelError::UnexpectedResponse(
+                "transaction is for another merchant, app or trade".into(),
+            ));
+        }
+        payment_state(&tx)
+    }
+
+    fn notification(&self, req: &NotificationRequest<'_>) -> Result<Notification, NotifyError> {
+        self.config
+            .keyring
+            .verify_signed(req.headers, req.body, req.now)?;
+        let envelope: NotificationEnvelope = serde_json::from_slice(req.body)
+            .map_err(|e| NotifyError::Malformed(format!("envelope: {e}")))?;
+        if envelope.event_type != EVENT_TRANSACTION_SUCCESS {
+            return Err(NotifyError::Unsupported(envelope.event_type));
+        }
+        let resource = &envelope.resource;
+        if resource.algorithm != ALGORITHM_AEAD_AES_256_GCM {
+            return Err(NotifyError::Malformed(format!(
+                "resource algorithm {}",
+                resource.algorithm
+            )));
+        }
+        let plaintext = crypto::decrypt_resource(
+            self.config.apiv3_key.expose_secret().as_bytes(),
+            &resource.nonce,
+            &resource.associated_data,
+            &resource.ciphertext,
+        )
+        .map_err(|_| NotifyError::Decrypt)?;
+        let tx: Transaction = serde_json::from_slice(&plaintext)
+            .map_err(|e| NotifyError::Malformed(format!("transaction: {e}")))?;
+        if tx.mchid != self.config.mchid || tx.appid != self.config.appid {
+            return Err(NotifyError::WrongMerchant);
+        }
+        if tx.trade_state != TradeState::Success {
+            return Err(NotifyError::Malformed(format!(
+                "TRANSACTION.SUCCESS with trade_state {}",
+                tx.trade_state.as_str()
+            )));
+        }
+        let payment = transformers::confirmed_payment(&tx)
+            .map_err(|e| NotifyError::Malformed(e.to_string()))?;
+        Ok(Notification::PaymentSucceeded(payment))
+    }
+}
+
+#[async_trait]
+impl PaymentChannel for WechatPay {
+    fn channel(&self) -> PayChannel {
+        PayChannel::Wechat
+    }
+
+    #[tracing::instrument(skip_all, fields(channel = "wechat", pay_no = %req.pay_no))]
+    async fn create_payment(&self, req: &CreatePayment) -> Result<CreatedPayment, ChannelError> {
+        let body = self.prepay_body(req)?;
+        let response = self
+            .execute(reqwest::Method::POST, "/v3/pay/transactions/native", &body)
+            .await?;
+        if response.status != 200 {
+            return Err(api_error(response.status, &response.body));
+        }
+        let created: NativePrepayResponse = serde_json::from_slice(&response.body)
+            .map_err(|e| ChannelError::UnexpectedResponse(format!("prepay: {e}")))?;
+        if created.code_url.is_empty() {
+            return Err(ChannelError::UnexpectedResponse("empty code_url".into()));
+        }
+        Ok(CreatedPayment {
+            code_url: created.code_url,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(channel = "wechat", pay_no = %pay_no))]
+    async fn query_payment(&self, pay_no: PayNo) -> Result<PaymentState, ChannelError> {
+        let response = self
+            .execute(reqwest::Method::GET, &self.query_path(pay_no), "")
+            .await?;
+        self.interpret_query(pay_no, &response)
+    }
+
+    /// Queries first (a paid trade must not be reported closed), closes an unpaid trade,
+    /// and on an unexpected close refusal queries again to catch a payment that raced us.
+    #[tracing::instrument(skip_all, fields(channel = "wechat", pay_no = %pay_no))]
+    async fn close_payment(&self, pay_no: PayNo) -> Result<CloseOutcome, ChannelError> {
+        match self.query_payment(pay_no).await? {
+            PaymentState::Paid(_) | PaymentState::Refunded(_) => {
+                return Ok(CloseOutcome::AlreadyPaid);
+            }
+            PaymentState::Closed => return Ok(CloseOutcome::Closed),
+            PaymentState::NotPaid => {}
+        }
+        let body = serde_json::to_string(&CloseRequest {
+            mchid: self.config.mchid.clone(),
+        })
+        .map_err(|e| ChannelError::Config(format!("close body: {e}")))?;
+        let path = format!("/v3/pay/transactions/out-trade-no/{pay_no}/close");
+        let response = self.execute(reqwest::Method::POST, &path, &body).await?;
+        match close_result(response.status, &response.body) {
+            Err(ChannelError::Rejected { code, message }) => {
+                // APIv3 documents no code for "already paid"; whatever the refusal,
+                // the trade's state decides.
+                match self.query_payment(pay_no).await? {
+                    PaymentState::Paid(_) | PaymentState::Refunded(_) => {
+                        Ok(CloseOutcome::AlreadyPaid)
+                    }
+                    PaymentState::Closed => Ok(CloseOutcome::Closed),
+                    PaymentState::NotPaid => Err(ChannelError::Rejected { code, message }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn parse_notification(
+        &self,
+        req: &NotificationRequest<'_>,
+    ) -> Result<Notification, NotifyError> {
+        self.notification(req)
+    }
+
+    fn acknowledge(&self, result: &Result<(), NotifyError>) -> NotificationReply {
+        acknowledge(result)
+    }
+}
+
+/// Interprets a verified close response: 204 (or any 2xx) and `ORDER_CLOSED` mean closed.
+pub fn close_result(status: u16, body: &[u8]) -> Result<CloseOutcome, ChannelError> {
+    if (200..300).contains(&status) {
+        return Ok(CloseOutcome::Closed);
+    }
+    match api_error(status, body) {
+        ChannelError::Rejected { code, .. } if code == "ORDER_CLOSED" => Ok(CloseOutcome::Closed),
+        e => Err(e),
+    }
+}
+
+/// WeChat Pay decides by status: 2xx acknowledges, anything else makes it retry.
+pub fn acknowledge(result: &Result<(), NotifyError>) -> NotificationReply {
+    let (status, reason) = match result {
+        Ok(()) => {
+            return NotificationReply {
+                status: 204,
+                content_type: "application/json",
+                body: Vec::new(),
+            };
+        }
+        Err(NotifyError::BadSignature) => (401, "bad signature"),
+        Err(NotifyError::StaleTimestamp) => (401, "stale timestamp"),
+        Err(NotifyError::UnknownSerial) => (401, "unknown serial"),
+        Err(NotifyError::Malformed(_)) => (400, "malformed notification"),
+        Err(NotifyError::Decrypt) => (500, "decryption failed"),
+        Err(NotifyError::WrongMerchant) => (500, "wrong merchant"),
+        Err(NotifyError::Unsupported(_)) => (500, "unsupported event"),
+    };
+    let body = serde_json::json!({ "code": "FAIL", "message": reason });
+    NotificationReply {
+        status,
+        content_type: "application/json",
+        body: body.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+    use crate::wechat::{
+        DEV_APIV3_KEY, DEV_APPID, DEV_MCHID, DEV_MERCHANT_SERIAL_NO, DEV_WECHATPAY_PUBLIC_KEY_ID,
+    };
+    use chrono::TimeZone;
+    use paywire_domain::Fen;
+    use rsa::RsaPublicKey;
+    use serde_json::json;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/test-keys/wechat");
+
+    fn merchant_key() -> RsaPrivateKey {
+        keys::private_key_from_file(format!("{KEYS}/merchant_private_key.pem")).unwrap()
+    }
+
+    /// The sandbox's ("WeChat Pay's") signing key.
+    fn wechatpay_key() -> RsaPrivateKey {
+        keys::private_key_from_file(format!("{KEYS}/wechatpay_private_key.pem")).unwrap()
+    }
+
+    fn config(api_base: &str) -> WechatPayConfig {
+        WechatPayConfig {
+            api_base: api_base.into(),
+            mchid: DEV_MCHID.into(),
+            appid: DEV_APPID.into(),
+            merchant_serial_no: DEV_MERCHANT_SERIAL_NO.into(),
+            merchant_private_key: merchant_key(),
+            apiv3_key: SecretString::from(DEV_APIV3_KEY),
+            keyring: WechatPayKeyring::new().with_key(
+                DEV_WECHATPAY_PUBLIC_KEY_ID,
+                keys::public_key_from_file(format!("{KEYS}/wechatpay_public_key.pem")).unwrap(),
+            ),
+            notify_url: "https://gateway.example/api/callback/wechat".into(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn wechat() -> WechatPay {
+        WechatPay::new(config("http://127.0.0.1:8090")).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 2, 0, 0).unwrap()
+    }
+
+    fn pay_no() -> PayNo {
+        "7301234567890123456".parse().unwrap()
+    }
+
+    /// Signs like the sandbox does.
+    fn signed(body: &[u8], at: DateTime<Utc>) -> Vec<(String, String)> {
+        crypto::signed_response_headers(
+            &wechatpay_key(),
+            DEV_WECHATPAY_PUBLIC_KEY_ID,
+            at.timestamp(),
+            &crypto::nonce(),
+            body,
+        )
+    }
+
+    #[test]
+    fn build_request_is_deterministic_and_verifiable() {
+        let wechat = wechat();
+        let body = r#"{"mchid":"1900009191"}"#;
+        let req = wechat.build_request_at(
+            "POST",
+            "/v3/pay/transactions/out-trade-no/1/close",
+            body,
+            1554208460,
+            "593BEC0C930BF1AFEB40B4A08C8FB242",
+        );
+        assert_eq!(
+            req,
+            wechat.build_request_at(
+                "POST",
+                "/v3/pay/transactions/out-trade-no/1/close",
+                body,
+                1554208460,
+                "593BEC0C930BF1AFEB40B4A08C8FB242",
+            )
+        );
+        assert_eq!(req.body, body);
+        assert_eq!(
+            req.path_and_query,
+            "/v3/pay/transactions/out-trade-no/1/close"
+        );
+        let h = |n: &str| crypto::header(&req.headers, n).unwrap().to_owned();
+        assert_eq!(h("accept"), "application/json");
+        assert_eq!(h("content-type"), "application/json");
+        assert!(h("user-agent").starts_with("paywire-channels/"));
+        assert_eq!(h("wechatpay-serial"), DEV_WECHATPAY_PUBLIC_KEY_ID);
+        let auth = crypto::parse_authorization(&h("authorization")).unwrap();
+        assert_eq!(auth.mchid, DEV_MCHID);
+        assert_eq!(auth.serial_no, DEV_MERCHANT_SERIAL_NO);
+        assert_eq!(auth.timestamp, "1554208460");
+        assert_eq!(auth.nonce_str, "593BEC0C930BF1AFEB40B4A08C8FB242");
+        let message = crypto::request_message(
+            "POST",
+            "/v3/pay/transactions/out-trade-no/1/close",
+            1554208460,
+            "593BEC0C930BF1AFEB40B4A08C8FB242",
+            body,
+        );
+        let merchant_public = RsaPublicKey::from(&merchant_key());
+        assert!(crypto::verify(
+            &merchant_public,
+            message.as_bytes(),
+            &auth.signature
+        ));
+        // The signature covers the body: another body does not verify.
+        let other = crypto::request_message(
+            "POST",
+            "/v3/pay/transactions/out-trade-no/1/close",
+            1554208460,
+            "593BEC0C930BF1AFEB40B4A08C8FB242",
+            r#"{"mchid": "1900009191"}"#,
+        );
+        assert!(!crypto::verify(
+            &merchant_public,
+            other.as_bytes(),
+            &auth.signature
+        ));
+    }
+
+    #[test]
+    fn get_request_signs_query_and_empty_body_and_base_prefix() {
+        let wechat = WechatPay::new(config("http://127.0.0.1:8090/wechat/")).unwrap();
+        let path = wechat.query_path(pay_no());
+        assert_eq!(
+            path,
+            "/v3/pay/transactions/out-trade-no/7301234567890123456?mchid=1900009191"
+        );
+        let req = wechat.build_request_at("GET", &path, "", 7, "N");
+        assert_eq!(req.path_and_query, format!("/wechat{path}"));
+        let auth =
+            crypto::parse_authorization(crypto::header(&req.headers, "authorization").unwrap())
+                .unwrap();
+        let message = format!("GET\n/wechat{path}\n7\nN\n\n");
+        assert!(crypto::verify(
+            &RsaPublicKey::from(&merchant_key()),
+            message.as_bytes(),
+            &auth.signature
+        ));
+    }
+
+    #[test]
+    fn prepay_body_is_exact() {
+        let req = CreatePayment {
+            pay_no: pay_no(),
+            amount: Fen::new(1990).unwrap(),
+            description: "Rust 入门".into(),
+            expires_at: Utc.with_ymd_and_hms(2026, 3, 1, 2, 30, 0).unwrap(),
+            attach: None,
+        };
+        assert_eq!(
+            wechat().prepay_body(&req).unwrap(),
+            r#"{"appid":"wxd678efh567hg6787","mchid":"1900009191","description":"Rust 入门","out_trade_no":"7301234567890123456","time_expire":"2026-03-01T10:30:00+08:00","notify_url":"https://gateway.example/api/callback/wechat","amount":{"total":1990,"currency":"CNY"}}"#
+        );
+        let with_attach = CreatePayment {
+            attach: Some("order=1".into()),
+            ..req
+        };
+        assert!(
+            wechat()
+                .prepay_body(&with_attach)
+                .unwrap()
+                .contains(r#""attach":"order=1""#)
+        );
+    }
+
+    #[test]
+    fn verify_response_accepts_signed_and_refuses_unsigned_or_tampered() {
+        let wechat = wechat();
+        let body = br#"{"code_url":"weixin://wxpay/bizpayurl?pr=abc"}"#;
+        let headers = signed(body, now());
+        assert!(wechat.verify_response(200, &headers, body, now()).is_ok());
+        // 204 No Content: signature over "TS\nNONCE\n\n".
+        let empty = signed(b"", now());
+        assert!(wechat.verify_response(204, &empty, b"", now()).is_ok());
+        let tampered = br#"{"code_url":"weixin://wxpay/bizpayurl?pr=evil"}"#;
+        assert!(matches!(
+            wechat.verify_response(200, &headers, tampered, now()),
+            Err(ChannelError::BadResponseSignature(_))
+        ));
+        assert!(matches!(
+            wechat.verify_response(204, &[], b"", now()),
+            Err(ChannelError::BadResponseSignature(_))
+        ));
+        assert!(matches!(
+            wechat.verify_response(400, &[], br#"{"code":"PARAM_ERROR","message":"x"}"#, now()),
+            Err(ChannelError::BadResponseSignature(_))
+        ));
+        // An unsigned 502 comes from a proxy, not from WeChat Pay: retry later.
+        assert!(matches!(
+            wechat.verify_response(502, &[], b"Bad Gateway", now()),
+            Err(ChannelError::Unavailable(_))
+        ));
+        // Signed by a key that is not WeChat Pay's (the merchant's own key).
+        let forged = crypto::signed_response_headers(
+            &merchant_key(),
+            DEV_WECHATPAY_PUBLIC_KEY_ID,
+            now().timestamp(),
+            "N",
+            body,
+        );
+        assert!(matches!(
+            wechat.verify_response(200, &forged, body, now()),
+            Err(ChannelError::BadResponseSignature(_))
+        ));
+        // Signed too long ago.
+        let old = signed(body, now() - chrono::Duration::seconds(301));
+        assert!(matches!(
+            wechat.verify_response(200, &old, body, now()),
+            Err(ChannelError::BadResponseSignature(_))
+        ));
+    }
+
+    fn response(status: u16, body: serde_json::Value) -> RawResponse {
+        let body = body.to_string().into_bytes();
+        RawResponse {
+            status,
+            headers: signed(&body, now()),
+            body,
+        }
+    }
+
+    fn paid_transaction() -> serde_json::Value {
+        json!({
+            "appid": DEV_APPID, "mchid": DEV_MCHID, "out_trade_no": "7301234567890123456",
+            "transaction_id": "4200001234202603010000000001", "trade_type": "NATIVE",
+            "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS",
+            "success_time": "2026-03-01T10:05:00+08:00", "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+            "amount": {"total": 1990, "payer_total": 1990, "currency": "CNY", "payer_currency": "CNY"}
+        })
+    }
+
+    #[test]
+    fn interpret_query_maps_paid_notfound_and_foreign_answers() {
+        let wechat = wechat();
+        match wechat.interpret_query(pay_no(), &response(200, paid_transaction())) {
+            Ok(PaymentState::Paid(p)) => {
+                assert_eq!(p.pay_no, pay_no());
+                assert_eq!(p.amount, Fen::new(1990).unwrap());
+                assert_eq!(p.channel_trade_no, "4200001234202603010000000001");
+                assert_eq!(
+                    p.paid_at,
+                    Utc.with_ymd_and_hms(2026, 3, 1, 2, 5, 0).unwrap()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let notpay = json!({"appid": DEV_APPID, "mchid": DEV_MCHID,
+            "out_trade_no": "7301234567890123456", "trade_state": "NOTPAY"});
+        assert_eq!(
+            wechat
+                .interpret_query(pay_no(), &response(200, notpay))
+                .unwrap(),
+            PaymentState::NotPaid
+        );
+        let missing = json!({"code": "ORDER_NOT_EXIST", "message": "订单不存在"});
+        assert!(matches!(
+            wechat.interpret_query(pay_no(), &response(404, missing)),
+            Err(ChannelError::NotFound)
+        ));
+        for (field, value) in [
+            ("mchid", "1230000109"),
+            ("appid", "wxother"),
+            ("out_trade_no", "42"),
+        ] {
+            let mut tx = paid_transaction();
+            tx[field] = json!(value);
+            assert!(
+                matches!(
+                    wechat.interpret_query(pay_no(), &response(200, tx)),
+                    Err(ChannelError::UnexpectedResponse(_))
+                ),
+                "{field}"
+            );
+        }
+        assert!(matches!(
+            wechat.interpret_query(pay_no(), &response(200, json!({"hello": 1}))),
+            Err(ChannelError::UnexpectedResponse(_))
+        ));
+    }
+
+    #[test]
+    fn close_results() {
+        let err = |code: &str| format!(r#"{{"code":"{code}","message":"m"}}"#).into_bytes();
+        assert!(matches!(close_result(204, b""), Ok(CloseOutcome::Closed)));
+        assert!(matches!(
+            close_result(400, &err("ORDER_CLOSED")),
+            Ok(CloseOutcome::Closed)
+        ));
+        assert!(matches!(
+            close_result(400, &err("PARAM_ERROR")),
+            Err(ChannelError::Rejected { code, .. }) if code == "PARAM_ERROR"
+        ));
+        assert!(matches!(
+            close_result(404, &err("ORDER_NOT_EXIST")),
+            Err(ChannelError::NotFound)
+        ));
+        assert!(matches!(
+            close_result(500, &err("SYSTEM_ERROR")),
+            Err(ChannelError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let short_key = WechatPayConfig {
+            apiv3_key: SecretString::from("sixteen-byte-key"),
+            ..config("http://127.0.0.1:8090")
+        };
+        let no_keys = WechatPayConfig {
+            keyring: WechatPayKeyring::new(),
+            ..config("http://127.0.0.1:8090")
+        };
+        let bad_mchid = WechatPayConfig {
+            mchid: "19/../x".into(),
+            ..config("http://127.0.0.1:8090")
+        };
+        for (what, cfg) in [
+            ("short apiv3 key", short_key),
+            ("empty keyring", no_keys),
+            ("bad mchid", bad_mchid),
+            ("not a URL", config("127.0.0.1:8090")),
+            ("ftp", config("ftp://127.0.0.1/")),
+            ("query", config("http://127.0.0.1:8090/?x=1")),
+        ] {
+            assert!(
+                matches!(WechatPay::new(cfg), Err(ChannelError::Config(_))),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_debug_hides_secrets() {
+        let text = format!("{:?}", wechat());
+        assert!(!text.contains(DEV_APIV3_KEY));
+        assert!(text.contains("[REDACTED]"));
+        assert!(text.contains(DEV_MCHID));
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_unavailable() {
+        // Port 1 on loopback: nothing listens, the connect fails at once.
+        let wechat = WechatPay::new(config("http://127.0.0.1:1")).unwrap();
+        let err = wechat.query_payment(pay_no()).await.unwrap_err();
+        assert!(matches!(err, ChannelError::Unavailable(_)), "{err:?}");
+        assert!(err.is_retryable());
+    }
+
+    struct Notify {
+        mchid: &'static str,
+        appid: &'static str,
+        event_type: &'static str,
+        trade_state: &'static str,
+        apiv3_key: &'static [u8],
+        algorithm: &'static str,
+    }
+
+    impl Default for Notify {
+        fn default() -> Self {
+            Self {
+                mchid: DEV_MCHID,
+                appid: DEV_APPID,
+                event_type: "TRANSACTION.SUCCESS",
+                trade_state: "SUCCESS",
+                apiv3_key: DEV_APIV3_KEY.as_bytes(),
+                algorithm: "AEAD_AES_256_GCM",
+            }
+        }
+    }
+
+    /// A callback body as WeChat Pay (the sandbox) would send it.
+    fn notify_body(n: &Notify) -> Vec<u8> {
+        let mut tx = paid_transaction();
+        tx["mchid"] = json!(n.mchid);
+        tx["appid"] = json!(n.appid);
+        tx["trade_state"] = json!(n.trade_state);
+        let nonce = crypto::resource_nonce();
+        let ciphertext = crypto::encrypt_resource(
+            n.apiv3_key,
+            &nonce,
+            "transaction",
+            tx.to_string().as_bytes(),
+        )
+        .unwrap();
+        json!({
+            "id": "EV-2018022511223320873", "create_time": "2026-03-01T10:05:01+08:00",
+            "resource_type": "encrypt-resource", "event_type": n.event_type, "summary": "支付成功",
+            "resource": {"original_type": "transaction", "algorithm": n.algorithm,
+                "ciphertext": ciphertext, "associated_data": "transaction", "nonce": nonce}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn parse(
+        headers: &[(String, String)],
+        body: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<Notification, NotifyError> {
+        wechat().parse_notification(&NotificationRequest {
+            headers,
+            body,
+            now: at,
+        })
+    }
+
+    fn parse_notify(n: &Notify) -> Result<Notification, NotifyError> {
+        let body = notify_body(n);
+        parse(&signed(&body, now()), &body, now())
+    }
+
+    #[test]
+    fn notification_success_yields_confirmed_payment() {
+        match parse_notify(&Notify::default()) {
+            Ok(Notification::PaymentSucceeded(p)) => {
+                assert_eq!(p.pay_no, pay_no());
+                assert_eq!(p.amount, Fen::new(1990).unwrap());
+                assert_eq!(p.channel_trade_no, "4200001234202603010000000001");
+                assert_eq!(
+                    p.paid_at,
+                    Utc.with_ymd_and_hms(2026, 3, 1, 2, 5, 0).unwrap()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn notification_for_another_merchant_or_app_is_refused() {
+        let other_mch = Notify {
+            mchid: "1230000109",
+            ..Notify::default()
+        };
+        assert_eq!(parse_notify(&other_mch), Err(NotifyError::WrongMerchant));
+        let other_app = Notify {
+            appid: "wx0000000000000000",
+            ..Notify::default()
+        };
+        assert_eq!(parse_notify(&other_app), Err(NotifyError::WrongMerchant));
+    }
+
+    #[test]
+    fn notification_encrypted_with_another_apiv3_key_fails_decryption() {
+        let n = Notify {
+            apiv3_key: b"another-apiv3-key-of-32-bytes-xx",
+            ..Notify::default()
+        };
+        assert_eq!(parse_notify(&n), Err(NotifyError::Decrypt));
+    }
+
+    #[test]
+    fn other_events_are_unsupported() {
+        let n = Notify {
+            event_type: "REFUND.SUCCESS",
+            ..Notify::default()
+        };
+        assert_eq!(
+            parse_notify(&n),
+            Err(NotifyError::Unsupported("REFUND.SUCCESS".into()))
+        );
+    }
+
+    #[test]
+    fn inconsistent_or_malformed_notifications_are_malformed() {
+        let notpay = Notify {
+            trade_state: "NOTPAY",
+            ..Notify::default()
+        };
+        assert!(matches!(
+            parse_notify(&notpay),
+            Err(NotifyError::Malformed(_))
+        ));
+        let sm4 = Notify {
+            algorithm: "AEAD_SM4_GCM",
+            ..Notify::default()
+        };
+        assert!(matches!(parse_notify(&sm4), Err(NotifyError::Malformed(_))));
+        let garbage = b"not json";
+        assert!(matches!(
+            parse(&signed(garbage, now()), garbage, now()),
+            Err(NotifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn notification_signature_time_and_serial_are_enforced() {
+        let body = notify_body(&Notify::default());
+        let headers = signed(&body, now());
+        let late = now() + chrono::Duration::seconds(301);
+        let early = now() - chrono::Duration::seconds(301);
+        assert_eq!(
+            parse(&headers, &body, late),
+            Err(NotifyError::StaleTimestamp)
+        );
+        assert_eq!(
+            parse(&headers, &body, early),
+            Err(NotifyError::StaleTimestamp)
+        );
+        let mut tampered = body.clone();
+        let i = tampered.iter().position(|b| *b == b'2').unwrap();
+        tampered[i] = b'3';
+        assert_eq!(
+            parse(&headers, &tampered, now()),
+            Err(NotifyError::BadSignature)
+        );
+        let unknown: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| {
+                let v = if n == "wechatpay-serial" {
+                    "PUB_KEY_ID_UNKNOWN".into()
+                } else {
+                    v.clone()
+                };
+                (n.clone(), v)
+            })
+            .collect();
+        assert_eq!(
+            parse(&unknown, &body, now()),
+            Err(NotifyError::UnknownSerial)
+        );
+    }
+
+    #[test]
+    fn acknowledge_replies() {
+        let ok = wechat().acknowledge(&Ok(()));
+        assert_eq!((ok.status, ok.body.as_slice()), (204, &b""[..]));
+        let cases = [
+            (NotifyError::BadSignature, 401),
+            (NotifyError::StaleTimestamp, 401),
+            (NotifyError::UnknownSerial, 401),
+            (NotifyError::Malformed("x".into()), 400),
+            (NotifyError::Decrypt, 500),
+            (NotifyError::WrongMerchant, 500),
+            (NotifyError::Unsupported("REFUND.SUCCESS".into()), 500),
+        ];
+        for (error, status) in cases {
+            let reply = wechat().acknowledge(&Err(error.clone()));
+            assert_eq!(reply.status, status, "{error:?}");
+            assert_eq!(reply.content_type, "application/json");
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(body["code"], "FAIL");
+            assert!(!body["message"].as_str().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn channel_is_wechat() {
+        assert_eq!(wechat().channel(), PayChannel::Wechat);
+    }
+}
