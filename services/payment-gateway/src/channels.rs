@@ -1,0 +1,75 @@
+//! The registry of enabled payment channels.
+//!
+//! Everything channel-specific lives behind `PaymentChannel`; adding Alipay means adding
+//! one entry in [`ChannelRegistry::from_settings`], nothing else in the gateway.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use paywire_channels::PaymentChannel;
+use paywire_channels::wechat::{WechatPay, WechatPayConfig, WechatPayKeyring};
+use paywire_domain::PayChannel;
+
+use crate::{Settings, WechatSettings, timeout};
+
+#[derive(Debug, Default, Clone)]
+pub struct ChannelRegistry {
+    channels: HashMap<PayChannel, Arc<dyn PaymentChannel>>,
+}
+
+impl ChannelRegistry {
+    /// Builds every enabled channel. `own_callback_base` (`http://host:port/api/callback`)
+    /// supplies notify URLs that are left empty in the settings.
+    pub fn from_settings(settings: &Settings, own_callback_base: &str) -> anyhow::Result<Self> {
+        let mut registry = Self::default();
+        if settings.wechat.enabled {
+            let wechat = wechat(&settings.wechat, own_callback_base)
+                .context("configuring the WeChat Pay channel")?;
+            registry.insert(Arc::new(wechat));
+        }
+        Ok(registry)
+    }
+
+    pub fn insert(&mut self, channel: Arc<dyn PaymentChannel>) {
+        self.channels.insert(channel.channel(), channel);
+    }
+
+    pub fn get(&self, channel: PayChannel) -> Option<&Arc<dyn PaymentChannel>> {
+        self.channels.get(&channel)
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = PayChannel> + '_ {
+        self.channels.keys().copied()
+    }
+}
+
+fn wechat(settings: &WechatSettings, own_callback_base: &str) -> anyhow::Result<WechatPay> {
+    let merchant_private_key =
+        paywire_channels::keys::private_key_from_file(&settings.merchant_private_key_path)
+            .with_context(|| format!("merchant key {}", settings.merchant_private_key_path))?;
+    let wechatpay_public_key =
+        paywire_channels::keys::public_key_from_file(&settings.wechatpay_public_key_path)
+            .with_context(|| format!("WeChat Pay key {}", settings.wechatpay_public_key_path))?;
+    let keyring = WechatPayKeyring::new().with_key(
+        settings.wechatpay_public_key_id.clone(),
+        wechatpay_public_key,
+    );
+    let notify_url = if settings.notify_url.is_empty() {
+        format!("{own_callback_base}/wechat")
+    } else {
+        settings.notify_url.clone()
+    };
+    let config = WechatPayConfig {
+        api_base: settings.api_base.clone(),
+        mchid: settings.mchid.clone(),
+        appid: settings.appid.clone(),
+        merchant_serial_no: settings.merchant_serial_no.clone(),
+        merchant_private_key,
+        apiv3_key: settings.apiv3_key.clone(),
+        keyring,
+        notify_url,
+        timeout: timeout(settings.timeout_ms),
+    };
+    Ok(WechatPay::new(config)?)
+}

@@ -1,0 +1,228 @@
+//! Paywire payment gateway: payment attempts, channel calls, channel callbacks, and the
+//! outbox of pay results.
+
+pub mod callbacks;
+pub mod channels;
+pub mod error;
+pub mod payments;
+pub mod routes;
+pub mod schema;
+
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::web;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use paywire_domain::IdGenerator;
+use paywire_domain::topology::PAY_RESULT_SUBSCRIBERS;
+use paywire_messaging::relay::{RelayConfig, run_relay};
+use paywire_messaging::topology::{connect, declare_pay_result_topology};
+use paywire_platform::auth::Authenticator;
+use paywire_platform::config::{
+    AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
+    expose_for_layering,
+};
+use paywire_platform::db::{DbPool, PooledConn};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+pub use channels::ChannelRegistry;
+pub use error::GatewayError;
+
+pub const SERVICE_NAME: &str = "payment-gateway";
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/payment-gateway");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub auth: AuthSettings,
+    pub telemetry: TelemetrySettings,
+    pub ids: IdSettings,
+    pub payment: PaymentSettings,
+    pub wechat: WechatSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::on_port(8083),
+            database: DatabaseSettings::local("paywire_payment"),
+            amqp: AmqpSettings::default(),
+            auth: AuthSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            ids: IdSettings::default(),
+            payment: PaymentSettings::default(),
+            wechat: WechatSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaymentSettings {
+    /// How long a new attempt can be paid (sent to the channel as its expiry).
+    pub attempt_ttl_secs: u32,
+    /// An unpaid attempt is shown again only if it lives at least this much longer,
+    /// so the student has time to scan it.
+    pub reuse_margin_secs: u32,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            attempt_ttl_secs: 900,
+            reuse_margin_secs: 60,
+        }
+    }
+}
+
+/// WeChat Pay v3 merchant settings. The defaults are the test-only sandbox identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WechatSettings {
+    pub enabled: bool,
+    pub api_base: String,
+    pub mchid: String,
+    pub appid: String,
+    pub merchant_serial_no: String,
+    pub merchant_private_key_path: String,
+    pub wechatpay_public_key_id: String,
+    pub wechatpay_public_key_path: String,
+    /// 32-byte APIv3 key (AES-256-GCM of notification resources).
+    #[serde(serialize_with = "expose_for_layering")]
+    pub apiv3_key: SecretString,
+    /// Where WeChat Pay posts notifications. Empty: this service's own
+    /// `/api/callback/wechat` on the address it actually bound (tests on port 0).
+    pub notify_url: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for WechatSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            api_base: "http://127.0.0.1:8090".into(),
+            mchid: "1900009191".into(),
+            appid: "wxd678efh567hg6787".into(),
+            merchant_serial_no: "7E2A1C3B4D5F60718293A4B5C6D7E8F901234567".into(),
+            merchant_private_key_path: "deploy/test-keys/wechat/merchant_private_key.pem".into(),
+            wechatpay_public_key_id: "PUB_KEY_ID_0119000091912026112200000000000001".into(),
+            wechatpay_public_key_path: "deploy/test-keys/wechat/wechatpay_public_key.pem".into(),
+            apiv3_key: SecretString::from("paywire-sandbox-apiv3-key-32byte"),
+            notify_url: "http://127.0.0.1:8083/api/callback/wechat".into(),
+            timeout_ms: 5000,
+        }
+    }
+}
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub pool: DbPool,
+    pub channels: ChannelRegistry,
+    pub ids: IdGenerator,
+    pub payment: PaymentSettings,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("channels", &self.channels)
+            .field("payment", &self.payment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub async fn conn(&self) -> Result<PooledConn, GatewayError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| GatewayError::Pool(e.to_string()))
+    }
+}
+
+/// A built, not yet running gateway.
+pub struct App {
+    server: Server,
+    port: u16,
+    pool: DbPool,
+    database_url: String,
+    amqp_url: String,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prepares the database, the channels and the broker topology, and binds the HTTP port.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
+    let pool = paywire_platform::db::prepare(
+        &settings.database,
+        vec![paywire_messaging::MIGRATIONS, MIGRATIONS],
+    )
+    .await?;
+
+    let listener = paywire_platform::http::bind(&settings.http)?;
+    let addr = listener.local_addr()?;
+    let own_callback_base = format!("http://{}:{}/api/callback", addr.ip(), addr.port());
+    let channels = ChannelRegistry::from_settings(&settings, &own_callback_base)?;
+
+    // Declared before anything is published, so pay results are routable even when no
+    // subscriber has started yet.
+    let amqp = connect(&settings.amqp.url, "payment-gateway-setup").await?;
+    let amqp_channel = amqp.create_channel().await?;
+    declare_pay_result_topology(&amqp_channel, PAY_RESULT_SUBSCRIBERS).await?;
+    let _ = amqp_channel.close(200, "topology declared".into()).await;
+    let _ = amqp.close(200, "topology declared".into()).await;
+
+    let state = web::Data::new(AppState {
+        pool: pool.clone(),
+        channels,
+        ids: IdGenerator::new(settings.ids.worker_id)?,
+        payment: settings.payment.clone(),
+    });
+    let auth = web::Data::new(Authenticator::new(&settings.auth));
+    let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
+        routes::configure(cfg, state.clone(), auth.clone())
+    })?;
+    tracing::info!(port = addr.port(), "payment gateway listening");
+    Ok(App {
+        server,
+        port: addr.port(),
+        pool,
+        database_url: settings.database.url,
+        amqp_url: settings.amqp.url,
+    })
+}
+
+impl App {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves HTTP and runs the outbox relay until either stops or a signal arrives.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let relay = tokio::spawn(async move {
+            let config = RelayConfig::default();
+            if let Err(e) = run_relay(self.pool, self.database_url, self.amqp_url, config).await {
+                tracing::error!(error = %e, "outbox relay stopped");
+            }
+        });
+        paywire_platform::http::run_until_stopped(self.server, vec![("outbox-relay", relay)])
+            .await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn timeout(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1))
+}

@@ -1,0 +1,281 @@
+//! Database access for payment attempts and the callback audit trail.
+//!
+//! Rows are parsed into [`Payment`] once, here; the rest of the crate only sees domain
+//! types. Every status change is a guarded update that checks the rows it affected.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, UserId};
+
+use crate::error::GatewayError;
+use crate::schema::{channel_notifications, payments};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payments)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct PaymentRow {
+    pay_no: i64,
+    order_id: i64,
+    user_id: String,
+    biz_type: String,
+    biz_id: String,
+    channel: String,
+    amount_fen: i64,
+    description: String,
+    status: String,
+    code_url: Option<String>,
+    expires_at: DateTime<Utc>,
+    channel_trade_no: Option<String>,
+    paid_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// One payment attempt at a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub biz_type: BizType,
+    pub biz_id: String,
+    pub channel: PayChannel,
+    pub amount: Fen,
+    pub description: String,
+    pub status: PaymentStatus,
+    pub code_url: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub channel_trade_no: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = GatewayError;
+
+    fn try_from(row: PaymentRow) -> Result<Self, GatewayError> {
+        let corrupt = |e: paywire_domain::ParseError| {
+            GatewayError::CorruptRow(format!("payment {}: {e}", row.pay_no))
+        };
+        Ok(Payment {
+            pay_no: PayNo::from(row.pay_no),
+            order_id: OrderId::from(row.order_id),
+            user_id: UserId::parse(&row.user_id).map_err(corrupt)?,
+            biz_type: row.biz_type.parse().map_err(corrupt)?,
+            channel: row.channel.parse().map_err(corrupt)?,
+            amount: Fen::new(row.amount_fen).map_err(corrupt)?,
+            status: row.status.parse().map_err(corrupt)?,
+            biz_id: row.biz_id,
+            description: row.description,
+            code_url: row.code_url,
+            expires_at: row.expires_at,
+            channel_trade_no: row.channel_trade_no,
+            paid_at: row.paid_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A fresh attempt, before it exists at the channel (`code_url` is filled in later).
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub biz_type: BizType,
+    pub biz_id: String,
+    pub channel: PayChannel,
+    pub amount: Fen,
+    pub description: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Serialises every attempt-creating transaction of one order until it commits, so two
+/// concurrent "pay" clicks cannot both decide to create a new attempt.
+pub async fn lock_order(conn: &mut AsyncPgConnection, order: OrderId) -> Result<(), GatewayError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(order.get())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Every attempt of an order, newest first.
+pub async fn attempts_for_order(
+    conn: &mut AsyncPgConnection,
+    order: OrderId,
+) -> Result<Vec<Payment>, GatewayError> {
+    payments::table
+        .filter(payments::order_id.eq(order.get()))
+        .order(payments::created_at.desc())
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(Payment::try_from)
+        .collect()
+}
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: &NewPayment,
+    now: DateTime<Utc>,
+) -> Result<Payment, GatewayError> {
+    let row = PaymentRow {
+        pay_no: new.pay_no.get(),
+        order_id: new.order_id.get(),
+        user_id: new.user_id.as_str().to_owned(),
+        biz_type: new.biz_type.as_str().to_owned(),
+        biz_id: new.biz_id.clone(),
+        channel: new.channel.as_str().to_owned(),
+        amount_fen: new.amount.get(),
+        description: new.description.clone(),
+        status: PaymentStatus::Unpaid.as_str().to_owned(),
+        code_url: None,
+        expires_at: new.expires_at,
+        channel_trade_no: None,
+        paid_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let stored: PaymentRow = diesel::insert_into(payments::table)
+        .values(&row)
+        .returning(PaymentRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Payment::try_from(stored)
+}
+
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+) -> Result<Option<Payment>, GatewayError> {
+    payments::table
+        .find(pay_no.get())
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .map(Payment::try_from)
+        .transpose()
+}
+
+/// Reads an attempt and locks its row until the surrounding transaction ends, so two
+/// deliveries of the same callback are decided one after the other.
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+) -> Result<Option<Payment>, GatewayError> {
+    payments::table
+        .find(pay_no.get())
+        .select(PaymentRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .map(Payment::try_from)
+        .transpose()
+}
+
+/// Stores the channel's QR code on an attempt that is still unpaid and has none yet.
+/// Returns `false` when the attempt moved on in the meantime.
+pub async fn set_code_url(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    code_url: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
+    let rows = diesel::update(
+        payments::table
+            .filter(payments::pay_no.eq(pay_no.get()))
+            .filter(payments::status.eq(PaymentStatus::Unpaid.as_str()))
+            .filter(payments::code_url.is_null()),
+    )
+    .set((
+        payments::code_url.eq(code_url),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// `unpaid → paid`, guarded by the state machine. Returns `false` when the row was not in
+/// a source status (someone else decided first).
+pub async fn mark_paid(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    channel_trade_no: &str,
+    paid_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
+    let rows = diesel::update(
+        payments::table
+            .filter(payments::pay_no.eq(pay_no.get()))
+            .filter(payments::status.eq_any(PaymentStatus::Paid.source_names())),
+    )
+    .set((
+        payments::status.eq(PaymentStatus::Paid.as_str()),
+        payments::channel_trade_no.eq(channel_trade_no),
+        payments::paid_at.eq(paid_at),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// What the gateway did with one channel callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// The attempt moved to `paid` and a pay result was queued.
+    Applied,
+    /// The attempt was already paid by this very channel transaction.
+    Duplicate,
+    /// The channel took money for an attempt we had already closed.
+    StrayPayment,
+    /// Refused; the reason is a stable snake_case code.
+    Rejected(&'static str),
+}
+
+impl NotificationOutcome {
+    pub fn as_text(&self) -> String {
+        match self {
+            NotificationOutcome::Applied => "applied".into(),
+            NotificationOutcome::Duplicate => "duplicate".into(),
+            NotificationOutcome::StrayPayment => "stray_payment".into(),
+            NotificationOutcome::Rejected(reason) => format!("rejected:{reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = channel_notifications)]
+struct NewNotification<'a> {
+    channel: &'a str,
+    pay_no: Option<i64>,
+    outcome: String,
+    detail: Option<&'a str>,
+}
+
+/// Appends to the callback audit trail. `detail` must never carry secrets or raw bodies.
+pub async fn record_notification(
+    conn: &mut AsyncPgConnection,
+    channel: PayChannel,
+    pay_no: Option<PayNo>,
+    outcome: &NotificationOutcome,
+    detail: Option<&str>,
+) -> Result<(), GatewayError> {
+    diesel::insert_into(channel_notifications::table)
+        .values(NewNotification {
+            channel: channel.as_str(),
+            pay_no: pay_no.map(PayNo::get),
+            outcome: outcome.as_text(),
+            detail,
+        })
+        .execute(conn)
+        .await?;
+    Ok(())
+}

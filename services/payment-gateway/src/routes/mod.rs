@@ -1,0 +1,24 @@
+//! HTTP routes.
+
+pub mod callbacks;
+pub mod payments;
+
+use actix_web::web;
+use paywire_platform::auth::Authenticator;
+
+use crate::AppState;
+
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+) {
+    cfg.app_data(state)
+        .app_data(auth)
+        .route("/internal/payments", web::post().to(payments::create))
+        .route("/internal/payments/{pay_no}", web::get().to(payments::get))
+        .route(
+            "/api/callback/{channel}",
+            web::post().to(callbacks::notification),
+        );
+}
