@@ -7,15 +7,16 @@
 //! never publish the same row concurrently. A row whose outcome is unknown (confirm lost
 //! with the connection) is published again later: consumers deduplicate by `message_id`.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::{FutureExt, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
 use paywire_platform::db::DbPool;
 use tracing::Instrument;
 
@@ -104,12 +105,17 @@ async fn session_inner(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    let mut publisher = Publisher {
+        connection,
+        channel,
+        known_exchanges: HashSet::new(),
+    };
     *connected = true;
     tracing::info!("outbox relay connected");
 
     let mut notifications = std::pin::pin!(listener.notifications_stream());
     loop {
-        let report = publish_batch(pool, &channel, config).await?;
+        let report = publish_batch(pool, &mut publisher, config).await?;
         if let Some(reason) = report.channel_broken {
             return Err(MessagingError::ChannelBroken(reason));
         }
@@ -173,9 +179,49 @@ fn failed(reason: impl Into<String>, channel_broken: bool) -> Outcome {
     }
 }
 
+/// The relay's broker side for one connected lifetime.
+struct Publisher {
+    connection: Connection,
+    channel: Channel,
+    /// Exchanges verified to exist on this connection.
+    known_exchanges: HashSet<String>,
+}
+
+impl Publisher {
+    /// Whether `exchange` exists. Publishing to a missing exchange makes the broker close
+    /// the channel, failing every other publish in flight; checking first (passively, on a
+    /// throwaway channel) keeps one misaddressed row from blocking the whole outbox.
+    async fn exchange_exists(&mut self, exchange: &str) -> Result<bool, MessagingError> {
+        if exchange.is_empty() || self.known_exchanges.contains(exchange) {
+            return Ok(true);
+        }
+        let probe = self.connection.create_channel().await?;
+        let declared = probe
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(()) => {
+                self.known_exchanges.insert(exchange.to_owned());
+                Ok(true)
+            }
+            // The probe channel was closed (404); the connection itself is fine.
+            Err(_) if self.connection.status().connected() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 async fn publish_batch(
     pool: &DbPool,
-    channel: &Channel,
+    publisher: &mut Publisher,
     config: &RelayConfig,
 ) -> Result<BatchReport, MessagingError> {
     let span = tracing::info_span!(
@@ -208,10 +254,21 @@ async fn publish_batch(
         // Pipeline the whole batch, then wait for all confirms at once.
         let mut pending = Vec::with_capacity(rows.len());
         for row in &rows {
-            let published = publish_row(channel, row)
+            if !publisher.exchange_exists(&row.exchange).await? {
+                pending.push(Err((format!("exchange {} NOT_FOUND", row.exchange), false)));
+                continue;
+            }
+            let published = publish_row(&publisher.channel, row)
                 .instrument(tracing::info_span!("outbox_publish", message_id = row.id))
-                .await;
+                .await
+                .map_err(|e| (format!("publish: {e}"), true));
+            let channel_dead = published.is_err();
             pending.push(published);
+            if channel_dead {
+                // The rest of the batch would fail the same way; leave those rows untouched
+                // (no attempt counted) for the next connection.
+                break;
+            }
         }
         let deadline = tokio::time::Instant::now() + config.confirm_timeout;
         let outcomes =
@@ -287,13 +344,13 @@ async fn publish_row(channel: &Channel, row: &OutboxRow) -> Result<PublisherConf
         .map_err(|e| e.to_string())
 }
 
-async fn await_confirm(
-    published: Result<PublisherConfirm, String>,
-    deadline: tokio::time::Instant,
-) -> Outcome {
+/// A sent publish, or why it was not sent and whether the channel is unusable.
+type Sent = Result<PublisherConfirm, (String, bool)>;
+
+async fn await_confirm(published: Sent, deadline: tokio::time::Instant) -> Outcome {
     let confirm = match published {
         Ok(c) => c,
-        Err(e) => return failed(format!("publish: {e}"), true),
+        Err((reason, channel_broken)) => return failed(reason, channel_broken),
     };
     match tokio::time::timeout_at(deadline, confirm).await {
         Ok(Ok(Confirmation::Ack(None))) => Outcome::Published,

@@ -218,3 +218,35 @@ async fn unroutable_rows_stay_pending_and_are_retried() -> anyhow::Result<()> {
     assert_eq!(ids, vec!["7"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_row_for_a_missing_exchange_does_not_block_the_others() -> anyhow::Result<()> {
+    let mut env = Env::new().await?;
+    env.declare(QUEUE).await?;
+    // Publishing to a missing exchange makes the broker close the channel: the relay must
+    // count the failure, reconnect, and keep publishing the other rows.
+    env.enqueue_to("test.missing", &[1]).await?;
+    env.enqueue(&[2, 3]).await?;
+    env.spawn_relay(fast_relay());
+    env.enqueue(&[4]).await?;
+
+    eventually(WAIT, || async {
+        (env.count("SELECT count(*) AS n FROM outbox WHERE published_at IS NOT NULL")
+            .await
+            .ok()?
+            == 3)
+            .then_some(())
+    })
+    .await?;
+    eventually(WAIT, || async {
+        (env.count("SELECT count(*) AS n FROM outbox WHERE id = 1 AND attempts >= 1 AND published_at IS NULL AND last_error LIKE '%NOT_FOUND%'")
+            .await
+            .ok()?
+            == 1)
+        .then_some(())
+    })
+    .await?;
+    let ids: BTreeSet<String> = env.drain(QUEUE).await?.iter().map(message_id).collect();
+    assert_eq!(ids, ["2", "3", "4"].map(String::from).into());
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Topology declaration against a real RabbitMQ vhost.
+
+mod common;
+
+use common::Env;
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Confirmation};
+use paywire_domain::topology::{PAY_RESULT_EXCHANGE, PAY_RESULT_SUBSCRIBERS};
+use paywire_messaging::{
+    RetryPolicy, dead_letter_queue_name, declare_pay_result_topology, declare_subscriber_queue,
+    retry_queue_name,
+};
+
+#[tokio::test]
+async fn pay_result_topology_is_idempotent_and_fans_out_to_every_subscriber() -> anyhow::Result<()>
+{
+    let env = Env::new().await?;
+    let conn = paywire_messaging::connect(&env.vhost.amqp_url, "test-topology").await?;
+    let ch = conn.create_channel().await?;
+    declare_pay_result_topology(&ch, PAY_RESULT_SUBSCRIBERS).await?;
+    // A second service starting declares the same thing again.
+    declare_pay_result_topology(&ch, PAY_RESULT_SUBSCRIBERS).await?;
+
+    ch.confirm_select(Default::default()).await?;
+    let confirm = ch
+        .basic_publish(
+            PAY_RESULT_EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"{}",
+            BasicProperties::default().with_message_id("1".into()),
+        )
+        .await?
+        .await?;
+    assert_eq!(confirm, Confirmation::Ack(None));
+    for queue in PAY_RESULT_SUBSCRIBERS {
+        assert_eq!(env.drain(queue).await?.len(), 1, "{queue}");
+        // Retry and dead-letter queues exist but are not bound to the fanout exchange.
+        assert_eq!(env.drain(&dead_letter_queue_name(queue)).await?.len(), 0);
+        for n in 1..=RetryPolicy::default().delays.len() {
+            assert_eq!(env.drain(&retry_queue_name(queue, n)).await?.len(), 0);
+        }
+    }
+
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-p",
+            &env.vhost.name,
+            "-q",
+            "--no-table-headers",
+            "name",
+            "type",
+        ])
+        .output()?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let queues: Vec<&str> = listing.lines().collect();
+    assert_eq!(queues.len(), PAY_RESULT_SUBSCRIBERS.len() * 5, "{listing}");
+    assert!(
+        queues.iter().all(|l| l.trim_end().ends_with("quorum")),
+        "{listing}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn redeclaring_a_queue_with_another_policy_fails() -> anyhow::Result<()> {
+    let env = Env::new().await?;
+    let conn = paywire_messaging::connect(&env.vhost.amqp_url, "test-topology").await?;
+    let ch = conn.create_channel().await?;
+    paywire_messaging::declare_fanout_exchange(&ch, "test.events").await?;
+    declare_subscriber_queue(&ch, "test.events", "q", &RetryPolicy::default()).await?;
+    let other = RetryPolicy {
+        delivery_limit: 3,
+        ..RetryPolicy::default()
+    };
+    let ch2 = conn.create_channel().await?;
+    assert!(
+        declare_subscriber_queue(&ch2, "test.events", "q", &other)
+            .await
+            .is_err()
+    );
+    Ok(())
+}
