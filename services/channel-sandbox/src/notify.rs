@@ -1,0 +1,300 @@
+//! Notification delivery: POST a channel's notification to the merchant's `notify_url`
+//! until it is acknowledged or the channel's retry schedule is exhausted.
+//!
+//! Each notification runs in its own tokio task; every attempt is recorded so tests and
+//! the inspection API can show what the merchant was sent and how it answered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use paywire_domain::PayChannel;
+use serde::{Deserialize, Serialize};
+
+/// WeChat Pay's retry intervals after a failed delivery: 15s, 15s, 30s, 3m, 10m, 20m,
+/// 30m, 30m, 30m, 60m, 3h, 3h, 3h, 6h, 6h (24h4m in all; reference §1.6).
+pub const WECHAT_RETRY_SCHEDULE: [Duration; 15] = [
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(3 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(20 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(6 * 3600),
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifySettings {
+    /// An answer slower than this counts as a failure (WeChat: 5 s).
+    pub timeout_ms: u64,
+    /// Divides the retry intervals, so tests see a day of retries in milliseconds.
+    pub time_compression: f64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5000,
+            time_compression: 1.0,
+        }
+    }
+}
+
+/// Produces fresh signature headers for the body at each attempt (a retry hours later
+/// must carry a current timestamp to pass the merchant's clock-skew check).
+pub type SignHeaders = Arc<dyn Fn(&[u8]) -> Vec<(String, String)> + Send + Sync>;
+
+/// One notification to deliver.
+pub struct Outgoing {
+    pub id: String,
+    pub channel: PayChannel,
+    pub event_type: String,
+    pub url: String,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub sign: SignHeaders,
+    /// The channel's rule for "the merchant has it", from status and body.
+    pub acknowledged: fn(u16, &[u8]) -> bool,
+    /// Waits before each retry; its length is the number of retries.
+    pub schedule: &'static [Duration],
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("event_type", &self.event_type)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// WeChat Pay: HTTP 200 or 204 is success, whatever the body says.
+pub fn wechat_acknowledged(status: u16, _body: &[u8]) -> bool {
+    matches!(status, 200 | 204)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub at: DateTime<Utc>,
+    /// The merchant's HTTP status, if it answered in time.
+    pub status: Option<u16>,
+    /// Transport failure or timeout.
+    pub error: Option<String>,
+    pub acknowledged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub channel: PayChannel,
+    pub event_type: String,
+    pub url: String,
+    pub attempts: Vec<Attempt>,
+    pub acknowledged: bool,
+    /// No further attempt will be made (acknowledged or schedule exhausted).
+    pub finished: bool,
+}
+
+pub struct Notifier {
+    client: reqwest::Client,
+    timeout: Duration,
+    time_compression: f64,
+    /// Deliveries run on the runtime that built the sandbox, not on an actix worker's,
+    /// so they outlive the request that triggered them.
+    runtime: tokio::runtime::Handle,
+    records: Mutex<HashMap<String, DeliveryRecord>>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("timeout", &self.timeout)
+            .field("time_compression", &self.time_compression)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// Must be called inside a tokio runtime.
+    pub fn new(settings: &NotifySettings) -> anyhow::Result<Self> {
+        let c = settings.time_compression;
+        anyhow::ensure!(
+            c.is_finite() && c >= 1.0,
+            "notify.time_compression must be a finite number >= 1, got {c}"
+        );
+        anyhow::ensure!(settings.timeout_ms > 0, "notify.timeout_ms must be > 0");
+        let client = reqwest::Client::builder()
+            // WeChat Pay sends `Wechatpay-Signature`, not `wechatpay-signature`.
+            .http1_title_case_headers()
+            .build()?;
+        Ok(Self {
+            client,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            time_compression: c,
+            runtime: tokio::runtime::Handle::try_current()?,
+            records: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The real interval divided by `time_compression`.
+    pub fn compressed(&self, interval: Duration) -> Duration {
+        interval.div_f64(self.time_compression)
+    }
+
+    /// Starts delivering `out` in the background; returns its id.
+    pub fn dispatch(self: &Arc<Self>, out: Outgoing) -> String {
+        let id = out.id.clone();
+        self.lock().insert(
+            id.clone(),
+            DeliveryRecord {
+                id: id.clone(),
+                channel: out.channel,
+                event_type: out.event_type.clone(),
+                url: out.url.clone(),
+                attempts: Vec::new(),
+                acknowledged: false,
+                finished: false,
+            },
+        );
+        self.runtime.spawn(deliver(self.clone(), out));
+        id
+    }
+
+    pub fn record(&self, id: &str) -> Option<DeliveryRecord> {
+        self.lock().get(id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeliveryRecord>> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note(&self, id: &str, attempt: Attempt, finished: bool) {
+        if let Some(record) = self.lock().get_mut(id) {
+            record.acknowledged |= attempt.acknowledged;
+            record.finished = finished;
+            record.attempts.push(attempt);
+        }
+    }
+
+    /// One POST, bounded by the timeout as a whole (connect, headers and body).
+    async fn attempt(&self, out: &Outgoing) -> Result<(u16, Vec<u8>), String> {
+        let mut request = self
+            .client
+            .post(&out.url)
+            .header("Content-Type", out.content_type)
+            .header("User-Agent", "Paywire-Channel-Sandbox/1.0")
+            .body(out.body.clone());
+        for (name, value) in (out.sign)(&out.body) {
+            request = request.header(name, value);
+        }
+        let exchange = async {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body.to_vec()))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(notification_id = %out.id, channel = %out.channel, event_type = %out.event_type))]
+async fn deliver(notifier: Arc<Notifier>, out: Outgoing) {
+    let total = out.schedule.len() + 1;
+    for index in 0..total {
+        if let Some(wait) = index.checked_sub(1).map(|i| out.schedule[i]) {
+            tokio::time::sleep(notifier.compressed(wait)).await;
+        }
+        let at = Utc::now();
+        let (status, error, acknowledged) = match notifier.attempt(&out).await {
+            Ok((status, body)) => (Some(status), None, (out.acknowledged)(status, &body)),
+            Err(e) => (None, Some(e), false),
+        };
+        let last = acknowledged || index + 1 == total;
+        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        tracing::info!(
+            attempt = number,
+            ?status,
+            ?error,
+            acknowledged,
+            "notification attempt"
+        );
+        notifier.note(
+            &out.id,
+            Attempt {
+                number,
+                at,
+                status,
+                error,
+                acknowledged,
+            },
+            last,
+        );
+        if acknowledged {
+            return;
+        }
+    }
+    tracing::warn!("notification never acknowledged; giving up");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wechat_schedule_is_fifteen_retries_summing_to_24h4m() {
+        assert_eq!(WECHAT_RETRY_SCHEDULE.len(), 15);
+        let total: Duration = WECHAT_RETRY_SCHEDULE.iter().sum();
+        assert_eq!(total, Duration::from_secs(24 * 3600 + 4 * 60));
+    }
+
+    #[test]
+    fn only_200_and_204_acknowledge_a_wechat_notification() {
+        assert!(wechat_acknowledged(200, b"{\"code\":\"FAIL\"}"));
+        assert!(wechat_acknowledged(204, b""));
+        for status in [201, 202, 301, 400, 401, 404, 500, 503] {
+            assert!(!wechat_acknowledged(status, b""), "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn compression_divides_intervals_and_bad_settings_are_refused() {
+        let n = Notifier::new(&NotifySettings {
+            timeout_ms: 100,
+            time_compression: 1000.0,
+        })
+        .unwrap();
+        assert_eq!(
+            n.compressed(Duration::from_secs(15)),
+            Duration::from_millis(15)
+        );
+        for bad in [0.0, 0.5, -1.0, f64::NAN, f64::INFINITY] {
+            let s = NotifySettings {
+                timeout_ms: 100,
+                time_compression: bad,
+            };
+            assert!(Notifier::new(&s).is_err(), "{bad} accepted");
+        }
+        let s = NotifySettings {
+            timeout_ms: 0,
+            time_compression: 1.0,
+        };
+        assert!(Notifier::new(&s).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The WeChat Pay v3 endpoints the gateway calls. Every handler takes a
+//! [`MerchantRequest`], so nothing runs before the merchant's signature verifies.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use paywire_domain::Fen;
+use serde::{Deserialize, Serialize};
+
+use super::WechatSandbox;
+use super::signing::MerchantRequest;
+use super::state::{OutTradeNo, PrepayParams};
+use crate::SandboxError;
+
+#[derive(Debug, Deserialize)]
+struct PrepayRequest {
+    appid: Option<String>,
+    mchid: Option<String>,
+    description: Option<String>,
+    out_trade_no: Option<String>,
+    time_expire: Option<String>,
+    attach: Option<String>,
+    notify_url: Option<String>,
+    amount: Option<AmountRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AmountRequest {
+    total: Option<i64>,
+    currency: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PrepayResponse {
+    code_url: String,
+}
+
+fn param(why: impl Into<String>) -> SandboxError {
+    SandboxError::ParamError(why.into())
+}
+
+fn required<T>(value: Option<T>, name: &str) -> Result<T, SandboxError> {
+    value.ok_or_else(|| param(format!("缺少参数 {name}")))
+}
+
+fn json_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SandboxError> {
+    serde_json::from_slice(body).map_err(|e| param(format!("请求体不是有效的JSON: {e}")))
+}
+
+fn json_ok<T: Serialize>(value: &T) -> Result<HttpResponse, SandboxError> {
+    let body = serde_json::to_vec(value).map_err(|e| SandboxError::WechatSystem(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+/// Parses a prepay body into the trade's parameters, in WeChat's order of checks:
+/// required fields, then the appid/mchid binding, then each field's rules.
+fn parse_prepay(
+    sandbox: &WechatSandbox,
+    signer_mchid: &str,
+    body: &[u8],
+) -> Result<(OutTradeNo, PrepayParams), SandboxError> {
+    let req: PrepayRequest = json_body(body)?;
+    let appid = required(req.appid, "appid")?;
+    let mchid = required(req.mchid, "mchid")?;
+    let description = required(req.description, "description")?;
+    let out_trade_no = required(req.out_trade_no, "out_trade_no")?;
+    let notify_url = required(req.notify_url, "notify_url")?;
+    let amount = required(req.amount, "amount")?;
+    let total = required(amount.total, "amount.total")?;
+
+    if appid != sandbox.appid || mchid != sandbox.mchid || mchid != signer_mchid {
+        return Err(SandboxError::AppidMchidNotMatch);
+    }
+    let out_trade_no = OutTradeNo::parse(&out_trade_no)?;
+    if description.is_empty() || description.chars().count() > 127 {
+        return Err(param("description 长度须为1-127个字符"));
+    }
+    let total = Fen::new(total)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| param("amount.total 须为大于0的整数（分）"))?;
+    if amount.currency.as_deref().is_some_and(|c| c != "CNY") {
+        return Err(param("amount.currency 仅支持 CNY"));
+    }
+    // Real WeChat demands public HTTPS; the sandbox also accepts local HTTP.
+    let scheme_ok = notify_url.starts_with("https://") || notify_url.starts_with("http://");
+    if !scheme_ok || notify_url.contains('?') || notify_url.len() > 255 {
+        return Err(param("notify_url 须为不带参数的http(s)地址"));
+    }
+    if req.attach.as_ref().is_some_and(|a| a.chars().count() > 128) {
+        return Err(param("attach 长度不能超过128个字符"));
+    }
+    let time_expire = req
+        .time_expire
+        .map(|t| {
+            DateTime::parse_from_rfc3339(&t).map_err(|_| param("time_expire 须为RFC 3339格式"))
+        })
+        .transpose()?;
+    Ok((
+        out_trade_no,
+        PrepayParams {
+            appid,
+            description,
+            notify_url,
+            total,
+            attach: req.attach,
+            time_expire,
+        },
+    ))
+}
+
+/// `POST /v3/pay/transactions/native` → `{"code_url"}`.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_trade_no))]
+pub async fn prepay_native(
+    sandbox: web::Data<WechatSandbox>,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let (out_trade_no, params) = parse_prepay(&sandbox, &req.mchid, &req.body)?;
+    tracing::Span::current().record("out_trade_no", out_trade_no.as_str());
+    let code_url = sandbox
+        .trades
+        .prepay(&req.mchid, out_trade_no, params, Utc::now())?;
+    tracing::info!("native prepay accepted");
+    json_ok(&PrepayResponse { code_url })
+}
+
+/// The `mchid` of a query or close must be the signing merchant's.
+fn same_merchant(given: Option<String>, signer_mchid: &str) -> Result<(), SandboxError> {
+    match given {
+        None => Err(param("缺少参数 mchid")),
+        Some(m) if m == signer_mchid => Ok(()),
+        Some(_) => Err(param("mchid 与请求签名的商户号不一致")),
+    }
+}
+
+/// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…` → Transaction.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_trade_no = %out_trade_no))]
+pub async fn query_by_out_trade_no(
+    sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
+    out_trade_no: web::Path<String>,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
+        .map_err(|e| param(format!("查询参数无效: {e}")))?;
+    same_merchant(query.get("mchid").cloned(), &req.mchid)?;
+    let trade = sandbox
+        .trades
+        .get(&req.mchid, &out_trade_no)
+        .ok_or(SandboxError::OrderNotExist)?;
+    json_ok(&trade.transaction())
+}
+
+#[derive(Debug, Deserialize)]
+struct CloseRequest {
+    mchid: Option<String>,
+}
+
+/// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` `{"mchid"}` → 204.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_trade_no = %out_trade_no))]
+pub async fn close(
+    sandbox: web::Data<WechatSandbox>,
+    out_trade_no: web::Path<String>,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let body: CloseRequest = json_body(&req.body)?;
+    same_merchant(body.mchid, &req.mchid)?;
+    sandbox.trades.close(&req.mchid, &out_trade_no)?;
+    tracing::info!("trade closed");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Anything else under `/v3`, still answered (and signed) like WeChat Pay.
+pub async fn not_found() -> Result<HttpResponse, SandboxError> {
+    Err(SandboxError::WechatNotFound)
+}
