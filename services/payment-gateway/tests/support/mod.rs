@@ -1,0 +1,312 @@
+//! A gateway started in-process on port 0 against its own database and vhost, with the
+//! channel sandbox (WeChat Pay imitation) as its channel peer.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use payment_gateway::Settings;
+use paywire_channels::wechat::crypto;
+use paywire_platform::auth::SERVICE_TOKEN_HEADER;
+use paywire_platform::config::DEV_SERVICE_TOKEN;
+use paywire_testkit::{TestDatabase, TestVhost};
+use serde_json::{Value, json};
+
+pub const MCHID: &str = "1900009191";
+pub const APPID: &str = "wxd678efh567hg6787";
+pub const PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0119000091912026112200000000000001";
+pub const APIV3_KEY: &str = "paywire-sandbox-apiv3-key-32byte";
+
+pub fn key_path(name: &str) -> String {
+    format!(
+        "{}/../../deploy/test-keys/wechat/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) -> Settings {
+    let mut s = Settings::default();
+    s.http.port = 0;
+    s.http.workers = 1;
+    s.database.url = db.url.clone();
+    s.database.max_connections = 4;
+    s.amqp.url = vhost.amqp_url.clone();
+    s.wechat.api_base = api_base.to_owned();
+    s.wechat.merchant_private_key_path = key_path("merchant_private_key.pem");
+    s.wechat.wechatpay_public_key_path = key_path("wechatpay_public_key.pem");
+    // Empty: the gateway's own callback URL on the port it bound.
+    s.wechat.notify_url = String::new();
+    s.wechat.timeout_ms = 5000;
+    s
+}
+
+pub struct Harness {
+    pub base: String,
+    pub sandbox: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub vhost: TestVhost,
+}
+
+impl Harness {
+    /// Gateway + sandbox, both running.
+    pub async fn start() -> Self {
+        let db = TestDatabase::create("payment_gateway").await.unwrap();
+        let vhost = TestVhost::create().unwrap();
+        let sandbox = start_sandbox().await;
+        let settings = gateway_settings(&db, &vhost, &sandbox);
+        Self::with_settings(settings, sandbox, db, vhost).await
+    }
+
+    pub async fn with_settings(
+        settings: Settings,
+        sandbox: String,
+        db: TestDatabase,
+        vhost: TestVhost,
+    ) -> Self {
+        let app = payment_gateway::build(settings).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run());
+        Self {
+            base,
+            sandbox,
+            client: reqwest::Client::new(),
+            db,
+            vhost,
+        }
+    }
+
+    pub async fn create_payment(&self, order_id: i64, amount_fen: i64) -> reqwest::Response {
+        self.create_payment_body(json!({
+            "order_id": order_id.to_string(),
+            "user_id": "student-1",
+            "amount_fen": amount_fen,
+            "channel": "wechat",
+            "description": "Rust 入门课程",
+            "biz_type": "course",
+            "biz_id": "77",
+        }))
+        .await
+    }
+
+    pub async fn create_payment_body(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/internal/payments", self.base))
+            .header(SERVICE_TOKEN_HEADER, DEV_SERVICE_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an attempt and returns its JSON (asserting 201).
+    pub async fn new_attempt(&self, order_id: i64, amount_fen: i64) -> Value {
+        let resp = self.create_payment(order_id, amount_fen).await;
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn post_callback(
+        &self,
+        channel: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/api/callback/{channel}", self.base))
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url).await.unwrap()
+    }
+
+    pub async fn payment(&self, pay_no: &str) -> PaymentRow {
+        diesel::sql_query(
+            "SELECT status, code_url, channel_trade_no FROM payments WHERE pay_no = $1",
+        )
+        .bind::<BigInt, _>(pay_no.parse::<i64>().unwrap())
+        .get_result(&mut self.conn().await)
+        .await
+        .unwrap()
+    }
+
+    pub async fn outbox(&self) -> Vec<OutboxRow> {
+        diesel::sql_query(
+            "SELECT id, exchange, routing_key, aggregate_id, event_type, payload FROM outbox ORDER BY id",
+        )
+        .load(&mut self.conn().await)
+        .await
+        .unwrap()
+    }
+
+    pub async fn notifications(&self) -> Vec<NotificationRow> {
+        diesel::sql_query("SELECT pay_no, outcome, detail FROM channel_notifications ORDER BY id")
+            .load(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_status(&self, pay_no: &str, status: &str) {
+        diesel::sql_query("UPDATE payments SET status = $2 WHERE pay_no = $1")
+            .bind::<BigInt, _>(pay_no.parse::<i64>().unwrap())
+            .bind::<Text, _>(status)
+            .execute(&mut self.conn().await)
+            .await
+            .unwrap();
+    }
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct PaymentRow {
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub code_url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub channel_trade_no: Option<String>,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct OutboxRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub exchange: String,
+    #[diesel(sql_type = Text)]
+    pub routing_key: String,
+    #[diesel(sql_type = Text)]
+    pub aggregate_id: String,
+    #[diesel(sql_type = Text)]
+    pub event_type: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: Value,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct NotificationRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub pay_no: Option<i64>,
+    #[diesel(sql_type = Text)]
+    pub outcome: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub detail: Option<String>,
+}
+
+/// Starts the WeChat Pay imitation on port 0 and returns its base URL.
+pub async fn start_sandbox() -> String {
+    let mut s = channel_sandbox::Settings::default();
+    s.http.port = 0;
+    s.http.workers = 1;
+    s.wechat.merchant_public_key_path = key_path("merchant_public_key.pem");
+    s.wechat.wechatpay_private_key_path = key_path("wechatpay_private_key.pem");
+    let app = channel_sandbox::build(s).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run());
+    base
+}
+
+/// A WeChat Pay `TRANSACTION.SUCCESS` notification, signed with the sandbox's (WeChat
+/// Pay's) test key at `timestamp`, exactly as the channel would send it.
+pub struct Notify {
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub total: i64,
+    pub timestamp: i64,
+    pub mchid: String,
+}
+
+impl Notify {
+    pub fn new(out_trade_no: &str, total: i64) -> Self {
+        Self {
+            out_trade_no: out_trade_no.to_owned(),
+            transaction_id: format!("42000012342026112{:011}", rand_digits()),
+            total,
+            timestamp: Utc::now().timestamp(),
+            mchid: MCHID.to_owned(),
+        }
+    }
+
+    pub fn build(&self) -> (Vec<(String, String)>, Vec<u8>) {
+        let success: DateTime<FixedOffset> =
+            Utc::now().with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap());
+        let transaction = json!({
+            "appid": APPID,
+            "mchid": self.mchid,
+            "out_trade_no": self.out_trade_no,
+            "transaction_id": self.transaction_id,
+            "trade_type": "NATIVE",
+            "trade_state": "SUCCESS",
+            "trade_state_desc": "支付成功",
+            "bank_type": "OTHERS",
+            "attach": "",
+            "success_time": success.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+            "amount": {"total": self.total, "payer_total": self.total, "currency": "CNY", "payer_currency": "CNY"}
+        });
+        let resource_nonce = "abcdefABCDEF";
+        let ciphertext = crypto::encrypt_resource(
+            APIV3_KEY.as_bytes(),
+            resource_nonce,
+            "transaction",
+            transaction.to_string().as_bytes(),
+        )
+        .unwrap();
+        let body = json!({
+            "id": "EV-2026112200000000000000000000000001",
+            "create_time": success.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS",
+            "summary": "支付成功",
+            "resource": {
+                "original_type": "transaction",
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": ciphertext,
+                "associated_data": "transaction",
+                "nonce": resource_nonce
+            }
+        })
+        .to_string()
+        .into_bytes();
+        let key =
+            paywire_channels::keys::private_key_from_file(key_path("wechatpay_private_key.pem"))
+                .unwrap();
+        let mut headers = crypto::signed_response_headers(
+            &key,
+            PUBLIC_KEY_ID,
+            self.timestamp,
+            &crypto::nonce(),
+            &body,
+        );
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        (headers, body)
+    }
+}
+
+fn rand_digits() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    u64::from(nanos) % 100_000_000_000
+}
+
+pub async fn eventually<T, F, Fut>(check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    paywire_testkit::eventually(Duration::from_secs(20), check)
+        .await
+        .unwrap()
+}
