@@ -68,13 +68,11 @@ pub async fn sign_responses(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let http_req = req.request().clone();
-    let sandbox = sandbox(&http_req)?;
-    let response = match next.call(req).await {
-        Ok(response) => response.map_into_boxed_body(),
-        // Errors that escaped the handler still leave here signed.
-        Err(e) => ServiceResponse::new(http_req, e.error_response()),
-    };
+    // Not a clone of the request: routing needs it unshared.
+    let sandbox = sandbox(req.request())?;
+    // Handler and extractor errors arrive here as ordinary (error) responses, so they
+    // are signed too; only a failure inside actix itself would bypass this.
+    let response = next.call(req).await?.map_into_boxed_body();
     let (req, response) = response.into_parts();
     let (head, body) = response.into_parts();
     let system = |m: String| actix_web::Error::from(SandboxError::WechatSystem(m));
