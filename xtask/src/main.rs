@@ -1,1 +1,53 @@
-fn main() {}
+//! `cargo xtask <command>`: developer tooling for running Paywire locally.
+//!
+//! * `up`: create the databases, declare the broker topology, start the four services,
+//!   print their URLs, stop them all on Ctrl-C (or when one of them exits);
+//! * `migrate`: create the databases and let each service apply its migrations, then exit;
+//! * `demo [--channel wechat]`: buy a paid course through the HTTP API of a running platform;
+//! * `token <user-id>`: print a 24 h dev JWT.
+
+// A command-line tool: its output is stdout.
+#![allow(clippy::print_stdout)]
+
+mod cli;
+mod demo;
+#[cfg(test)]
+mod fake;
+mod layout;
+mod migrate;
+mod procs;
+mod token;
+mod up;
+
+use std::process::ExitCode;
+
+use cli::Command;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Up => up::run().await,
+        Command::Migrate => migrate::run().await,
+        Command::Demo { channel } => demo::run(channel).await,
+        Command::Token { user } => token::run(&user),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

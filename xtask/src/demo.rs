@@ -1,0 +1,382 @@
+//! `cargo xtask demo`: buy a paid course through the public HTTP API of a running platform,
+//! pay it with the sandbox wallet, and wait until the order is paid and the course learnable.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use paywire_domain::{PayChannel, UserId};
+use paywire_platform::config::AuthSettings;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::layout;
+use crate::token;
+
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Base URLs of the services the demo talks to.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub learning_center: String,
+    pub order: String,
+    pub sandbox: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            learning_center: layout::service("learning-center").base_url(),
+            order: layout::service("order").base_url(),
+            sandbox: layout::service("channel-sandbox").base_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Course {
+    pub id: String,
+    pub name: String,
+    pub charge: String,
+    pub price_fen: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChooseCourse {
+    choose_course_id: String,
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Order {
+    order_id: String,
+    status: String,
+    #[serde(default)]
+    total_fen: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Payment {
+    pay_no: String,
+    code_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LearnStatus {
+    learn_status: String,
+}
+
+/// What happened, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub user_id: String,
+    pub course_id: String,
+    pub choose_course_id: String,
+    pub order_id: String,
+    pub pay_no: String,
+    pub order_status: String,
+    pub learn_status: String,
+}
+
+pub async fn run(channel: PayChannel) -> anyhow::Result<()> {
+    let user = UserId::parse(&format!("demo-{}", chrono::Utc::now().timestamp()))?;
+    let outcome = buy_paid_course(
+        &Endpoints::default(),
+        &token::auth_settings(),
+        &user,
+        channel,
+        SETTLE_TIMEOUT,
+    )
+    .await?;
+    println!("\n==> summary");
+    println!("    student         {}", outcome.user_id);
+    println!("    course          {}", outcome.course_id);
+    println!("    choose_course   {}", outcome.choose_course_id);
+    println!("    order id        {}", outcome.order_id);
+    println!("    pay_no          {}", outcome.pay_no);
+    println!("    order status    {}", outcome.order_status);
+    println!("    learn status    {}", outcome.learn_status);
+    Ok(())
+}
+
+pub async fn buy_paid_course(
+    ep: &Endpoints,
+    auth: &AuthSettings,
+    user: &UserId,
+    channel: PayChannel,
+    settle_timeout: Duration,
+) -> anyhow::Result<Outcome> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let bearer = format!("Bearer {}", token::issue(auth, user));
+    let api = Api {
+        http: &http,
+        bearer: &bearer,
+    };
+    println!("==> student {user} (dev token signed with the configured JWT secret)");
+
+    let courses: Vec<Course> = api
+        .get(&format!("{}/api/learning/courses", ep.learning_center))
+        .await
+        .context("listing courses (is the platform running? `cargo xtask up`)")?;
+    let course = courses
+        .into_iter()
+        .find(|c| c.charge == "paid")
+        .ok_or_else(|| anyhow!("the catalogue has no paid course"))?;
+    println!(
+        "==> picked paid course {} {:?} ({} fen)",
+        course.id, course.name, course.price_fen
+    );
+
+    let chosen: ChooseCourse = api
+        .post(
+            &format!("{}/api/learning/choose-course", ep.learning_center),
+            &json!({ "course_id": course.id }),
+        )
+        .await
+        .context("choosing the course")?;
+    println!(
+        "==> chose course: choose_course_id {} ({})",
+        chosen.choose_course_id, chosen.status
+    );
+
+    let order: Order = api
+        .post(
+            &format!("{}/api/orders", ep.order),
+            &json!({ "biz_type": "course", "biz_id": chosen.choose_course_id }),
+        )
+        .await
+        .context("creating the order")?;
+    println!(
+        "==> order {} created ({}, {} fen)",
+        order.order_id,
+        order.status,
+        order
+            .total_fen
+            .map_or_else(|| "?".to_owned(), |f| f.to_string())
+    );
+
+    let payment: Payment = api
+        .post(
+            &format!("{}/api/orders/{}/pay", ep.order, order.order_id),
+            &json!({ "channel": channel.as_str() }),
+        )
+        .await
+        .context("starting the payment")?;
+    println!(
+        "==> payment {} via {channel}: scan {}",
+        payment.pay_no, payment.code_url
+    );
+
+    let _: serde_json::Value = api
+        .post_anonymous(
+            &format!("{}/sandbox/wallet/pay", ep.sandbox),
+            &json!({ "code": payment.code_url }),
+        )
+        .await
+        .context("paying with the sandbox wallet")?;
+    println!("==> sandbox wallet paid; the channel sends its signed callback");
+
+    let deadline = tokio::time::Instant::now() + settle_timeout;
+    let order_url = format!("{}/api/orders/{}", ep.order, order.order_id);
+    let order_status = poll(deadline, "order to become paid", async || {
+        let o: Order = api.get(&order_url).await?;
+        match o.status.as_str() {
+            "paid" => Ok(Some(o.status)),
+            "closed" => bail!("order {} was closed instead of paid", o.order_id),
+            _ => Ok(None),
+        }
+    })
+    .await?;
+    println!("==> order {} is {order_status}", order.order_id);
+
+    let learn_url = format!(
+        "{}/api/learning/learn-status/{}",
+        ep.learning_center, course.id
+    );
+    let learn_status = poll(deadline, "course to become learnable", async || {
+        let s: LearnStatus = api.get(&learn_url).await?;
+        Ok((s.learn_status == "can_learn").then_some(s.learn_status))
+    })
+    .await?;
+    println!("==> learn status of course {}: {learn_status}", course.id);
+
+    Ok(Outcome {
+        user_id: user.to_string(),
+        course_id: course.id,
+        choose_course_id: chosen.choose_course_id,
+        order_id: order.order_id,
+        pay_no: payment.pay_no,
+        order_status,
+        learn_status,
+    })
+}
+
+/// Calls `probe` every 300 ms until it yields a value, fails, or `deadline` passes.
+async fn poll<T>(
+    deadline: tokio::time::Instant,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    loop {
+        if let Some(v) = probe().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out waiting for the {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+struct Api<'a> {
+    http: &'a reqwest::Client,
+    bearer: &'a str,
+}
+
+impl Api<'_> {
+    async fn get<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        let req = self.http.get(url).header("Authorization", self.bearer);
+        decode(url, req.send().await).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let req = self
+            .http
+            .post(url)
+            .header("Authorization", self.bearer)
+            .json(body);
+        decode(url, req.send().await).await
+    }
+
+    /// The wallet is the payer's side: no platform credential.
+    async fn post_anonymous<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        decode(url, self.http.post(url).json(body).send().await).await
+    }
+}
+
+async fn decode<T: DeserializeOwned>(
+    url: &str,
+    sent: reqwest::Result<reqwest::Response>,
+) -> anyhow::Result<T> {
+    let resp = sent.with_context(|| format!("calling {url}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "unexpected body from {url}: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{self, Mode};
+
+    fn endpoints(base: &str) -> Endpoints {
+        Endpoints {
+            learning_center: base.to_owned(),
+            order: base.to_owned(),
+            sandbox: base.to_owned(),
+        }
+    }
+
+    async fn demo(base: &str, timeout: Duration) -> anyhow::Result<Outcome> {
+        let user = UserId::parse("demo-test").unwrap();
+        buy_paid_course(
+            &endpoints(base),
+            &AuthSettings::default(),
+            &user,
+            PayChannel::Wechat,
+            timeout,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn buys_the_first_paid_course_and_waits_until_it_is_learnable() {
+        let fake = fake::start(Mode::Happy);
+        let outcome = demo(&fake.base_url, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome {
+                user_id: "demo-test".into(),
+                course_id: "12".into(),
+                choose_course_id: "21".into(),
+                order_id: "31".into(),
+                pay_no: "41".into(),
+                order_status: "paid".into(),
+                learn_status: "can_learn".into(),
+            }
+        );
+        let users = fake.users();
+        assert!(users.len() >= 6, "{users:?}");
+        assert!(users.iter().all(|u| u == "demo-test"), "{users:?}");
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn fails_when_no_course_is_paid() {
+        let fake = fake::start(Mode::NoPaidCourse);
+        let err = demo(&fake.base_url, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("no paid course"), "{err:#}");
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn surfaces_the_error_body_of_a_failed_call() {
+        let fake = fake::start(Mode::ChooseConflict);
+        let err = format!(
+            "{:#}",
+            demo(&fake.base_url, Duration::from_secs(30))
+                .await
+                .unwrap_err()
+        );
+        assert!(err.contains("choosing the course"), "{err}");
+        assert!(err.contains("409"), "{err}");
+        assert!(err.contains("course_unavailable"), "{err}");
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn times_out_clearly_when_the_order_never_becomes_paid() {
+        let fake = fake::start(Mode::NeverPaid);
+        let err = demo(&fake.base_url, Duration::ZERO).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("timed out waiting for the order to become paid"),
+            "{err:#}"
+        );
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn tells_the_user_to_start_the_platform_when_nothing_listens() {
+        // Port 1 has no listener.
+        let err = demo("http://127.0.0.1:1", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("cargo xtask up"), "{err:#}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Where things are: the services, their default ports and databases, the repository.
+
+use std::path::PathBuf;
+
+/// One of the platform's binaries, as documented in `docs/architecture.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    /// Cargo package and binary name.
+    pub name: &'static str,
+    /// Default HTTP port (the service's compiled-in default).
+    pub port: u16,
+    /// Its own database, if it has one.
+    pub database: Option<&'static str>,
+}
+
+/// Started in this order: dependencies before their callers.
+pub const SERVICES: &[Service] = &[
+    Service {
+        name: "channel-sandbox",
+        port: 8090,
+        database: None,
+    },
+    Service {
+        name: "learning-center",
+        port: 8081,
+        database: Some("paywire_learning"),
+    },
+    Service {
+        name: "payment-gateway",
+        port: 8083,
+        database: Some("paywire_payment"),
+    },
+    Service {
+        name: "order",
+        port: 8082,
+        database: Some("paywire_order"),
+    },
+];
+
+pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432";
+
+pub fn service(name: &str) -> &'static Service {
+    SERVICES
+        .iter()
+        .find(|s| s.name == name)
+        .expect("service names are constants of this crate")
+}
+
+impl Service {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `<server>/<database>` on the server named by `PAYWIRE_PG` (or the local default).
+    pub fn database_url(&self, pg_server: &str) -> Option<String> {
+        self.database
+            .map(|db| format!("{}/{db}", pg_server.trim_end_matches('/')))
+    }
+}
+
+/// The PostgreSQL server: `$PAYWIRE_PG` or the local default.
+pub fn pg_server() -> String {
+    std::env::var("PAYWIRE_PG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_PG.to_owned())
+}
+
+/// The broker: `$PAYWIRE__AMQP__URL` (which the services read too) or the local default.
+pub fn amqp_url() -> String {
+    std::env::var("PAYWIRE__AMQP__URL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| paywire_platform::config::AmqpSettings::default().url)
+}
+
+/// The workspace root: services load `deploy/test-keys/...` and `config/<service>.toml`
+/// relative to it.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// `target/debug/<name>` (respecting `CARGO_TARGET_DIR`).
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
+        .unwrap_or_else(|| repo_root().join("target"));
+    target.join("debug").join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_follow_the_server() {
+        let order = service("order");
+        assert_eq!(
+            order.database_url(DEFAULT_PG).as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/paywire_order")
+        );
+        assert_eq!(
+            order.database_url("postgres://u@db:6543/").as_deref(),
+            Some("postgres://u@db:6543/paywire_order")
+        );
+        assert_eq!(service("channel-sandbox").database_url(DEFAULT_PG), None);
+        assert_eq!(order.base_url(), "http://127.0.0.1:8082");
+    }
+
+    #[test]
+    fn every_service_directory_is_known() {
+        let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("services"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut known: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+        known.sort();
+        assert_eq!(on_disk, known);
+        assert!(repo_root().join("Cargo.toml").is_file());
+    }
+}
