@@ -723,3 +723,28 @@ fn retry_schedule_sums_to_24h4m() {
     assert_eq!(WECHAT_RETRY_SCHEDULE[0], Duration::from_secs(15));
     assert_eq!(WECHAT_RETRY_SCHEDULE[14], Duration::from_secs(6 * 3600));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_spelled_like_wechat_on_the_wire() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Sandbox::start().await;
+    let addr = s.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /v3/pay/transactions/out-trade-no/abcdef?mchid={MCHID} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
+    for header in [
+        "\r\nWechatpay-Timestamp: ",
+        "\r\nWechatpay-Nonce: ",
+        "\r\nWechatpay-Signature: ",
+        "\r\nWechatpay-Serial: PUB_KEY_ID_0119000091912026112200000000000001\r\n",
+        "\r\nWechatpay-Signature-Type: WECHATPAY2-SHA256-RSA2048\r\n",
+    ] {
+        assert!(raw.contains(header), "{header:?} not in {raw}");
+    }
+}
