@@ -1,0 +1,3 @@
+DROP TABLE course_tables;
+DROP TABLE choose_courses;
+DROP TABLE courses;

@@ -1,0 +1,248 @@
+//! Consuming pay results: a paid course choice becomes `chosen` exactly once and the
+//! student is enrolled, but only by a result that matches the choice (user and amount).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use paywire_domain::{BizType, ChooseCourseId, ChooseCourseStatus, EventEnvelope, PayResultV1};
+use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
+use serde::Deserialize;
+
+use crate::error::LearningError;
+use crate::store::{self, Renew};
+
+/// Inbox key of this consumer in `processed_messages`.
+pub const CONSUMER_NAME: &str = "learning-center";
+
+/// What [`apply_pay_result`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The choice moved `awaiting_payment → chosen` and the student is enrolled.
+    Enrolled {
+        choose_course_id: ChooseCourseId,
+        valid_until: DateTime<Utc>,
+    },
+    /// The choice was already chosen: this payment was applied before. Nothing changed.
+    AlreadyApplied,
+}
+
+/// Applies one pay result for a course on the caller's connection (inside the consumer's
+/// transaction), so it is testable without a broker.
+#[tracing::instrument(skip_all, fields(biz_id = %event.biz_id, order_id = %event.order_id, pay_no = %event.pay_no))]
+pub async fn apply_pay_result(
+    conn: &mut AsyncPgConnection,
+    event: &PayResultV1,
+) -> Result<Applied, LearningError> {
+    match event.biz_type {
+        BizType::Course => {}
+    }
+    let id: ChooseCourseId = event
+        .biz_id
+        .parse()
+        .map_err(|e: paywire_domain::ParseError| LearningError::InvalidBizId(e.to_string()))?;
+    let choice = store::find_choice(conn, id)
+        .await?
+        .ok_or(LearningError::ChooseCourseNotFound(id))?;
+
+    let mut mismatches = Vec::new();
+    if event.user_id != choice.user_id {
+        mismatches.push(format!("user {} != {}", event.user_id, choice.user_id));
+    }
+    if event.amount_fen != choice.price {
+        mismatches.push(format!(
+            "amount_fen {} != price_fen {}",
+            event.amount_fen.get(),
+            choice.price.get()
+        ));
+    }
+    if !mismatches.is_empty() {
+        let reason = mismatches.join("; ");
+        tracing::error!(choose_course_id = %id, reason = %reason, "pay result contradicts its choice; not applied");
+        return Err(LearningError::PayResultMismatch {
+            choose_course_id: id,
+            reason,
+        });
+    }
+
+    // A record already chosen means this payment was applied: enrol only on the transition.
+    if !store::set_chosen(conn, id).await? {
+        tracing::info!(choose_course_id = %id, "pay result already applied");
+        return Ok(Applied::AlreadyApplied);
+    }
+    let choice = store::ChooseCourse {
+        status: ChooseCourseStatus::Chosen,
+        ..choice
+    };
+    let enrolment = store::upsert_enrolment(conn, &choice, Utc::now(), Renew::Always)
+        .await?
+        .ok_or_else(|| LearningError::CorruptRow(format!("enrolment for {id} not written")))?;
+    tracing::info!(
+        choose_course_id = %id,
+        course_id = %choice.course_id,
+        valid_until = %enrolment.valid_until,
+        "student enrolled after payment"
+    );
+    Ok(Applied::Enrolled {
+        choose_course_id: id,
+        valid_until: enrolment.valid_until,
+    })
+}
+
+/// A delivery as this service understands it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A pay result for a course.
+    Course(PayResultV1),
+    /// A pay result for another kind of business record: not ours, acknowledged unchanged.
+    OtherBiz(String),
+}
+
+#[derive(Deserialize)]
+struct BizTypeOnly {
+    biz_type: String,
+}
+
+/// Decodes a delivery, refusing event types and shapes this service does not know. The
+/// business type is looked at before the full payload, so pay results for record types
+/// added later (which this build cannot parse) are skipped instead of parked.
+pub fn decode(msg: &IncomingMessage) -> Result<Decoded, HandleError> {
+    if msg.event_type != PayResultV1::EVENT_TYPE {
+        return Err(HandleError::Permanent(format!(
+            "unknown message type {:?}",
+            msg.event_type
+        )));
+    }
+    let envelope: EventEnvelope<serde_json::Value> = serde_json::from_slice(&msg.body)
+        .map_err(|e| HandleError::Permanent(format!("malformed envelope: {e}")))?;
+    if envelope.event_type != PayResultV1::EVENT_TYPE {
+        return Err(HandleError::Permanent(format!(
+            "unknown event type {:?}",
+            envelope.event_type
+        )));
+    }
+    let biz = BizTypeOnly::deserialize(&envelope.data)
+        .map_err(|e| HandleError::Permanent(format!("malformed pay result: {e}")))?;
+    if biz.biz_type != BizType::Course.as_str() {
+        return Ok(Decoded::OtherBiz(biz.biz_type));
+    }
+    let event = PayResultV1::deserialize(envelope.data)
+        .map_err(|e| HandleError::Permanent(format!("malformed pay result: {e}")))?;
+    Ok(Decoded::Course(event))
+}
+
+/// Decodes `EventEnvelope<PayResultV1>` deliveries and applies them with [`apply_pay_result`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PayResultHandler;
+
+#[async_trait]
+impl MessageHandler for PayResultHandler {
+    #[tracing::instrument(skip_all, fields(message_id = %msg.message_id, choose_course_id = tracing::field::Empty))]
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        msg: &IncomingMessage,
+    ) -> Result<(), HandleError> {
+        let event = match decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))? {
+            Decoded::Course(event) => event,
+            Decoded::OtherBiz(biz_type) => {
+                tracing::debug!(%biz_type, "pay result for another business type ignored");
+                return Ok(());
+            }
+        };
+        tracing::Span::current().record("choose_course_id", event.biz_id.as_str());
+        match apply_pay_result(conn, &event).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_transient() => Err(HandleError::Transient(e.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, "pay result cannot be applied");
+                Err(HandleError::Permanent(e.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paywire_domain::{EventId, Fen, OrderId, PayChannel, PayNo, UserId};
+
+    fn event() -> PayResultV1 {
+        PayResultV1 {
+            pay_no: PayNo::from(7),
+            order_id: OrderId::from(8),
+            user_id: UserId::parse("s1").unwrap(),
+            biz_type: BizType::Course,
+            biz_id: "9".into(),
+            channel: PayChannel::Wechat,
+            amount_fen: Fen::new(100).unwrap(),
+            channel_trade_no: "t".into(),
+            paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn message(event_type: &str, body: Vec<u8>) -> IncomingMessage {
+        IncomingMessage {
+            message_id: "1".into(),
+            event_type: event_type.into(),
+            body,
+            redelivered: false,
+        }
+    }
+
+    fn envelope_json() -> serde_json::Value {
+        let env = event().into_envelope(EventId::from(1), chrono::Utc::now());
+        serde_json::to_value(&env).unwrap()
+    }
+
+    fn decode_json(v: &serde_json::Value) -> Result<Decoded, HandleError> {
+        decode(&message("pay.result.v1", serde_json::to_vec(v).unwrap()))
+    }
+
+    #[test]
+    fn decodes_course_pay_results() {
+        assert_eq!(
+            decode_json(&envelope_json()).unwrap(),
+            Decoded::Course(event())
+        );
+    }
+
+    #[test]
+    fn other_business_types_are_skipped_not_parked() {
+        let mut env = envelope_json();
+        env["data"]["biz_type"] = "materials".into();
+        // Even if the rest of the payload is a shape this build does not know.
+        env["data"]["biz_id"] = serde_json::json!({"nested": true});
+        assert_eq!(
+            decode_json(&env).unwrap(),
+            Decoded::OtherBiz("materials".into())
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_garbage_are_permanent() {
+        let body = serde_json::to_vec(&envelope_json()).unwrap();
+        for kind in ["pay.result.v2", ""] {
+            assert!(matches!(
+                decode(&message(kind, body.clone())),
+                Err(HandleError::Permanent(_))
+            ));
+        }
+        assert!(matches!(
+            decode(&message("pay.result.v1", b"{not json".to_vec())),
+            Err(HandleError::Permanent(_))
+        ));
+        let mut env = envelope_json();
+        env["event_type"] = "refund.result.v1".into();
+        assert!(matches!(decode_json(&env), Err(HandleError::Permanent(_))));
+        let mut env = envelope_json();
+        env["data"]["amount_fen"] = (-5).into();
+        assert!(matches!(decode_json(&env), Err(HandleError::Permanent(_))));
+        let mut env = envelope_json();
+        env["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("biz_type")
+            .unwrap();
+        assert!(matches!(decode_json(&env), Err(HandleError::Permanent(_))));
+    }
+}

@@ -1,0 +1,206 @@
+//! A student's side: choosing courses, learning status and their course list.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use paywire_domain::{
+    ChooseCourseId, ChooseCourseStatus, CourseCharge, CourseId, Fen, LearnStatus, UserId,
+};
+use paywire_platform::auth::AuthenticatedUser;
+use serde::{Deserialize, Serialize};
+use tracing::field::{Empty, display};
+
+use crate::AppState;
+use crate::error::LearningError;
+use crate::store::{self, ChooseCourse, Course, Enrolment};
+
+#[derive(Debug, Deserialize)]
+pub struct ChooseBody {
+    pub course_id: CourseId,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChooseView {
+    pub choose_course_id: ChooseCourseId,
+    pub course_id: CourseId,
+    pub status: ChooseCourseStatus,
+    pub learn_status: LearnStatus,
+    pub price_fen: Fen,
+}
+
+impl ChooseView {
+    fn new(choice: &ChooseCourse, learn_status: LearnStatus) -> Self {
+        tracing::Span::current().record("choose_course_id", display(choice.id));
+        ChooseView {
+            choose_course_id: choice.id,
+            course_id: choice.course_id,
+            status: choice.status,
+            learn_status,
+            price_fen: choice.price,
+        }
+    }
+}
+
+/// How often a choice is re-evaluated after losing a race to a concurrent request for the
+/// same student and course. Each loss means the other request committed, so the next
+/// round sees its result; more than a couple of rounds would mean a bug.
+const ROUNDS: usize = 3;
+
+/// `POST /api/learning/choose-course`. Idempotent per student and course: a course the
+/// student can already learn, or a pending choice, is answered again rather than duplicated.
+#[tracing::instrument(skip_all, fields(user_id = %user.0, course_id = %body.course_id, choose_course_id = Empty))]
+pub async fn choose(
+    user: AuthenticatedUser,
+    state: web::Data<AppState>,
+    body: web::Json<ChooseBody>,
+) -> Result<HttpResponse, LearningError> {
+    let student = &user.0;
+    let mut conn = state.conn().await?;
+    let course = store::find_course(&mut conn, body.course_id)
+        .await?
+        .ok_or(LearningError::CourseNotFound(body.course_id))?;
+    for _ in 0..ROUNDS {
+        if let Some(view) = choose_once(&state, &mut conn, student, &course).await? {
+            return Ok(HttpResponse::Ok().json(view));
+        }
+    }
+    Err(LearningError::Contention(format!(
+        "choosing course {} for {student}",
+        course.id
+    )))
+}
+
+/// One round of [`choose`]; `None` when a concurrent request changed the picture.
+async fn choose_once(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    student: &UserId,
+    course: &Course,
+) -> Result<Option<ChooseView>, LearningError> {
+    let now = Utc::now();
+    let enrolment = store::find_enrolment(conn, student, course.id).await?;
+    let learn = LearnStatus::derive(enrolment.as_ref().map(|e| e.valid_until), now);
+    if let (LearnStatus::CanLearn, Some(enrolment)) = (learn, &enrolment) {
+        let choice = store::find_choice(conn, enrolment.choose_course_id)
+            .await?
+            .ok_or_else(|| {
+                LearningError::CorruptRow(format!(
+                    "course_tables.id={} names a missing choice",
+                    enrolment.id
+                ))
+            })?;
+        return Ok(Some(ChooseView::new(&choice, learn)));
+    }
+    match course.charge {
+        CourseCharge::Free => {
+            let id = state.ids.next();
+            Ok(store::enrol_free(conn, id, student, course, now)
+                .await?
+                .map(|(choice, enrolment)| {
+                    tracing::info!(valid_until = %enrolment.valid_until, "enrolled in free course");
+                    ChooseView::new(&choice, LearnStatus::CanLearn)
+                }))
+        }
+        CourseCharge::Paid => {
+            if let Some(pending) = store::find_pending(conn, student, course.id).await? {
+                return Ok(Some(ChooseView::new(&pending, learn)));
+            }
+            let created = store::insert_pending(conn, state.ids.next(), student, course).await?;
+            if let Some(pending) = &created {
+                tracing::info!(
+                    price_fen = pending.price.get(),
+                    "paid course awaiting payment"
+                );
+            }
+            Ok(created.map(|pending| ChooseView::new(&pending, learn)))
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LearnStatusView {
+    pub course_id: CourseId,
+    pub learn_status: LearnStatus,
+}
+
+/// `GET /api/learning/learn-status/{course_id}`.
+#[tracing::instrument(skip_all, fields(user_id = %user.0, course_id = %path))]
+pub async fn learn_status(
+    user: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<CourseId>,
+) -> Result<HttpResponse, LearningError> {
+    let course_id = path.into_inner();
+    let mut conn = state.conn().await?;
+    if store::find_course(&mut conn, course_id).await?.is_none() {
+        return Err(LearningError::CourseNotFound(course_id));
+    }
+    let enrolment = store::find_enrolment(&mut conn, &user.0, course_id).await?;
+    Ok(HttpResponse::Ok().json(LearnStatusView {
+        course_id,
+        learn_status: LearnStatus::derive(enrolment.map(|e| e.valid_until), Utc::now()),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct MyCourseView {
+    pub course_id: CourseId,
+    pub course_name: String,
+    pub choose_course_id: ChooseCourseId,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub learn_status: LearnStatus,
+}
+
+impl MyCourseView {
+    fn new(e: Enrolment, now: DateTime<Utc>) -> Self {
+        MyCourseView {
+            learn_status: LearnStatus::derive(Some(e.valid_until), now),
+            course_id: e.course_id,
+            course_name: e.course_name,
+            choose_course_id: e.choose_course_id,
+            valid_from: e.valid_from,
+            valid_until: e.valid_until,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingView {
+    pub choose_course_id: ChooseCourseId,
+    pub course_id: CourseId,
+    pub course_name: String,
+    pub price_fen: Fen,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MyCoursesView {
+    pub courses: Vec<MyCourseView>,
+    pub awaiting_payment: Vec<PendingView>,
+}
+
+/// `GET /api/learning/my-courses`: the caller's course table and unpaid choices.
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn my_courses(
+    user: AuthenticatedUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LearningError> {
+    let mut conn = state.conn().await?;
+    let enrolments = store::enrolments_of(&mut conn, &user.0).await?;
+    let pending = store::pending_of(&mut conn, &user.0).await?;
+    let now = Utc::now();
+    Ok(HttpResponse::Ok().json(MyCoursesView {
+        courses: enrolments
+            .into_iter()
+            .map(|e| MyCourseView::new(e, now))
+            .collect(),
+        awaiting_payment: pending
+            .into_iter()
+            .map(|p| PendingView {
+                choose_course_id: p.id,
+                course_id: p.course_id,
+                course_name: p.course_name,
+                price_fen: p.price,
+            })
+            .collect(),
+    }))
+}

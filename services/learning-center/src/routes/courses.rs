@@ -1,0 +1,43 @@
+//! The public course catalogue.
+
+use actix_web::{HttpResponse, web};
+use paywire_domain::{CourseCharge, CourseId, Fen};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::LearningError;
+use crate::store::{self, Course};
+
+#[derive(Debug, Serialize)]
+pub struct CourseView {
+    pub id: CourseId,
+    pub name: String,
+    pub charge: CourseCharge,
+    pub price_fen: Fen,
+    pub valid_days: u32,
+}
+
+impl From<Course> for CourseView {
+    fn from(c: Course) -> Self {
+        CourseView {
+            id: c.id,
+            name: c.name,
+            charge: c.charge,
+            price_fen: c.price,
+            valid_days: c.valid_days,
+        }
+    }
+}
+
+/// `GET /api/learning/courses`: no credential needed.
+#[tracing::instrument(skip_all)]
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, LearningError> {
+    let mut conn = state.conn().await?;
+    let courses = store::list_courses(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(
+        courses
+            .into_iter()
+            .map(CourseView::from)
+            .collect::<Vec<_>>(),
+    ))
+}

@@ -1,0 +1,43 @@
+//! Endpoints for other Paywire services (service credential only).
+
+use actix_web::{HttpResponse, web};
+use paywire_domain::{ChooseCourseId, ChooseCourseStatus, CourseId, Fen, UserId};
+use paywire_platform::auth::ServiceCaller;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::LearningError;
+use crate::store;
+
+/// What the order service prices an order from; it never takes a price from the client.
+#[derive(Debug, Serialize)]
+pub struct ChooseCourseRecordView {
+    pub choose_course_id: ChooseCourseId,
+    pub user_id: UserId,
+    pub course_id: CourseId,
+    pub course_name: String,
+    pub price_fen: Fen,
+    pub status: ChooseCourseStatus,
+}
+
+/// `GET /internal/choose-courses/{choose_course_id}`.
+#[tracing::instrument(skip_all, fields(choose_course_id = %path))]
+pub async fn choose_course(
+    _caller: ServiceCaller,
+    state: web::Data<AppState>,
+    path: web::Path<ChooseCourseId>,
+) -> Result<HttpResponse, LearningError> {
+    let id = path.into_inner();
+    let mut conn = state.conn().await?;
+    let choice = store::find_choice(&mut conn, id)
+        .await?
+        .ok_or(LearningError::ChooseCourseNotFound(id))?;
+    Ok(HttpResponse::Ok().json(ChooseCourseRecordView {
+        choose_course_id: choice.id,
+        user_id: choice.user_id,
+        course_id: choice.course_id,
+        course_name: choice.course_name,
+        price_fen: choice.price,
+        status: choice.status,
+    }))
+}
