@@ -226,3 +226,29 @@ impl App {
 pub(crate) fn timeout(ms: u64) -> Duration {
     Duration::from_millis(ms.max(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_local_dev_and_hide_the_apiv3_key() {
+        let s = Settings::default();
+        assert_eq!(s.http.port, 8083);
+        assert!(s.database.url.ends_with("/paywire_payment"));
+        assert_eq!(s.payment.attempt_ttl_secs, 900);
+        assert_eq!(s.payment.reuse_margin_secs, 60);
+        assert!(s.wechat.enabled);
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("paywire-sandbox-apiv3-key-32byte"),
+            "{debug}"
+        );
+        // Layering (defaults → file → env) still sees the real value.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["wechat"]["apiv3_key"],
+            "paywire-sandbox-apiv3-key-32byte"
+        );
+    }
+}

@@ -438,3 +438,66 @@ async fn a_paid_attempt_notified_with_another_trade_number_is_refused() {
         .collect();
     assert_eq!(outcomes, ["applied", "rejected:trade_no_conflict"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_of_one_confirmation_apply_once() {
+    let h = Harness::start().await;
+    let pay_no = unpaid_attempt(&h, 800).await;
+    let (headers, body) = Notify::new(&pay_no, 800).build();
+    let replies =
+        futures::future::join_all((0..6).map(|_| h.post_callback("wechat", &headers, &body))).await;
+    for r in &replies {
+        assert_eq!(r.status(), 204);
+    }
+    assert_eq!(h.outbox().await.len(), 1);
+    let mut outcomes: Vec<String> = h
+        .notifications()
+        .await
+        .into_iter()
+        .map(|n| n.outcome)
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_outbox_write_fails_nothing_is_committed_and_the_channel_retries() {
+    let h = Harness::start().await;
+    let pay_no = unpaid_attempt(&h, 800).await;
+    let mut conn = h.conn().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("ALTER TABLE outbox RENAME TO outbox_away")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (headers, body) = Notify::new(&pay_no, 800).build();
+    let resp = h.post_callback("wechat", &headers, &body).await;
+    assert_eq!(resp.status(), 500);
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["code"], "FAIL");
+    // The status change rolled back together with the failed outbox insert.
+    let row = h.payment(&pay_no).await;
+    assert_eq!(row.status, "unpaid");
+    assert_eq!(row.channel_trade_no, None);
+    assert!(h.notifications().await.is_empty());
+
+    diesel::sql_query("ALTER TABLE outbox_away RENAME TO outbox")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The channel's retry of the very same request now applies.
+    let resp = h.post_callback("wechat", &headers, &body).await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(h.payment(&pay_no).await.status, "paid");
+    assert_eq!(h.outbox().await.len(), 1);
+}

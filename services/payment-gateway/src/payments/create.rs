@@ -266,6 +266,25 @@ mod tests {
     }
 
     #[test]
+    fn channel_errors_map_to_unavailable_or_rejected() {
+        let unavailable = channel_error(ChannelError::Unavailable("timeout".into()));
+        assert_eq!(unavailable.code(), "channel_unavailable");
+        let unverified = channel_error(ChannelError::BadResponseSignature("x".into()));
+        assert_eq!(unverified.code(), "channel_unavailable");
+        match channel_error(ChannelError::Rejected {
+            code: "PARAM_ERROR".into(),
+            message: "bad".into(),
+        }) {
+            GatewayError::ChannelRejected { code, .. } => assert_eq!(code, "PARAM_ERROR"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            channel_error(ChannelError::Config("key".into())).code(),
+            "channel_rejected"
+        );
+    }
+
+    #[test]
     fn only_live_matching_attempts_are_reused() {
         let req = PaymentRequest::try_from(body(100, "x", "9")).unwrap();
         let now = Utc::now();
