@@ -1,0 +1,309 @@
+//! Runs the whole platform in one test process: the four services, each on its own port
+//! with its own database, sharing one fresh RabbitMQ vhost — the same wiring as
+//! `cargo xtask up`, isolated per test.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use paywire_domain::UserId;
+use paywire_platform::auth::Authenticator;
+use paywire_platform::config::{AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings};
+use paywire_testkit::{TestDatabase, TestVhost};
+use serde_json::{Value, json};
+
+/// How long tests wait for asynchronous effects (relay, broker, consumers).
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+pub fn test_key(rel: &str) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/test-keys");
+    root.join(rel).to_string_lossy().into_owned()
+}
+
+fn free_port() -> u16 {
+    // The gateway's notify_url must name its own port before it binds; reserving a free
+    // port and handing it over is racy only against other processes grabbing it meanwhile.
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http(port: u16) -> HttpSettings {
+    HttpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        workers: 2,
+    }
+}
+
+fn database(db: &TestDatabase) -> DatabaseSettings {
+    DatabaseSettings {
+        url: db.url.clone(),
+        max_connections: 5,
+        migrate: true,
+    }
+}
+
+/// A running platform. Dropping it stops the services and removes databases and vhost.
+pub struct Platform {
+    pub learning_url: String,
+    pub order_url: String,
+    pub gateway_url: String,
+    pub sandbox_url: String,
+    pub learning_db: TestDatabase,
+    pub order_db: TestDatabase,
+    pub gateway_db: TestDatabase,
+    pub vhost: TestVhost,
+    auth: Authenticator,
+    http: reqwest::Client,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("order_url", &self.order_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn spawn<F>(tasks: &mut Vec<tokio::task::JoinHandle<()>>, name: &'static str, fut: F)
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = fut.await {
+            eprintln!("{name} stopped: {e:#}");
+        }
+    }));
+}
+
+impl Platform {
+    pub async fn start() -> anyhow::Result<Self> {
+        let vhost = TestVhost::create()?;
+        let amqp = AmqpSettings {
+            url: vhost.amqp_url.clone(),
+            ..AmqpSettings::default()
+        };
+        let auth = AuthSettings::default();
+        let (learning_db, order_db, gateway_db) = (
+            TestDatabase::create("e2e_learning").await?,
+            TestDatabase::create("e2e_order").await?,
+            TestDatabase::create("e2e_payment").await?,
+        );
+        let mut tasks = Vec::new();
+
+        let mut sandbox = channel_sandbox::Settings::default();
+        sandbox.http = http(0);
+        sandbox.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
+        sandbox.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
+        let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
+        let sandbox_url = format!("http://127.0.0.1:{}", sandbox.port());
+        spawn(&mut tasks, "channel-sandbox", async move {
+            Ok(sandbox.run().await?)
+        });
+
+        let mut learning = learning_center::Settings::default();
+        learning.http = http(0);
+        learning.database = database(&learning_db);
+        learning.amqp = amqp.clone();
+        learning.auth = auth.clone();
+        let learning = learning_center::build(learning)
+            .await
+            .context("learning-center")?;
+        let learning_url = format!("http://127.0.0.1:{}", learning.port());
+        spawn(&mut tasks, "learning-center", async move {
+            Ok(learning.run().await?)
+        });
+
+        let gateway_port = free_port();
+        let mut gateway = payment_gateway::Settings::default();
+        gateway.http = http(gateway_port);
+        gateway.database = database(&gateway_db);
+        gateway.amqp = amqp.clone();
+        gateway.auth = auth.clone();
+        gateway.wechat.api_base = sandbox_url.clone();
+        gateway.wechat.notify_url = format!("http://127.0.0.1:{gateway_port}/api/callback/wechat");
+        gateway.wechat.merchant_private_key_path = test_key("wechat/merchant_private_key.pem");
+        gateway.wechat.wechatpay_public_key_path = test_key("wechat/wechatpay_public_key.pem");
+        let gateway = payment_gateway::build(gateway)
+            .await
+            .context("payment-gateway")?;
+        let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+        spawn(&mut tasks, "payment-gateway", async move {
+            Ok(gateway.run().await?)
+        });
+
+        let mut order = order::Settings::default();
+        order.http = http(0);
+        order.database = database(&order_db);
+        order.amqp = amqp.clone();
+        order.auth = auth.clone();
+        order.upstream.learning_center_url = learning_url.clone();
+        order.upstream.payment_gateway_url = gateway_url.clone();
+        let order = order::build(order).await.context("order")?;
+        let order_url = format!("http://127.0.0.1:{}", order.port());
+        spawn(&mut tasks, "order", async move { Ok(order.run().await?) });
+
+        Ok(Self {
+            learning_url,
+            order_url,
+            gateway_url,
+            sandbox_url,
+            learning_db,
+            order_db,
+            gateway_db,
+            vhost,
+            auth: Authenticator::new(&auth),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()?,
+            tasks,
+        })
+    }
+
+    /// A signed-in student with a fresh user id.
+    pub fn student(&self, name: &str) -> Student<'_> {
+        let user = UserId::parse(&format!("{name}-{}", paywire_testkit::unique_suffix()))
+            .expect("valid user id");
+        let token = self.auth.issue(&user, chrono::Duration::hours(1));
+        Student {
+            platform: self,
+            user,
+            token,
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The user scans `code` and pays in the channel's wallet (the sandbox).
+    pub async fn wallet_pay(&self, code: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(format!("{}/sandbox/wallet/pay", self.sandbox_url))
+            .json(&json!({ "code": code }))
+            .send()
+            .await?)
+    }
+}
+
+/// A student driving the public API with their own token.
+#[derive(Debug)]
+pub struct Student<'a> {
+    pub platform: &'a Platform,
+    pub user: UserId,
+    pub token: String,
+}
+
+/// Status and JSON body of an API answer.
+pub type Answer = (u16, Value);
+
+impl Student<'_> {
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+        let resp = req.bearer_auth(&self.token).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("non-JSON answer: {text}"))?
+        };
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, url: String) -> anyhow::Result<Answer> {
+        self.send(self.platform.http.get(url)).await
+    }
+
+    pub async fn post(&self, url: String, body: Value) -> anyhow::Result<Answer> {
+        self.send(self.platform.http.post(url).json(&body)).await
+    }
+
+    pub async fn choose_course(&self, course_id: &str) -> anyhow::Result<Answer> {
+        self.post(
+            format!("{}/api/learning/choose-course", self.platform.learning_url),
+            json!({ "course_id": course_id }),
+        )
+        .await
+    }
+
+    pub async fn create_order(&self, biz_id: &str) -> anyhow::Result<Answer> {
+        self.post(
+            format!("{}/api/orders", self.platform.order_url),
+            json!({ "biz_type": "course", "biz_id": biz_id }),
+        )
+        .await
+    }
+
+    pub async fn pay(&self, order_id: &str, channel: &str) -> anyhow::Result<Answer> {
+        self.post(
+            format!("{}/api/orders/{order_id}/pay", self.platform.order_url),
+            json!({ "channel": channel }),
+        )
+        .await
+    }
+
+    pub async fn order(&self, order_id: &str) -> anyhow::Result<Answer> {
+        self.get(format!("{}/api/orders/{order_id}", self.platform.order_url))
+            .await
+    }
+
+    pub async fn learn_status(&self, course_id: &str) -> anyhow::Result<String> {
+        let (status, body) = self
+            .get(format!(
+                "{}/api/learning/learn-status/{course_id}",
+                self.platform.learning_url
+            ))
+            .await?;
+        anyhow::ensure!(status == 200, "learn-status answered {status}: {body}");
+        Ok(body["learn_status"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until the order reaches `status` (pay results arrive asynchronously).
+    pub async fn wait_for_order_status(&self, order_id: &str, status: &str) -> anyhow::Result<()> {
+        paywire_testkit::eventually(SETTLE, || async {
+            match self.order(order_id).await {
+                Ok((200, body)) if body["status"] == status => Some(()),
+                _ => None,
+            }
+        })
+        .await
+        .with_context(|| format!("order {order_id} never became {status}"))
+    }
+
+    pub async fn wait_for_learn_status(&self, course_id: &str, want: &str) -> anyhow::Result<()> {
+        paywire_testkit::eventually(SETTLE, || async {
+            match self.learn_status(course_id).await {
+                Ok(s) if s == want => Some(()),
+                _ => None,
+            }
+        })
+        .await
+        .with_context(|| format!("course {course_id} never became {want}"))
+    }
+}
+
+/// Runs one `SELECT count(*)`-style query returning a single BIGINT named `n`.
+pub async fn count(db: &TestDatabase, sql: &str) -> anyhow::Result<i64> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(&db.url).await?;
+    let row: N = diesel::sql_query(sql).get_result(&mut conn).await?;
+    Ok(row.n)
+}
