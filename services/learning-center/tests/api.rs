@@ -1,0 +1,764 @@
+//! Black-box tests of the learning center: the app runs in-process on port 0 against its own
+//! database and RabbitMQ vhost. Pay-result logic is also exercised directly on a database
+//! (`apply_pay_result`), and once end to end through the broker.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use learning_center::error::LearningError;
+use learning_center::pay_result::{Applied, apply_pay_result};
+use learning_center::store;
+use learning_center::{MIGRATIONS, Settings};
+use paywire_domain::topology::{LEARNING_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
+use paywire_domain::{
+    BizType, ChooseCourseId, ChooseCourseStatus, CourseId, EventId, Fen, OrderId, PayChannel,
+    PayNo, PayResultV1, UserId,
+};
+use paywire_messaging::topology::dead_letter_queue_name;
+use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
+use paywire_platform::config::{AuthSettings, DEV_SERVICE_TOKEN};
+use paywire_testkit::{TestDatabase, TestVhost, eventually};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const FREE: &str = "1001";
+const PAID: &str = "1002";
+const PAID_PRICE: i64 = 19_900;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+struct Harness {
+    base: String,
+    client: reqwest::Client,
+    db: TestDatabase,
+    vhost: TestVhost,
+    auth: Authenticator,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let db = TestDatabase::create("learning").await.unwrap();
+        let vhost = TestVhost::create().unwrap();
+        let mut s = Settings::default();
+        s.http.port = 0;
+        s.http.workers = 1;
+        s.database.url = db.url.clone();
+        s.database.max_connections = 8;
+        s.amqp.url = vhost.amqp_url.clone();
+        let auth = Authenticator::new(&s.auth);
+        let app = learning_center::build(s).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run());
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            db,
+            vhost,
+            auth,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.auth
+            .issue(&UserId::parse(user).unwrap(), chrono::Duration::minutes(5))
+    }
+
+    async fn answer(resp: reqwest::Response) -> (u16, Value) {
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, user: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap();
+        Self::answer(resp).await
+    }
+
+    async fn choose(&self, user: &str, course_id: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}/api/learning/choose-course", self.base))
+            .bearer_auth(self.token(user))
+            .json(&json!({ "course_id": course_id }))
+            .send()
+            .await
+            .unwrap();
+        Self::answer(resp).await
+    }
+
+    async fn learn_status(&self, user: &str, course_id: &str) -> String {
+        let (status, body) = self
+            .get(user, &format!("/api/learning/learn-status/{course_id}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["course_id"], course_id);
+        body["learn_status"].as_str().unwrap().to_owned()
+    }
+
+    async fn internal(&self, id: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .get(format!("{}/internal/choose-courses/{id}", self.base));
+        if let Some(token) = token {
+            req = req.header(SERVICE_TOKEN_HEADER, token);
+        }
+        Self::answer(req.send().await.unwrap()).await
+    }
+
+    async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url).await.unwrap()
+    }
+}
+
+/// A migrated database without the app, for the pay-result logic alone.
+async fn db_only() -> (TestDatabase, AsyncPgConnection) {
+    let db = TestDatabase::create("learning_db").await.unwrap();
+    paywire_platform::db::migrate(&db.url, vec![paywire_messaging::MIGRATIONS, MIGRATIONS])
+        .await
+        .unwrap();
+    let conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    (db, conn)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .n
+}
+
+async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
+    diesel::sql_query(sql).execute(conn).await.unwrap();
+}
+
+fn user(u: &str) -> UserId {
+    UserId::parse(u).unwrap()
+}
+
+/// A pending choice of the paid course 1002 for `student`, written through the store.
+async fn pending_choice(conn: &mut AsyncPgConnection, id: i64, student: &str) -> ChooseCourseId {
+    let course = store::find_course(conn, CourseId::from(1002))
+        .await
+        .unwrap()
+        .unwrap();
+    store::insert_pending(conn, ChooseCourseId::from(id), &user(student), &course)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+fn pay_result(choice: ChooseCourseId, student: &str, amount: i64) -> PayResultV1 {
+    PayResultV1 {
+        pay_no: PayNo::from(700 + choice.get()),
+        order_id: OrderId::from(800 + choice.get()),
+        user_id: user(student),
+        biz_type: BizType::Course,
+        biz_id: choice.to_string(),
+        channel: PayChannel::Wechat,
+        amount_fen: Fen::new(amount).unwrap(),
+        channel_trade_no: format!("42000{choice}"),
+        paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalogue
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_is_public_and_lists_the_seeded_courses() {
+    let h = Harness::start().await;
+    let resp = h
+        .client
+        .get(format!("{}/api/learning/courses", h.base))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = Harness::answer(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let courses = body.as_array().unwrap();
+    let ids: Vec<&str> = courses.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["1001", "1002", "1003", "1004", "1005"]);
+    assert_eq!(
+        courses[1],
+        json!({"id": "1002", "name": "支付系统实战 / Payments in practice", "charge": "paid",
+               "price_fen": PAID_PRICE, "valid_days": 365})
+    );
+    assert_eq!(courses[0]["charge"], "free");
+    assert_eq!(courses[0]["price_fen"], 0);
+    assert_eq!(courses[4]["price_fen"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_constraints_keep_charge_and_price_consistent() {
+    let (_db, mut conn) = db_only().await;
+    for bad in [
+        "INSERT INTO courses VALUES (9001, 'x', 'free', 100, 30)",
+        "INSERT INTO courses VALUES (9002, 'x', 'paid', 0, 30)",
+        "INSERT INTO courses VALUES (9003, 'x', 'paid', -1, 30)",
+        "INSERT INTO courses VALUES (9004, 'x', 'paid', 100, 0)",
+        "INSERT INTO courses VALUES (9005, 'x', 'gift', 100, 30)",
+    ] {
+        assert!(
+            diesel::sql_query(bad).execute(&mut conn).await.is_err(),
+            "{bad}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Choosing courses
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_course_enrols_at_once_and_choosing_again_adds_nothing() {
+    let h = Harness::start().await;
+    assert_eq!(h.learn_status("alice", FREE).await, "not_chosen_or_unpaid");
+    let (status, first) = h.choose("alice", FREE).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "chosen");
+    assert_eq!(first["learn_status"], "can_learn");
+    assert_eq!(first["course_id"], FREE);
+    assert_eq!(first["price_fen"], 0);
+    assert!(
+        first["choose_course_id"].is_string(),
+        "ids travel as strings"
+    );
+    assert_eq!(h.learn_status("alice", FREE).await, "can_learn");
+
+    let (status, again) = h.choose("alice", FREE).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["choose_course_id"], first["choose_course_id"]);
+    assert_eq!(again["learn_status"], "can_learn");
+
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM choose_courses").await,
+        1
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+
+    let (status, mine) = h.get("alice", "/api/learning/my-courses").await;
+    assert_eq!(status, 200);
+    let courses = mine["courses"].as_array().unwrap();
+    assert_eq!(courses.len(), 1);
+    assert_eq!(courses[0]["course_id"], FREE);
+    assert_eq!(courses[0]["course_name"], "Rust 入门 / Rust basics");
+    assert_eq!(courses[0]["choose_course_id"], first["choose_course_id"]);
+    assert_eq!(courses[0]["learn_status"], "can_learn");
+    let from: chrono::DateTime<Utc> = courses[0]["valid_from"].as_str().unwrap().parse().unwrap();
+    let until: chrono::DateTime<Utc> = courses[0]["valid_until"].as_str().unwrap().parse().unwrap();
+    assert_eq!(until - from, chrono::Duration::days(365));
+    assert_eq!(mine["awaiting_payment"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_course_awaits_payment_and_repeating_returns_the_same_record() {
+    let h = Harness::start().await;
+    let (status, first) = h.choose("alice", PAID).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "awaiting_payment");
+    assert_eq!(first["learn_status"], "not_chosen_or_unpaid");
+    assert_eq!(first["price_fen"], PAID_PRICE);
+    let (status, again) = h.choose("alice", PAID).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["choose_course_id"], first["choose_course_id"]);
+    assert_eq!(h.learn_status("alice", PAID).await, "not_chosen_or_unpaid");
+
+    let (_, mine) = h.get("alice", "/api/learning/my-courses").await;
+    assert_eq!(mine["courses"], json!([]));
+    assert_eq!(
+        mine["awaiting_payment"],
+        json!([{"choose_course_id": first["choose_course_id"], "course_id": PAID,
+                "course_name": "支付系统实战 / Payments in practice", "price_fen": PAID_PRICE}])
+    );
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM choose_courses").await,
+        1
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_choices_create_one_record() {
+    let h = Harness::start().await;
+    for course in [PAID, FREE] {
+        let answers = futures::future::join_all(
+            (0..8)
+                .map(|_| h.choose("alice", course))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        let first = &answers[0].1;
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+            assert_eq!(body["choose_course_id"], first["choose_course_id"]);
+        }
+    }
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM choose_courses WHERE course_id = 1002"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM choose_courses WHERE course_id = 1001"
+        )
+        .await,
+        1,
+        "losing free choices leave no orphan records"
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_or_malformed_courses_are_refused() {
+    let h = Harness::start().await;
+    let (status, body) = h.choose("alice", "999999").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "course_not_found");
+    let (status, body) = h.get("alice", "/api/learning/learn-status/999999").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "course_not_found");
+    let (status, body) = h.choose("alice", "abc").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_body");
+    let (status, body) = h.get("alice", "/api/learning/learn-status/-1").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_path");
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM choose_courses").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_endpoints_need_a_valid_token() {
+    let h = Harness::start().await;
+    let foreign = Authenticator::new(&AuthSettings {
+        jwt_secret: SecretString::from("someone-elses-key"),
+        service_token: SecretString::from(DEV_SERVICE_TOKEN),
+    })
+    .issue(&user("alice"), chrono::Duration::minutes(5));
+    let expired = h.auth.issue(&user("alice"), chrono::Duration::minutes(-10));
+    let requests = [
+        ("POST", "/api/learning/choose-course"),
+        ("GET", "/api/learning/learn-status/1001"),
+        ("GET", "/api/learning/my-courses"),
+    ];
+    for (method, path) in requests {
+        for token in [
+            None,
+            Some("not-a-jwt"),
+            Some(foreign.as_str()),
+            Some(expired.as_str()),
+        ] {
+            let url = format!("{}{path}", h.base);
+            let mut req = match method {
+                "POST" => h.client.post(url).json(&json!({"course_id": FREE})),
+                _ => h.client.get(url),
+            };
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            let (status, body) = Harness::answer(req.send().await.unwrap()).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            assert_eq!(body["error"], "unauthorized");
+        }
+    }
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM choose_courses").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn students_are_independent() {
+    let h = Harness::start().await;
+    h.choose("alice", FREE).await;
+    h.choose("alice", PAID).await;
+    assert_eq!(h.learn_status("alice", FREE).await, "can_learn");
+    assert_eq!(h.learn_status("bob", FREE).await, "not_chosen_or_unpaid");
+    let (_, mine) = h.get("bob", "/api/learning/my-courses").await;
+    assert_eq!(mine, json!({"courses": [], "awaiting_payment": []}));
+    // Bob's own pending choice is his, not Alice's.
+    let (_, alice) = h.choose("alice", PAID).await;
+    let (_, bob) = h.choose("bob", PAID).await;
+    assert_ne!(alice["choose_course_id"], bob["choose_course_id"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Internal API
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_record_needs_the_service_token_and_carries_the_price() {
+    let h = Harness::start().await;
+    let (_, chosen) = h.choose("alice", PAID).await;
+    let id = chosen["choose_course_id"].as_str().unwrap();
+
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, body) = h.internal(id, token).await;
+        assert_eq!(status, 401, "{token:?}: {body}");
+        assert_eq!(body["error"], "unauthorized");
+    }
+    // A user's JWT is not a service credential.
+    let resp = h
+        .client
+        .get(format!("{}/internal/choose-courses/{id}", h.base))
+        .bearer_auth(h.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let (status, body) = h.internal(id, Some(DEV_SERVICE_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"choose_course_id": id, "user_id": "alice", "course_id": PAID,
+               "course_name": "支付系统实战 / Payments in practice", "price_fen": PAID_PRICE,
+               "status": "awaiting_payment"})
+    );
+
+    let (status, body) = h.internal("123456789", Some(DEV_SERVICE_TOKEN)).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "choose_course_not_found");
+}
+
+// ---------------------------------------------------------------------------------------
+// Pay results
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pay_result_enrols_once() {
+    let (_db, mut conn) = db_only().await;
+    let id = pending_choice(&mut conn, 11, "alice").await;
+    let event = pay_result(id, "alice", PAID_PRICE);
+
+    let before = Utc::now();
+    let applied = apply_pay_result(&mut conn, &event).await.unwrap();
+    let Applied::Enrolled {
+        choose_course_id,
+        valid_until,
+    } = applied
+    else {
+        panic!("expected enrolment, got {applied:?}");
+    };
+    assert_eq!(choose_course_id, id);
+    assert!(valid_until >= before + chrono::Duration::days(365));
+
+    let choice = store::find_choice(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!(choice.status, ChooseCourseStatus::Chosen);
+    let enrolment = store::find_enrolment(&mut conn, &user("alice"), CourseId::from(1002))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(enrolment.choose_course_id, id);
+    assert_eq!(enrolment.valid_until, valid_until);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+
+    // A second application (another relay copy, another consumer instance) is a no-op.
+    let again = apply_pay_result(&mut conn, &event).await.unwrap();
+    assert_eq!(again, Applied::AlreadyApplied);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+    let unchanged = store::find_enrolment(&mut conn, &user("alice"), CourseId::from(1002))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged, enrolment);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_results_that_contradict_the_choice_change_nothing() {
+    let (_db, mut conn) = db_only().await;
+    let id = pending_choice(&mut conn, 12, "alice").await;
+
+    let wrong_user = pay_result(id, "mallory", PAID_PRICE);
+    let err = apply_pay_result(&mut conn, &wrong_user).await.unwrap_err();
+    assert!(
+        matches!(&err, LearningError::PayResultMismatch { choose_course_id, reason }
+            if *choose_course_id == id && reason.contains("mallory")),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "parked, not retried");
+
+    let wrong_amount = pay_result(id, "alice", 1);
+    let err = apply_pay_result(&mut conn, &wrong_amount)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LearningError::PayResultMismatch { reason, .. } if reason.contains("amount")),
+        "{err}"
+    );
+
+    let choice = store::find_choice(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!(choice.status, ChooseCourseStatus::AwaitingPayment);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_results_for_unknown_or_malformed_records_are_permanent_errors() {
+    let (_db, mut conn) = db_only().await;
+    let unknown = pay_result(ChooseCourseId::from(424_242), "alice", PAID_PRICE);
+    let err = apply_pay_result(&mut conn, &unknown).await.unwrap_err();
+    assert!(
+        matches!(err, LearningError::ChooseCourseNotFound(id) if id.get() == 424_242),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+
+    let mut bad = unknown.clone();
+    bad.biz_id = "not-an-id".into();
+    let err = apply_pay_result(&mut conn, &bad).await.unwrap_err();
+    assert!(matches!(err, LearningError::InvalidBizId(_)), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pay_result_for_a_free_choice_is_not_applied_twice() {
+    // A chosen record (free, or already paid) never takes a payment again.
+    let h = Harness::start().await;
+    let (_, chosen) = h.choose("alice", FREE).await;
+    let id: ChooseCourseId = chosen["choose_course_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut conn = h.conn().await;
+    let before = store::find_enrolment(&mut conn, &user("alice"), CourseId::from(1001))
+        .await
+        .unwrap()
+        .unwrap();
+    let applied = apply_pay_result(&mut conn, &pay_result(id, "alice", 0))
+        .await
+        .unwrap();
+    assert_eq!(applied, Applied::AlreadyApplied);
+    let after = store::find_enrolment(&mut conn, &user("alice"), CourseId::from(1001))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Expiry and renewal
+// ---------------------------------------------------------------------------------------
+
+async fn expire(conn: &mut AsyncPgConnection, student: &str, course: &str) {
+    exec(
+        conn,
+        &format!(
+            "UPDATE course_tables SET valid_from = now() - interval '400 days', \
+             valid_until = now() - interval '1 day' \
+             WHERE user_id = '{student}' AND course_id = {course}"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_free_course_is_renewed_by_choosing_it_again() {
+    let h = Harness::start().await;
+    let (_, first) = h.choose("alice", FREE).await;
+    let mut conn = h.conn().await;
+    expire(&mut conn, "alice", FREE).await;
+    assert_eq!(h.learn_status("alice", FREE).await, "expired");
+    let (_, mine) = h.get("alice", "/api/learning/my-courses").await;
+    assert_eq!(mine["courses"][0]["learn_status"], "expired");
+
+    let (status, renewed) = h.choose("alice", FREE).await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(renewed["status"], "chosen");
+    assert_eq!(renewed["learn_status"], "can_learn");
+    assert_ne!(renewed["choose_course_id"], first["choose_course_id"]);
+    assert_eq!(h.learn_status("alice", FREE).await, "can_learn");
+    // Renewed in place: still one row, now pointing at the new choice.
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+    let enrolment = store::find_enrolment(&mut conn, &user("alice"), CourseId::from(1001))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        enrolment.choose_course_id.to_string(),
+        renewed["choose_course_id"].as_str().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_paid_course_needs_a_new_payment() {
+    let h = Harness::start().await;
+    let (_, first) = h.choose("alice", PAID).await;
+    let first_id: ChooseCourseId = first["choose_course_id"].as_str().unwrap().parse().unwrap();
+    let mut conn = h.conn().await;
+    apply_pay_result(&mut conn, &pay_result(first_id, "alice", PAID_PRICE))
+        .await
+        .unwrap();
+    assert_eq!(h.learn_status("alice", PAID).await, "can_learn");
+
+    // While it can be learned, choosing again answers the paid record.
+    let (_, again) = h.choose("alice", PAID).await;
+    assert_eq!(again["choose_course_id"], first["choose_course_id"]);
+    assert_eq!(again["status"], "chosen");
+    assert_eq!(again["learn_status"], "can_learn");
+
+    expire(&mut conn, "alice", PAID).await;
+    assert_eq!(h.learn_status("alice", PAID).await, "expired");
+    let (_, renewal) = h.choose("alice", PAID).await;
+    assert_eq!(renewal["status"], "awaiting_payment");
+    assert_eq!(renewal["learn_status"], "expired");
+    assert_ne!(renewal["choose_course_id"], first["choose_course_id"]);
+    let renewal_id: ChooseCourseId = renewal["choose_course_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let applied = apply_pay_result(&mut conn, &pay_result(renewal_id, "alice", PAID_PRICE))
+        .await
+        .unwrap();
+    assert!(matches!(applied, Applied::Enrolled { .. }), "{applied:?}");
+    assert_eq!(h.learn_status("alice", PAID).await, "can_learn");
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the broker
+// ---------------------------------------------------------------------------------------
+
+async fn publish(vhost: &TestVhost, message_id: &str, event_type: &str, body: &[u8]) {
+    let conn = paywire_messaging::topology::connect(&vhost.amqp_url, "learning-test")
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(message_id.into())
+        .with_type(event_type.into())
+        .with_content_type("application/json".into());
+    channel
+        .basic_publish(
+            PAY_RESULT_EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let _ = conn.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_results_from_the_broker_enrol_once_and_bad_ones_are_parked() {
+    let h = Harness::start().await;
+    let (_, chosen) = h.choose("alice", PAID).await;
+    let id: ChooseCourseId = chosen["choose_course_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let event = pay_result(id, "alice", PAID_PRICE).into_envelope(EventId::from(9001), Utc::now());
+    let body = serde_json::to_vec(&event).unwrap();
+    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+    // The at-least-once relay may publish it twice: applied once.
+    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+
+    eventually(Duration::from_secs(20), || async {
+        (h.learn_status("alice", PAID).await == "can_learn").then_some(())
+    })
+    .await
+    .unwrap();
+    let (_, mine) = h.get("alice", "/api/learning/my-courses").await;
+    assert_eq!(mine["courses"][0]["choose_course_id"], id.to_string());
+    assert_eq!(mine["awaiting_payment"], json!([]));
+
+    // Bob's payment claimed by a result naming Mallory, and garbage: both parked.
+    let (_, bob) = h.choose("bob", PAID).await;
+    let bob_id: ChooseCourseId = bob["choose_course_id"].as_str().unwrap().parse().unwrap();
+    let forged =
+        pay_result(bob_id, "mallory", PAID_PRICE).into_envelope(EventId::from(9002), Utc::now());
+    publish(
+        &h.vhost,
+        "9002",
+        PayResultV1::EVENT_TYPE,
+        &serde_json::to_vec(&forged).unwrap(),
+    )
+    .await;
+    publish(&h.vhost, "9003", PayResultV1::EVENT_TYPE, b"{not json").await;
+    let dlq = dead_letter_queue_name(LEARNING_PAY_RESULT_QUEUE);
+    eventually(Duration::from_secs(20), || async {
+        (h.vhost.queue_depth(&dlq).ok()? == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(h.learn_status("bob", PAID).await, "not_chosen_or_unpaid");
+
+    let mut conn = h.conn().await;
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM processed_messages").await,
+        1,
+        "only the applied message is recorded; the duplicate was skipped"
+    );
+}
