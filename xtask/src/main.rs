@@ -12,6 +12,8 @@
 mod cli;
 mod demo;
 #[cfg(test)]
+mod drift;
+#[cfg(test)]
 mod fake;
 mod layout;
 mod migrate;
