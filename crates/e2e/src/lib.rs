@@ -77,13 +77,14 @@ impl Drop for Platform {
     }
 }
 
-fn spawn<F>(tasks: &mut Vec<tokio::task::JoinHandle<()>>, name: &'static str, fut: F)
+fn spawn<F, E>(tasks: &mut Vec<tokio::task::JoinHandle<()>>, name: &'static str, fut: F)
 where
-    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     tasks.push(tokio::spawn(async move {
         if let Err(e) = fut.await {
-            eprintln!("{name} stopped: {e:#}");
+            eprintln!("{name} stopped: {e}");
         }
     }));
 }
@@ -103,35 +104,37 @@ impl Platform {
         );
         let mut tasks = Vec::new();
 
-        let mut sandbox = channel_sandbox::Settings::default();
-        sandbox.http = http(0);
+        let mut sandbox = channel_sandbox::Settings {
+            http: http(0),
+            ..Default::default()
+        };
         sandbox.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
         sandbox.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
         let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
         let sandbox_url = format!("http://127.0.0.1:{}", sandbox.port());
-        spawn(&mut tasks, "channel-sandbox", async move {
-            Ok(sandbox.run().await?)
-        });
+        spawn(&mut tasks, "channel-sandbox", sandbox.run());
 
-        let mut learning = learning_center::Settings::default();
-        learning.http = http(0);
-        learning.database = database(&learning_db);
-        learning.amqp = amqp.clone();
-        learning.auth = auth.clone();
+        let learning = learning_center::Settings {
+            http: http(0),
+            database: database(&learning_db),
+            amqp: amqp.clone(),
+            auth: auth.clone(),
+            ..Default::default()
+        };
         let learning = learning_center::build(learning)
             .await
             .context("learning-center")?;
         let learning_url = format!("http://127.0.0.1:{}", learning.port());
-        spawn(&mut tasks, "learning-center", async move {
-            Ok(learning.run().await?)
-        });
+        spawn(&mut tasks, "learning-center", learning.run());
 
         let gateway_port = free_port();
-        let mut gateway = payment_gateway::Settings::default();
-        gateway.http = http(gateway_port);
-        gateway.database = database(&gateway_db);
-        gateway.amqp = amqp.clone();
-        gateway.auth = auth.clone();
+        let mut gateway = payment_gateway::Settings {
+            http: http(gateway_port),
+            database: database(&gateway_db),
+            amqp: amqp.clone(),
+            auth: auth.clone(),
+            ..Default::default()
+        };
         gateway.wechat.api_base = sandbox_url.clone();
         gateway.wechat.notify_url = format!("http://127.0.0.1:{gateway_port}/api/callback/wechat");
         gateway.wechat.merchant_private_key_path = test_key("wechat/merchant_private_key.pem");
@@ -140,20 +143,20 @@ impl Platform {
             .await
             .context("payment-gateway")?;
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-        spawn(&mut tasks, "payment-gateway", async move {
-            Ok(gateway.run().await?)
-        });
+        spawn(&mut tasks, "payment-gateway", gateway.run());
 
-        let mut order = order::Settings::default();
-        order.http = http(0);
-        order.database = database(&order_db);
-        order.amqp = amqp.clone();
-        order.auth = auth.clone();
+        let mut order = order::Settings {
+            http: http(0),
+            database: database(&order_db),
+            amqp: amqp.clone(),
+            auth: auth.clone(),
+            ..Default::default()
+        };
         order.upstream.learning_center_url = learning_url.clone();
         order.upstream.payment_gateway_url = gateway_url.clone();
         let order = order::build(order).await.context("order")?;
         let order_url = format!("http://127.0.0.1:{}", order.port());
-        spawn(&mut tasks, "order", async move { Ok(order.run().await?) });
+        spawn(&mut tasks, "order", order.run());
 
         Ok(Self {
             learning_url,
