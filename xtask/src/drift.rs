@@ -452,6 +452,11 @@ fn compose_runs_every_service_with_its_documented_port_and_database() {
                     worker_ids.insert(id.clone()),
                     "{name}: worker id {id} reused"
                 );
+                assert_eq!(
+                    Some(id.clone()),
+                    known.worker_id.map(|w| w.to_string()),
+                    "{name}: same worker id as `cargo xtask up`"
+                );
             }
             None => assert!(!env.contains_key("PAYWIRE__DATABASE__URL")),
         }
@@ -546,4 +551,62 @@ fn dockerfile_builds_one_locked_service_into_a_non_root_image() {
     );
     let ignore = read(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target/"));
+}
+
+/// `deploy/config/<service>.example.toml`: sections and keys are real settings, the port,
+/// database and worker id agree with the code and xtask, and key files exist.
+#[test]
+fn example_config_files_name_real_settings() {
+    let platform = read("crates/platform/src/config.rs");
+    for s in SERVICES {
+        let rel = format!("deploy/config/{}.example.toml", s.name);
+        let path = layout::repo_root().join(&rel);
+        let parsed: serde_json::Value = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let lib = read(&format!("services/{}/src/lib.rs", s.name));
+        let source = format!("{platform}\n{}", service_source(s.name));
+        for (section, table) in parsed.as_object().unwrap() {
+            assert!(
+                lib.contains(&format!("pub {section}:")),
+                "{rel}: Settings has no section {section}"
+            );
+            for (key, value) in table.as_object().unwrap() {
+                assert!(
+                    source.contains(&format!("pub {key}:")),
+                    "{rel}: no settings field {section}.{key}"
+                );
+                if key.ends_with("_path") {
+                    let file = layout::repo_root().join(value.as_str().unwrap());
+                    assert!(
+                        file.is_file(),
+                        "{rel}: {section}.{key}: {} missing",
+                        file.display()
+                    );
+                }
+            }
+        }
+        let port = parsed["http"]["port"].as_i64();
+        assert_eq!(port, Some(i64::from(default_port_in_code(s.name))), "{rel}");
+        assert_eq!(
+            parsed["database"]["url"].as_str().map(str::to_owned),
+            s.database_url(layout::DEFAULT_PG),
+            "{rel}"
+        );
+        assert_eq!(
+            parsed["ids"]["worker_id"].as_i64(),
+            s.worker_id.map(i64::from),
+            "{rel}"
+        );
+        // Secrets belong in the environment, never in a file that may be committed.
+        let text = read(&rel);
+        for secret in ["jwt_secret", "service_token", "apiv3_key"] {
+            assert!(
+                !text.lines().any(|l| l.trim_start().starts_with(secret)),
+                "{rel} sets {secret}"
+            );
+        }
+    }
 }

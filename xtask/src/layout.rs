@@ -11,6 +11,9 @@ pub struct Service {
     pub port: u16,
     /// Its own database, if it has one.
     pub database: Option<&'static str>,
+    /// Snowflake worker id (`ids.worker_id`) for services that generate ids; distinct so
+    /// ids never collide across services.
+    pub worker_id: Option<u16>,
 }
 
 /// Started in this order: dependencies before their callers.
@@ -19,21 +22,25 @@ pub const SERVICES: &[Service] = &[
         name: "channel-sandbox",
         port: 8090,
         database: None,
+        worker_id: None,
     },
     Service {
         name: "learning-center",
         port: 8081,
         database: Some("paywire_learning"),
+        worker_id: Some(1),
     },
     Service {
         name: "payment-gateway",
         port: 8083,
         database: Some("paywire_payment"),
+        worker_id: Some(3),
     },
     Service {
         name: "order",
         port: 8082,
         database: Some("paywire_order"),
+        worker_id: Some(2),
     },
 ];
 
@@ -115,6 +122,20 @@ mod tests {
         );
         assert_eq!(service("channel-sandbox").database_url(DEFAULT_PG), None);
         assert_eq!(order.base_url(), "http://127.0.0.1:8082");
+    }
+
+    #[test]
+    fn worker_ids_are_distinct() {
+        let mut ids: Vec<u16> = SERVICES.iter().filter_map(|s| s.worker_id).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+        assert!(
+            SERVICES
+                .iter()
+                .all(|s| s.worker_id.is_some() == s.database.is_some())
+        );
     }
 
     #[test]

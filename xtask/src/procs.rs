@@ -25,18 +25,21 @@ pub async fn build_services() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Environment for one service: the database on `$PAYWIRE_PG` if it was overridden
-/// (otherwise the service's own default and config file decide).
-pub fn service_env(service: &Service) -> Vec<(String, String)> {
-    match (
-        std::env::var("PAYWIRE_PG"),
-        service.database_url(&layout::pg_server()),
-    ) {
-        (Ok(pg), Some(url)) if !pg.trim().is_empty() => {
-            vec![("PAYWIRE__DATABASE__URL".into(), url)]
-        }
-        _ => Vec::new(),
+/// Environment for one service: its own snowflake worker id (one shared environment
+/// variable would give every service the same), and the database on `$PAYWIRE_PG` if that
+/// was overridden (otherwise the service's own default and config file decide).
+pub fn service_env(service: &Service, pg_override: Option<&str>) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Some(id) = service.worker_id {
+        env.push(("PAYWIRE__IDS__WORKER_ID".into(), id.to_string()));
     }
+    if let Some(url) = pg_override
+        .filter(|pg| !pg.trim().is_empty())
+        .and_then(|pg| service.database_url(pg))
+    {
+        env.push(("PAYWIRE__DATABASE__URL".into(), url));
+    }
+    env
 }
 
 /// A running service whose output is copied to ours, each line prefixed `[name] `.
@@ -50,7 +53,10 @@ pub fn spawn(service: &'static Service, args: &[&str]) -> anyhow::Result<Running
     let path = layout::binary(service.name);
     let mut child = Command::new(&path)
         .args(args)
-        .envs(service_env(service))
+        .envs(service_env(
+            service,
+            std::env::var("PAYWIRE_PG").ok().as_deref(),
+        ))
         .current_dir(layout::repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -153,6 +159,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn children_get_their_worker_id_and_the_overridden_database() {
+        let order = layout::service("order");
+        assert_eq!(
+            service_env(order, None),
+            vec![("PAYWIRE__IDS__WORKER_ID".to_owned(), "2".to_owned())]
+        );
+        assert_eq!(
+            service_env(order, Some("postgres://u@db:5433")),
+            vec![
+                ("PAYWIRE__IDS__WORKER_ID".to_owned(), "2".to_owned()),
+                (
+                    "PAYWIRE__DATABASE__URL".to_owned(),
+                    "postgres://u@db:5433/paywire_order".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            service_env(layout::service("channel-sandbox"), Some("postgres://x")),
+            vec![]
+        );
+    }
+
+    #[test]
     fn log_lines_are_prefixed_and_stripped_of_carriage_returns() {
         assert_eq!(prefixed("[order] ", "listening\r"), "[order] listening");
         assert_eq!(prefixed("[order] ", ""), "[order] ");
@@ -206,6 +235,7 @@ mod tests {
             name: "ghost",
             port: 1,
             database: None,
+            worker_id: None,
         };
         let mut children = vec![Running {
             name: "ghost",
@@ -227,6 +257,7 @@ mod tests {
             name: "fake",
             port,
             database: None,
+            worker_id: None,
         };
         wait_healthy(
             &reqwest::Client::new(),
@@ -247,6 +278,7 @@ mod tests {
             name: "ghost",
             port: 1,
             database: None,
+            worker_id: None,
         };
         let err = wait_healthy(&http, &ghost, &mut [], Duration::ZERO)
             .await
