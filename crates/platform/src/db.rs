@@ -119,6 +119,21 @@ pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, PlatformError> {
         .map_err(|e| db_err("pool")(e.to_string()))
 }
 
+/// `<service> migrate`: create the database if needed and apply every pending migration,
+/// without starting anything else (deploy pipelines, `cargo xtask migrate`).
+pub async fn create_and_migrate(
+    settings: &DatabaseSettings,
+    migrations: Vec<EmbeddedMigrations>,
+) -> Result<(), PlatformError> {
+    ensure_database(&settings.url).await?;
+    migrate(&settings.url, migrations).await
+}
+
+/// Whether the process was started as `<service> migrate`.
+pub fn migrate_requested() -> bool {
+    std::env::args().nth(1).as_deref() == Some("migrate")
+}
+
 /// Everything a service does with its database at start-up: create, migrate, pool.
 pub async fn prepare(
     settings: &DatabaseSettings,
