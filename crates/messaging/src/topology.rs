@@ -121,6 +121,63 @@ pub async fn declare_subscriber_queue(
     queue: &str,
     policy: &RetryPolicy,
 ) -> Result<(), MessagingError> {
+    declare_queue_set(channel, exchange, "", queue, policy).await
+}
+
+/// Declares a delay queue in front of a consumer's queue:
+/// * `target_exchange`: durable direct exchange;
+/// * `target_queue`: declared like a subscriber queue (retry and dead-letter queues from
+///   `policy`), bound to `target_exchange` with routing key `target_queue`;
+/// * `delay_queue`: quorum, no consumers, `x-message-ttl` = `ttl`; expired messages
+///   dead-letter (at-least-once, so an expiry is never lost) to `target_exchange` with
+///   routing key `target_queue`.
+///
+/// Publish to the delay queue through the default exchange (routing key = its name). The
+/// TTL is an immutable queue argument: derive `delay_queue`'s name from the TTL so a new
+/// delay gets a new queue instead of a `PRECONDITION_FAILED` at start-up.
+pub async fn declare_delay_queue(
+    channel: &Channel,
+    delay_queue: &str,
+    ttl: Duration,
+    target_exchange: &str,
+    target_queue: &str,
+    policy: &RetryPolicy,
+) -> Result<(), MessagingError> {
+    channel
+        .exchange_declare(
+            target_exchange.into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    declare_queue_set(channel, target_exchange, target_queue, target_queue, policy).await?;
+
+    let mut args = quorum_args();
+    dead_letter_to(&mut args, target_queue);
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(target_exchange.into()),
+    );
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+    channel
+        .queue_declare(delay_queue.into(), QueueDeclareOptions::durable(), args)
+        .await?;
+    Ok(())
+}
+
+/// `queue` (bound to `exchange` with `binding_key`) plus its retry and dead-letter queues.
+async fn declare_queue_set(
+    channel: &Channel,
+    exchange: &str,
+    binding_key: &str,
+    queue: &str,
+    policy: &RetryPolicy,
+) -> Result<(), MessagingError> {
     let dlq = dead_letter_queue_name(queue);
     channel
         .queue_declare(
@@ -143,7 +200,7 @@ pub async fn declare_subscriber_queue(
         .queue_bind(
             queue.into(),
             exchange.into(),
-            "".into(),
+            binding_key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
