@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use paywire_domain::{Fen, PayChannel, PayNo};
+use paywire_domain::{Fen, PayChannel, PayNo, RefundNo};
 
 use crate::{ChannelError, NotifyError};
 
@@ -63,9 +63,44 @@ pub struct NotificationRequest<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// Ask the channel to give (part of) a confirmed payment back. `refund_no` is our
+/// idempotency key at the channel: the same `refund_no` never refunds twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRefund {
+    pub refund_no: RefundNo,
+    pub pay_no: PayNo,
+    /// The channel's number of the payment (WeChat `transaction_id`, Alipay `trade_no`).
+    pub channel_trade_no: String,
+    pub refund_amount: Fen,
+    /// The payment's total: WeChat wants it with every refund.
+    pub total_amount: Fen,
+    pub reason: String,
+}
+
+/// What the channel says about one refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundState {
+    /// Money is on its way back to the payer: final.
+    Succeeded {
+        channel_refund_id: String,
+        refunded_at: DateTime<Utc>,
+    },
+    /// Accepted, not final yet: wait for the callback or query again later.
+    Processing,
+    /// Final failure (WeChat `CLOSED`/`ABNORMAL`): needs a human or a new refund.
+    Failed { reason: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
     PaymentSucceeded(ConfirmedPayment),
+    /// A refund reached a state the channel reports (WeChat `REFUND.*`, Alipay
+    /// notifications carrying `out_biz_no`/`refund_fee`).
+    RefundUpdated {
+        refund_no: RefundNo,
+        pay_no: PayNo,
+        state: RefundState,
+    },
 }
 
 /// The exact HTTP reply a channel expects for a notification.
@@ -84,6 +119,14 @@ pub trait PaymentChannel: Send + Sync + std::fmt::Debug {
     /// what that means for its attempt.
     async fn query_payment(&self, pay_no: PayNo) -> Result<PaymentState, ChannelError>;
     async fn close_payment(&self, pay_no: PayNo) -> Result<CloseOutcome, ChannelError>;
+    /// Starts (or, for a `refund_no` already sent, re-reads) a refund.
+    async fn refund(&self, req: &CreateRefund) -> Result<RefundState, ChannelError>;
+    /// `Err(NotFound)` when the channel does not know the refund.
+    async fn query_refund(
+        &self,
+        refund_no: RefundNo,
+        pay_no: PayNo,
+    ) -> Result<RefundState, ChannelError>;
     /// Verifies and parses an incoming notification from the raw HTTP request.
     fn parse_notification(
         &self,

@@ -51,6 +51,10 @@ pub enum NotifyError {
     WrongMerchant,
     #[error("unsupported notification event {0}")]
     Unsupported(String),
+    /// The notification was fine but we could not process it (e.g. the database is
+    /// down): the channel must deliver it again.
+    #[error("notification not processed: {0}")]
+    Internal(String),
 }
 
 /// Local crypto or key-handling failure (bad key material, bad lengths, bad encoding).

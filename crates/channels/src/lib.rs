@@ -10,7 +10,7 @@ pub mod keys;
 pub mod wechat;
 
 pub use channel::{
-    CloseOutcome, ConfirmedPayment, CreatePayment, CreatedPayment, Notification, NotificationReply,
-    NotificationRequest, PaymentChannel, PaymentState,
+    CloseOutcome, ConfirmedPayment, CreatePayment, CreateRefund, CreatedPayment, Notification,
+    NotificationReply, NotificationRequest, PaymentChannel, PaymentState, RefundState,
 };
 pub use error::{ChannelError, CryptoError, NotifyError};

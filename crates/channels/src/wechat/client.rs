@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use paywire_domain::{PayChannel, PayNo};
+use paywire_domain::{PayChannel, PayNo, RefundNo};
 use rsa::RsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use secrecy::{ExposeSecret, SecretString};
@@ -17,13 +17,15 @@ use super::crypto::{self, APIV3_KEY_LEN, HEADER_REQUEST_ID};
 use super::keyring::WechatPayKeyring;
 use super::transformers::{self, api_error, format_time, payment_state};
 use super::wire::{
-    ALGORITHM_AEAD_AES_256_GCM, CURRENCY_CNY, CloseRequest, EVENT_TRANSACTION_SUCCESS,
-    NativePrepayRequest, NativePrepayResponse, NotificationEnvelope, PrepayAmount, TradeState,
-    Transaction,
+    ALGORITHM_AEAD_AES_256_GCM, CURRENCY_CNY, CloseRequest, EVENT_REFUND_ABNORMAL,
+    EVENT_REFUND_CLOSED, EVENT_REFUND_SUCCESS, EVENT_TRANSACTION_SUCCESS, NativePrepayRequest,
+    NativePrepayResponse, NotificationEnvelope, ORIGINAL_TYPE_REFUND, ORIGINAL_TYPE_TRANSACTION,
+    PrepayAmount, Refund, RefundNotice, RefundRequest, RefundRequestAmount, RefundStatus,
+    TradeState, Transaction,
 };
 use crate::{
-    ChannelError, CloseOutcome, CreatePayment, CreatedPayment, Notification, NotificationReply,
-    NotificationRequest, NotifyError, PaymentChannel, PaymentState,
+    ChannelError, CloseOutcome, CreatePayment, CreateRefund, CreatedPayment, Notification,
+    NotificationReply, NotificationRequest, NotifyError, PaymentChannel, PaymentState, RefundState,
 };
 
 const USER_AGENT: &str = concat!(
@@ -47,6 +49,9 @@ pub struct WechatPayConfig {
     /// WeChat Pay's verification keys (public-key id and/or platform certificates).
     pub keyring: WechatPayKeyring,
     pub notify_url: String,
+    /// Where refund results go; `None` = `notify_url` (one callback route can tell
+    /// payments and refunds apart by `event_type`).
+    pub refund_notify_url: Option<String>,
     pub timeout: Duration,
 }
 
@@ -62,6 +67,7 @@ impl fmt::Debug for WechatPayConfig {
             .field("apiv3_key", &"[REDACTED]")
             .field("keyring", &self.keyring)
             .field("notify_url", &self.notify_url)
+            .field("refund_notify_url", &self.refund_notify_url)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -312,15 +318,79 @@ impl WechatPay {
         payment_state(&tx)
     }
 
+    fn refund_body(&self, req: &CreateRefund) -> Result<String, ChannelError> {
+        let notify_url = self
+            .config
+            .refund_notify_url
+            .clone()
+            .unwrap_or_else(|| self.config.notify_url.clone());
+        let body = RefundRequest {
+            transaction_id: None,
+            out_trade_no: Some(req.pay_no.to_string()),
+            out_refund_no: req.refund_no.to_string(),
+            reason: Some(req.reason.clone()).filter(|r| !r.is_empty()),
+            notify_url: Some(notify_url),
+            amount: RefundRequestAmount {
+                refund: req.refund_amount.get(),
+                total: req.total_amount.get(),
+                currency: CURRENCY_CNY.to_owned(),
+            },
+        };
+        serde_json::to_string(&body).map_err(|e| ChannelError::Config(format!("refund body: {e}")))
+    }
+
+    /// Interprets a verified refund or refund-query response for `refund_no` of `pay_no`.
+    pub fn interpret_refund(
+        &self,
+        refund_no: RefundNo,
+        pay_no: PayNo,
+        response: &RawResponse,
+    ) -> Result<RefundState, ChannelError> {
+        if response.status != 200 {
+            return Err(api_error(response.status, &response.body));
+        }
+        let refund: Refund = serde_json::from_slice(&response.body)
+            .map_err(|e| ChannelError::UnexpectedResponse(format!("refund: {e}")))?;
+        let pay_no_text = pay_no.to_string();
+        if refund.out_refund_no != refund_no.to_string()
+            || refund
+                .out_trade_no
+                .as_deref()
+                .is_some_and(|t| t != pay_no_text)
+        {
+            return Err(ChannelError::UnexpectedResponse(
+                "refund is for another refund number or trade".into(),
+            ));
+        }
+        transformers::refund_state(
+            refund.status,
+            &refund.refund_id,
+            refund.success_time.as_deref(),
+        )
+        .map_err(ChannelError::UnexpectedResponse)
+    }
+
     fn notification(&self, req: &NotificationRequest<'_>) -> Result<Notification, NotifyError> {
         self.config
             .keyring
             .verify_signed(req.headers, req.body, req.now)?;
         let envelope: NotificationEnvelope = serde_json::from_slice(req.body)
             .map_err(|e| NotifyError::Malformed(format!("envelope: {e}")))?;
-        if envelope.event_type != EVENT_TRANSACTION_SUCCESS {
-            return Err(NotifyError::Unsupported(envelope.event_type));
+        match envelope.event_type.as_str() {
+            EVENT_TRANSACTION_SUCCESS => self.payment_notification(&envelope),
+            EVENT_REFUND_SUCCESS | EVENT_REFUND_ABNORMAL | EVENT_REFUND_CLOSED => {
+                self.refund_notification(&envelope)
+            }
+            _ => Err(NotifyError::Unsupported(envelope.event_type)),
         }
+    }
+
+    /// Decrypts the resource after checking it is of the expected kind.
+    fn decrypt(
+        &self,
+        envelope: &NotificationEnvelope,
+        original_type: &str,
+    ) -> Result<Vec<u8>, NotifyError> {
         let resource = &envelope.resource;
         if resource.algorithm != ALGORITHM_AEAD_AES_256_GCM {
             return Err(NotifyError::Malformed(format!(
@@ -328,13 +398,26 @@ impl WechatPay {
                 resource.algorithm
             )));
         }
-        let plaintext = crypto::decrypt_resource(
+        if resource.original_type != original_type {
+            return Err(NotifyError::Malformed(format!(
+                "{} with resource original_type {}",
+                envelope.event_type, resource.original_type
+            )));
+        }
+        crypto::decrypt_resource(
             self.config.apiv3_key.expose_secret().as_bytes(),
             &resource.nonce,
             &resource.associated_data,
             &resource.ciphertext,
         )
-        .map_err(|_| NotifyError::Decrypt)?;
+        .map_err(|_| NotifyError::Decrypt)
+    }
+
+    fn payment_notification(
+        &self,
+        envelope: &NotificationEnvelope,
+    ) -> Result<Notification, NotifyError> {
+        let plaintext = self.decrypt(envelope, ORIGINAL_TYPE_TRANSACTION)?;
         let tx: Transaction = serde_json::from_slice(&plaintext)
             .map_err(|e| NotifyError::Malformed(format!("transaction: {e}")))?;
         if tx.mchid != self.config.mchid || tx.appid != self.config.appid {
@@ -349,6 +432,49 @@ impl WechatPay {
         let payment = transformers::confirmed_payment(&tx)
             .map_err(|e| NotifyError::Malformed(e.to_string()))?;
         Ok(Notification::PaymentSucceeded(payment))
+    }
+
+    fn refund_notification(
+        &self,
+        envelope: &NotificationEnvelope,
+    ) -> Result<Notification, NotifyError> {
+        let plaintext = self.decrypt(envelope, ORIGINAL_TYPE_REFUND)?;
+        let notice: RefundNotice = serde_json::from_slice(&plaintext)
+            .map_err(|e| NotifyError::Malformed(format!("refund: {e}")))?;
+        if notice.mchid != self.config.mchid {
+            return Err(NotifyError::WrongMerchant);
+        }
+        let expected = match envelope.event_type.as_str() {
+            EVENT_REFUND_SUCCESS => RefundStatus::Success,
+            EVENT_REFUND_CLOSED => RefundStatus::Closed,
+            _ => RefundStatus::Abnormal,
+        };
+        if notice.refund_status != expected {
+            return Err(NotifyError::Malformed(format!(
+                "{} with refund_status {}",
+                envelope.event_type,
+                notice.refund_status.as_str()
+            )));
+        }
+        let refund_no: RefundNo = notice
+            .out_refund_no
+            .parse()
+            .map_err(|_| NotifyError::Malformed("out_refund_no is not a refund_no".into()))?;
+        let pay_no: PayNo = notice
+            .out_trade_no
+            .parse()
+            .map_err(|_| NotifyError::Malformed("out_trade_no is not a pay_no".into()))?;
+        let state = transformers::refund_state(
+            notice.refund_status,
+            &notice.refund_id,
+            notice.success_time.as_deref(),
+        )
+        .map_err(NotifyError::Malformed)?;
+        Ok(Notification::RefundUpdated {
+            refund_no,
+            pay_no,
+            state,
+        })
     }
 }
 
@@ -418,6 +544,26 @@ impl PaymentChannel for WechatPay {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(channel = "wechat", refund_no = %req.refund_no, pay_no = %req.pay_no))]
+    async fn refund(&self, req: &CreateRefund) -> Result<RefundState, ChannelError> {
+        let body = self.refund_body(req)?;
+        let response = self
+            .execute(reqwest::Method::POST, "/v3/refund/domestic/refunds", &body)
+            .await?;
+        self.interpret_refund(req.refund_no, req.pay_no, &response)
+    }
+
+    #[tracing::instrument(skip_all, fields(channel = "wechat", refund_no = %refund_no, pay_no = %pay_no))]
+    async fn query_refund(
+        &self,
+        refund_no: RefundNo,
+        pay_no: PayNo,
+    ) -> Result<RefundState, ChannelError> {
+        let path = format!("/v3/refund/domestic/refunds/{refund_no}");
+        let response = self.execute(reqwest::Method::GET, &path, "").await?;
+        self.interpret_refund(refund_no, pay_no, &response)
+    }
+
     fn parse_notification(
         &self,
         req: &NotificationRequest<'_>,
@@ -458,6 +604,7 @@ pub fn acknowledge(result: &Result<(), NotifyError>) -> NotificationReply {
         Err(NotifyError::Decrypt) => (500, "decryption failed"),
         Err(NotifyError::WrongMerchant) => (500, "wrong merchant"),
         Err(NotifyError::Unsupported(_)) => (500, "unsupported event"),
+        Err(NotifyError::Internal(_)) => (500, "temporarily unable to process"),
     };
     let body = serde_json::json!({ "code": "FAIL", "message": reason });
     NotificationReply {
@@ -503,6 +650,7 @@ mod tests {
                 keys::public_key_from_file(format!("{KEYS}/wechatpay_public_key.pem")).unwrap(),
             ),
             notify_url: "https://gateway.example/api/callback/wechat".into(),
+            refund_notify_url: None,
             timeout: Duration::from_secs(5),
         }
     }
@@ -821,6 +969,13 @@ mod tests {
         let err = wechat.query_payment(pay_no()).await.unwrap_err();
         assert!(matches!(err, ChannelError::Unavailable(_)), "{err:?}");
         assert!(err.is_retryable());
+        let err = wechat.refund(&create_refund()).await.unwrap_err();
+        assert!(matches!(err, ChannelError::Unavailable(_)), "{err:?}");
+        let err = wechat
+            .query_refund(refund_no(), pay_no())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChannelError::Unavailable(_)), "{err:?}");
     }
 
     struct Notify {
@@ -928,13 +1083,221 @@ mod tests {
     #[test]
     fn other_events_are_unsupported() {
         let n = Notify {
-            event_type: "REFUND.SUCCESS",
+            event_type: "TRANSACTION.FAIL",
             ..Notify::default()
         };
         assert_eq!(
             parse_notify(&n),
-            Err(NotifyError::Unsupported("REFUND.SUCCESS".into()))
+            Err(NotifyError::Unsupported("TRANSACTION.FAIL".into()))
         );
+    }
+
+    fn refund_no() -> RefundNo {
+        "7309876543210987654".parse().unwrap()
+    }
+
+    fn create_refund() -> CreateRefund {
+        CreateRefund {
+            refund_no: refund_no(),
+            pay_no: pay_no(),
+            channel_trade_no: "4200001234202603010000000001".into(),
+            refund_amount: Fen::new(1990).unwrap(),
+            total_amount: Fen::new(1990).unwrap(),
+            reason: "重复支付".into(),
+        }
+    }
+
+    #[test]
+    fn refund_body_is_exact_and_defaults_to_the_payment_notify_url() {
+        assert_eq!(
+            wechat().refund_body(&create_refund()).unwrap(),
+            r#"{"out_trade_no":"7301234567890123456","out_refund_no":"7309876543210987654","reason":"重复支付","notify_url":"https://gateway.example/api/callback/wechat","amount":{"refund":1990,"total":1990,"currency":"CNY"}}"#
+        );
+        let own_url = WechatPay::new(WechatPayConfig {
+            refund_notify_url: Some("https://gateway.example/api/callback/wechat-refund".into()),
+            ..config("http://127.0.0.1:8090")
+        })
+        .unwrap();
+        let partial = CreateRefund {
+            refund_amount: Fen::new(1).unwrap(),
+            reason: String::new(),
+            ..create_refund()
+        };
+        assert_eq!(
+            own_url.refund_body(&partial).unwrap(),
+            r#"{"out_trade_no":"7301234567890123456","out_refund_no":"7309876543210987654","notify_url":"https://gateway.example/api/callback/wechat-refund","amount":{"refund":1,"total":1990,"currency":"CNY"}}"#
+        );
+    }
+
+    fn refund_json(status: &str) -> serde_json::Value {
+        json!({
+            "refund_id": "50300000012026030100000000001", "out_refund_no": "7309876543210987654",
+            "transaction_id": "4200001234202603010000000001", "out_trade_no": "7301234567890123456",
+            "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+            "success_time": "2026-03-01T10:06:00+08:00", "create_time": "2026-03-01T10:05:30+08:00",
+            "status": status, "funds_account": "AVAILABLE",
+            "amount": {"total": 1990, "refund": 1990, "payer_total": 1990, "payer_refund": 1990, "currency": "CNY"}
+        })
+    }
+
+    #[test]
+    fn interpret_refund_maps_every_status() {
+        let wechat = wechat();
+        let state = |body| wechat.interpret_refund(refund_no(), pay_no(), &response(200, body));
+        assert_eq!(
+            state(refund_json("SUCCESS")).unwrap(),
+            RefundState::Succeeded {
+                channel_refund_id: "50300000012026030100000000001".into(),
+                refunded_at: Utc.with_ymd_and_hms(2026, 3, 1, 2, 6, 0).unwrap(),
+            }
+        );
+        let mut processing = refund_json("PROCESSING");
+        processing.as_object_mut().unwrap().remove("success_time");
+        assert_eq!(state(processing).unwrap(), RefundState::Processing);
+        for status in ["CLOSED", "ABNORMAL"] {
+            assert!(
+                matches!(state(refund_json(status)), Ok(RefundState::Failed { reason }) if reason.starts_with(status)),
+                "{status}"
+            );
+        }
+        let mut no_time = refund_json("SUCCESS");
+        no_time.as_object_mut().unwrap().remove("success_time");
+        assert!(matches!(
+            state(no_time),
+            Err(ChannelError::UnexpectedResponse(_))
+        ));
+    }
+
+    #[test]
+    fn interpret_refund_refuses_foreign_answers_and_maps_errors() {
+        let wechat = wechat();
+        let interpret =
+            |status, body| wechat.interpret_refund(refund_no(), pay_no(), &response(status, body));
+        for (field, value) in [("out_refund_no", "1"), ("out_trade_no", "2")] {
+            let mut body = refund_json("SUCCESS");
+            body[field] = json!(value);
+            assert!(
+                matches!(
+                    interpret(200, body),
+                    Err(ChannelError::UnexpectedResponse(_))
+                ),
+                "{field}"
+            );
+        }
+        assert!(matches!(
+            interpret(200, json!({"status": "SUCCESS"})),
+            Err(ChannelError::UnexpectedResponse(_))
+        ));
+        assert!(matches!(
+            interpret(
+                404,
+                json!({"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"})
+            ),
+            Err(ChannelError::NotFound)
+        ));
+        assert!(matches!(
+            interpret(
+                429,
+                json!({"code": "FREQUENCY_LIMITED", "message": "频率超限"})
+            ),
+            Err(ChannelError::Unavailable(_))
+        ));
+        assert!(matches!(
+            interpret(403, json!({"code": "NOT_ENOUGH", "message": "余额不足"})),
+            Err(ChannelError::Rejected { code, .. }) if code == "NOT_ENOUGH"
+        ));
+    }
+
+    /// A refund callback body as WeChat Pay (the sandbox) would send it.
+    fn refund_notify_body(
+        event_type: &str,
+        refund_status: &str,
+        mchid: &str,
+        original_type: &str,
+    ) -> Vec<u8> {
+        let notice = json!({
+            "mchid": mchid, "transaction_id": "4200001234202603010000000001",
+            "out_trade_no": "7301234567890123456", "refund_id": "50300000012026030100000000001",
+            "out_refund_no": "7309876543210987654", "refund_status": refund_status,
+            "success_time": "2026-03-01T10:06:00+08:00", "user_received_account": "支付用户零钱",
+            "amount": {"total": 1990, "refund": 1990, "payer_total": 1990, "payer_refund": 1990}
+        });
+        let nonce = crypto::resource_nonce();
+        let ciphertext = crypto::encrypt_resource(
+            DEV_APIV3_KEY.as_bytes(),
+            &nonce,
+            "refund",
+            notice.to_string().as_bytes(),
+        )
+        .unwrap();
+        json!({
+            "id": "EV-2026030110060000000001", "create_time": "2026-03-01T10:06:01+08:00",
+            "resource_type": "encrypt-resource", "event_type": event_type, "summary": "退款成功",
+            "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": ciphertext, "associated_data": "refund", "nonce": nonce}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn parse_refund_notify(
+        event_type: &str,
+        refund_status: &str,
+        mchid: &str,
+        original_type: &str,
+    ) -> Result<Notification, NotifyError> {
+        let body = refund_notify_body(event_type, refund_status, mchid, original_type);
+        parse(&signed(&body, now()), &body, now())
+    }
+
+    #[test]
+    fn refund_notifications_yield_refund_updates() {
+        assert_eq!(
+            parse_refund_notify("REFUND.SUCCESS", "SUCCESS", DEV_MCHID, "refund"),
+            Ok(Notification::RefundUpdated {
+                refund_no: refund_no(),
+                pay_no: pay_no(),
+                state: RefundState::Succeeded {
+                    channel_refund_id: "50300000012026030100000000001".into(),
+                    refunded_at: Utc.with_ymd_and_hms(2026, 3, 1, 2, 6, 0).unwrap(),
+                },
+            })
+        );
+        for (event, status) in [("REFUND.CLOSED", "CLOSED"), ("REFUND.ABNORMAL", "ABNORMAL")] {
+            match parse_refund_notify(event, status, DEV_MCHID, "refund") {
+                Ok(Notification::RefundUpdated {
+                    refund_no: r,
+                    pay_no: p,
+                    state: RefundState::Failed { .. },
+                }) => assert_eq!((r, p), (refund_no(), pay_no())),
+                other => panic!("{event}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_or_foreign_refund_notifications_are_refused() {
+        assert!(matches!(
+            parse_refund_notify("REFUND.SUCCESS", "CLOSED", DEV_MCHID, "refund"),
+            Err(NotifyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_refund_notify("REFUND.SUCCESS", "SUCCESS", DEV_MCHID, "transaction"),
+            Err(NotifyError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_refund_notify("REFUND.SUCCESS", "SUCCESS", "1230000109", "refund"),
+            Err(NotifyError::WrongMerchant)
+        );
+        // A payment event whose resource claims to be a refund is refused too.
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&notify_body(&Notify::default())).unwrap();
+        body["resource"]["original_type"] = json!("refund");
+        let body = body.to_string().into_bytes();
+        assert!(matches!(
+            parse(&signed(&body, now()), &body, now()),
+            Err(NotifyError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -1008,7 +1371,8 @@ mod tests {
             (NotifyError::Malformed("x".into()), 400),
             (NotifyError::Decrypt, 500),
             (NotifyError::WrongMerchant, 500),
-            (NotifyError::Unsupported("REFUND.SUCCESS".into()), 500),
+            (NotifyError::Unsupported("TRANSACTION.FAIL".into()), 500),
+            (NotifyError::Internal("database down".into()), 500),
         ];
         for (error, status) in cases {
             let reply = wechat().acknowledge(&Err(error.clone()));

@@ -3,8 +3,8 @@
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use paywire_domain::{Fen, PayNo};
 
-use super::wire::{ApiError, TradeState, Transaction};
-use crate::{ChannelError, ConfirmedPayment, PaymentState};
+use super::wire::{ApiError, RefundStatus, TradeState, Transaction};
+use crate::{ChannelError, ConfirmedPayment, PaymentState, RefundState};
 
 /// The trade's state as the domain sees it. Paid and refunded trades must carry the
 /// facts of the payment; a signed answer without them is unusable.
@@ -49,6 +49,37 @@ pub fn confirmed_payment(tx: &Transaction) -> Result<ConfirmedPayment, ChannelEr
     })
 }
 
+/// A refund's state as the domain sees it. `CLOSED` (refund closed) and `ABNORMAL`
+/// (the payer's account could not receive it) are final failures that need a human;
+/// a success must carry its `refund_id` and `success_time`.
+pub fn refund_state(
+    status: RefundStatus,
+    refund_id: &str,
+    success_time: Option<&str>,
+) -> Result<RefundState, String> {
+    Ok(match status {
+        RefundStatus::Success => {
+            if refund_id.is_empty() {
+                return Err("successful refund without refund_id".into());
+            }
+            let refunded_at = success_time
+                .ok_or("successful refund without success_time")
+                .and_then(|t| parse_time(t).ok_or("success_time is not RFC 3339"))?;
+            RefundState::Succeeded {
+                channel_refund_id: refund_id.to_owned(),
+                refunded_at,
+            }
+        }
+        RefundStatus::Processing => RefundState::Processing,
+        RefundStatus::Closed => RefundState::Failed {
+            reason: "CLOSED: the refund was closed by WeChat Pay".into(),
+        },
+        RefundStatus::Abnormal => RefundState::Failed {
+            reason: "ABNORMAL: the payer's account could not receive the refund".into(),
+        },
+    })
+}
+
 /// Parses an RFC 3339 timestamp with offset (`2018-06-08T10:34:56+08:00`).
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -68,7 +99,8 @@ pub fn api_error(status: u16, body: &[u8]) -> ChannelError {
     let parsed = serde_json::from_slice::<ApiError>(body).ok();
     match parsed {
         Some(e) => match e.code.as_str() {
-            "ORDER_NOT_EXIST" => ChannelError::NotFound,
+            // Trade (query/close) resp. refund (refund query) unknown.
+            "ORDER_NOT_EXIST" | "RESOURCE_NOT_EXISTS" => ChannelError::NotFound,
             "SYSTEM_ERROR" | "FREQUENCY_LIMITED" => {
                 ChannelError::Unavailable(format!("{}: {}", e.code, e.message))
             }
@@ -182,6 +214,40 @@ mod tests {
     }
 
     #[test]
+    fn every_refund_status_maps() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 2, 34, 56).unwrap();
+        assert_eq!(
+            refund_state(
+                RefundStatus::Success,
+                "5030",
+                Some("2026-03-01T10:34:56+08:00")
+            ),
+            Ok(RefundState::Succeeded {
+                channel_refund_id: "5030".into(),
+                refunded_at: at
+            })
+        );
+        assert_eq!(
+            refund_state(RefundStatus::Processing, "5030", None),
+            Ok(RefundState::Processing)
+        );
+        for status in [RefundStatus::Closed, RefundStatus::Abnormal] {
+            match refund_state(status, "5030", None) {
+                Ok(RefundState::Failed { reason }) => {
+                    assert!(reason.starts_with(status.as_str()), "{reason}")
+                }
+                other => panic!("{status:?}: {other:?}"),
+            }
+        }
+        // A success without its facts is unusable.
+        assert!(refund_state(RefundStatus::Success, "5030", None).is_err());
+        assert!(
+            refund_state(RefundStatus::Success, "", Some("2026-03-01T10:34:56+08:00")).is_err()
+        );
+        assert!(refund_state(RefundStatus::Success, "5030", Some("yesterday")).is_err());
+    }
+
+    #[test]
     fn success_time_offset_is_honoured() {
         let utc = parse_time("2026-03-01T10:34:56+08:00").unwrap();
         assert_eq!(utc, Utc.with_ymd_and_hms(2026, 3, 1, 2, 34, 56).unwrap());
@@ -194,6 +260,10 @@ mod tests {
         let body = |code: &str| format!(r#"{{"code":"{code}","message":"m"}}"#).into_bytes();
         assert!(matches!(
             api_error(404, &body("ORDER_NOT_EXIST")),
+            ChannelError::NotFound
+        ));
+        assert!(matches!(
+            api_error(404, &body("RESOURCE_NOT_EXISTS")),
             ChannelError::NotFound
         ));
         assert!(matches!(
@@ -217,6 +287,7 @@ mod tests {
             (400, "ORDER_CLOSED"),
             (401, "SIGN_ERROR"),
             (403, "OUT_TRADE_NO_USED"),
+            (403, "NOT_ENOUGH"),
         ] {
             match api_error(status, &body(code)) {
                 ChannelError::Rejected { code: c, message } => {
