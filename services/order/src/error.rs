@@ -52,6 +52,8 @@ pub enum OrderError {
     Pool(String),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
+    #[error("encoding a message: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl OrderError {
@@ -72,7 +74,8 @@ impl OrderError {
             OrderError::PayResultMismatch { .. }
             | OrderError::Database(_)
             | OrderError::Pool(_)
-            | OrderError::CorruptRow(_) => "internal_error",
+            | OrderError::CorruptRow(_)
+            | OrderError::Encode(_) => "internal_error",
         }
     }
 
@@ -102,7 +105,8 @@ impl ResponseError for OrderError {
             OrderError::PayResultMismatch { .. }
             | OrderError::Database(_)
             | OrderError::Pool(_)
-            | OrderError::CorruptRow(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | OrderError::CorruptRow(_)
+            | OrderError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

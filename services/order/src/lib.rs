@@ -7,6 +7,7 @@ pub mod pay_result;
 pub mod routes;
 pub mod schema;
 pub mod store;
+pub mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use paywire_domain::IdGenerator;
 use paywire_domain::topology::ORDER_PAY_RESULT_QUEUE;
 use paywire_messaging::consumer::{ConsumerConfig, run_consumer};
+use paywire_messaging::relay::{RelayConfig, run_relay};
 use paywire_messaging::topology::{connect, declare_pay_result_topology};
 use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
@@ -28,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::clients::{LearningCenterClient, PaymentGatewayClient};
 pub use crate::error::OrderError;
 use crate::pay_result::{CONSUMER_NAME, PayResultHandler};
+use crate::timeout::TimeoutHandler;
+pub use crate::timeout::TimeoutSettings;
 
 pub const SERVICE_NAME: &str = "order";
 
@@ -43,6 +47,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub ids: IdSettings,
     pub upstream: UpstreamSettings,
+    pub timeout: TimeoutSettings,
 }
 
 impl Default for Settings {
@@ -55,6 +60,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             ids: IdSettings::default(),
             upstream: UpstreamSettings::default(),
+            timeout: TimeoutSettings::default(),
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct AppState {
     pub ids: IdGenerator,
     pub learning_center: LearningCenterClient,
     pub payment_gateway: PaymentGatewayClient,
+    /// Where new orders' timeout messages go (the TTL-derived delay queue name).
+    pub delay_queue: String,
 }
 
 impl std::fmt::Debug for AppState {
@@ -110,7 +118,10 @@ pub struct App {
     server: Server,
     port: u16,
     pool: DbPool,
+    database_url: String,
     amqp: AmqpSettings,
+    timeout: TimeoutSettings,
+    payment_gateway: PaymentGatewayClient,
 }
 
 impl std::fmt::Debug for App {
@@ -123,6 +134,10 @@ impl std::fmt::Debug for App {
 
 /// Prepares the database and the broker topology, and binds the HTTP port.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    settings
+        .timeout
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     let pool = paywire_platform::db::prepare(
         &settings.database,
         vec![paywire_messaging::MIGRATIONS, MIGRATIONS],
@@ -134,10 +149,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let amqp = connect(&settings.amqp.url, "order-setup").await?;
     let amqp_channel = amqp.create_channel().await?;
     declare_pay_result_topology(&amqp_channel, &[ORDER_PAY_RESULT_QUEUE]).await?;
+    // Before the first order: the relay publishes timeouts with `mandatory`, so a missing
+    // delay queue would only delay them, but declaring first avoids even that.
+    settings.timeout.declare(&amqp_channel).await?;
     let _ = amqp_channel.close(200, "topology declared".into()).await;
     let _ = amqp.close(200, "topology declared".into()).await;
 
     let timeout = Duration::from_millis(settings.upstream.timeout_ms.max(1));
+    let payment_gateway = PaymentGatewayClient::new(
+        &settings.upstream.payment_gateway_url,
+        &settings.auth.service_token,
+        timeout,
+    )?;
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         ids: IdGenerator::new(settings.ids.worker_id)?,
@@ -146,11 +169,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             &settings.auth.service_token,
             timeout,
         )?,
-        payment_gateway: PaymentGatewayClient::new(
-            &settings.upstream.payment_gateway_url,
-            &settings.auth.service_token,
-            timeout,
-        )?,
+        payment_gateway: payment_gateway.clone(),
+        delay_queue: settings.timeout.delay_queue_name(),
     });
     let auth = web::Data::new(Authenticator::new(&settings.auth));
 
@@ -164,7 +184,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         server,
         port,
         pool,
+        database_url: settings.database.url,
         amqp: settings.amqp,
+        timeout: settings.timeout,
+        payment_gateway,
     })
 }
 
@@ -173,20 +196,52 @@ impl App {
         self.port
     }
 
-    /// Serves HTTP and consumes pay results until either stops or a signal arrives.
+    /// Serves HTTP, relays the outbox (order timeouts), consumes pay results and order
+    /// timeouts, until any of them stops or a signal arrives.
     pub async fn run(self) -> anyhow::Result<()> {
-        let mut config = ConsumerConfig::new(ORDER_PAY_RESULT_QUEUE, CONSUMER_NAME);
-        config.prefetch = self.amqp.prefetch;
-        let consumer = tokio::spawn(async move {
-            if let Err(e) =
-                run_consumer(self.pool, self.amqp.url, config, Arc::new(PayResultHandler)).await
-            {
-                tracing::error!(error = %e, "pay-result consumer stopped");
-            }
-        });
+        let relay = {
+            let (pool, db_url, amqp_url) =
+                (self.pool.clone(), self.database_url, self.amqp.url.clone());
+            tokio::spawn(async move {
+                if let Err(e) = run_relay(pool, db_url, amqp_url, RelayConfig::default()).await {
+                    tracing::error!(error = %e, "outbox relay stopped");
+                }
+            })
+        };
+        let pay_results = {
+            let mut config = ConsumerConfig::new(ORDER_PAY_RESULT_QUEUE, CONSUMER_NAME);
+            config.prefetch = self.amqp.prefetch;
+            let (pool, amqp_url) = (self.pool.clone(), self.amqp.url.clone());
+            tokio::spawn(async move {
+                if let Err(e) =
+                    run_consumer(pool, amqp_url, config, Arc::new(PayResultHandler)).await
+                {
+                    tracing::error!(error = %e, "pay-result consumer stopped");
+                }
+            })
+        };
+        let timeouts = {
+            let mut config =
+                ConsumerConfig::new(self.timeout.queue.clone(), timeout::CONSUMER_NAME);
+            config.prefetch = self.amqp.prefetch;
+            config.retry = self.timeout.retry_policy();
+            let handler = Arc::new(TimeoutHandler {
+                gateway: self.payment_gateway,
+            });
+            let (pool, amqp_url) = (self.pool, self.amqp.url);
+            tokio::spawn(async move {
+                if let Err(e) = run_consumer(pool, amqp_url, config, handler).await {
+                    tracing::error!(error = %e, "order-timeout consumer stopped");
+                }
+            })
+        };
         paywire_platform::http::run_until_stopped(
             self.server,
-            vec![("pay-result-consumer", consumer)],
+            vec![
+                ("outbox-relay", relay),
+                ("pay-result-consumer", pay_results),
+                ("order-timeout-consumer", timeouts),
+            ],
         )
         .await?;
         Ok(())

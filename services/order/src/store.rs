@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::upsert::DecoratableTarget;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use paywire_domain::{
     BizType, ChooseCourseId, CourseId, Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1,
@@ -11,6 +12,7 @@ use paywire_domain::{
 
 use crate::error::OrderError;
 use crate::schema::{order_items, orders};
+use crate::timeout::ScheduleTimeout;
 
 /// An order as the rest of the service sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,11 +119,13 @@ pub struct NewCourseOrder {
     pub price: Fen,
 }
 
-/// Inserts the order and its item in one transaction. Returns `None` when an order for
-/// the same business record already exists (a concurrent create won): the caller reads it.
+/// Inserts the order, its item and its timeout message (outbox) in one transaction.
+/// Returns `None` when an open order for the same business record already exists (a
+/// concurrent create won): the caller reads it.
 pub async fn insert_course_order(
     conn: &mut AsyncPgConnection,
     new: &NewCourseOrder,
+    timeout: &ScheduleTimeout,
 ) -> Result<Option<Order>, OrderError> {
     let biz_id = new.choose_course_id.to_string();
     let course_id = new.course_id.to_string();
@@ -136,7 +140,9 @@ pub async fn insert_course_order(
                 total_fen: new.price.get(),
                 status: OrderStatus::Unpaid.as_str(),
             })
+            // The partial unique index `orders_open_biz_idx`: one open order per record.
             .on_conflict((orders::biz_type, orders::biz_id))
+            .filter_target(orders::status.ne(OrderStatus::Closed.as_str()))
             .do_nothing()
             .returning(OrderRow::as_returning())
             .get_result(conn)
@@ -157,7 +163,9 @@ pub async fn insert_course_order(
             })
             .execute(conn)
             .await?;
-        Order::try_from(row).map(Some)
+        let order = Order::try_from(row)?;
+        paywire_messaging::outbox::enqueue(conn, &timeout.message(&order)?).await?;
+        Ok(Some(order))
     })
     .await
 }
@@ -173,7 +181,8 @@ pub async fn find(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Option<Or
         .transpose()
 }
 
-pub async fn find_by_biz(
+/// The business record's open (unpaid or paid) order; closed ones are history.
+pub async fn find_open_by_biz(
     conn: &mut AsyncPgConnection,
     biz_type: BizType,
     biz_id: &str,
@@ -181,6 +190,7 @@ pub async fn find_by_biz(
     orders::table
         .filter(orders::biz_type.eq(biz_type.as_str()))
         .filter(orders::biz_id.eq(biz_id))
+        .filter(orders::status.ne(OrderStatus::Closed.as_str()))
         .select(OrderRow::as_select())
         .first(conn)
         .await
@@ -237,8 +247,8 @@ pub async fn set_paid(
     Ok(rows == 1)
 }
 
-/// Guarded `unpaid → closed` (order expiry; the closing job comes with refunds). Returns
-/// whether this call moved it.
+/// Guarded `unpaid → closed` (order expiry, after the gateway closed every attempt).
+/// Returns whether this call moved it.
 pub async fn close(conn: &mut AsyncPgConnection, id: OrderId) -> Result<bool, OrderError> {
     let rows = diesel::update(
         orders::table

@@ -17,6 +17,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use order::error::OrderError;
 use order::pay_result::{MarkPaid, mark_paid};
 use order::store;
+use order::timeout::ScheduleTimeout;
 use order::{MIGRATIONS, Settings};
 use paywire_domain::topology::{ORDER_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
 use paywire_domain::{
@@ -393,7 +394,7 @@ async fn unknown_or_unpayable_records_are_refused() {
     let mut conn = h.conn().await;
     for biz in ["999", "105"] {
         assert!(
-            store::find_by_biz(&mut conn, BizType::Course, biz)
+            store::find_open_by_biz(&mut conn, BizType::Course, biz)
                 .await
                 .unwrap()
                 .is_none()
@@ -682,6 +683,14 @@ async fn gateway_refusals_and_outages_are_passed_on() {
 // Pay results: mark_paid against the database, and through the broker
 // ---------------------------------------------------------------------------------------
 
+/// The timeout an order inserted straight through the store schedules.
+fn schedule(event_id: i64) -> ScheduleTimeout {
+    ScheduleTimeout {
+        event_id: EventId::from(event_id),
+        delay_queue: "order.timeout.delay.1800s".into(),
+    }
+}
+
 /// A migrated database with one unpaid order, without HTTP or broker.
 async fn db_with_order(biz: i64) -> (TestDatabase, AsyncPgConnection, store::Order) {
     let db = TestDatabase::create("order").await.unwrap();
@@ -700,6 +709,7 @@ async fn db_with_order(biz: i64) -> (TestDatabase, AsyncPgConnection, store::Ord
             course_name: "Rust for payments".into(),
             price: Fen::new(PRICE).unwrap(),
         },
+        &schedule(3000 + biz),
     )
     .await
     .unwrap()
@@ -864,7 +874,7 @@ async fn a_second_insert_for_the_same_record_yields_to_the_first() {
         price: Fen::new(1).unwrap(),
     };
     assert!(
-        store::insert_course_order(&mut conn, &loser)
+        store::insert_course_order(&mut conn, &loser, &schedule(99_999))
             .await
             .unwrap()
             .is_none()
@@ -872,7 +882,7 @@ async fn a_second_insert_for_the_same_record_yields_to_the_first() {
     // Neither the order nor its item was written; the winner is untouched.
     assert!(store::find(&mut conn, loser.id).await.unwrap().is_none());
     assert!(store::items(&mut conn, loser.id).await.unwrap().is_empty());
-    let winner = store::find_by_biz(&mut conn, BizType::Course, "6")
+    let winner = store::find_open_by_biz(&mut conn, BizType::Course, "6")
         .await
         .unwrap()
         .unwrap();

@@ -15,7 +15,9 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::error::OrderError;
 
 pub use learning_center::{ChooseCourseRecord, LearningCenterClient};
-pub use payment_gateway::{CreatePayment, PaymentAttempt, PaymentGatewayClient};
+pub use payment_gateway::{
+    CloseOutcome, CreatePayment, PaymentAttempt, PaymentGatewayClient, SyncResult,
+};
 
 /// One `reqwest` client per upstream, with the service token as a default header marked
 /// sensitive (never printed by `Debug`).

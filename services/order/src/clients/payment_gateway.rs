@@ -1,4 +1,6 @@
-//! The payment gateway's internal API: create (or reuse) a payment attempt for an order.
+//! The payment gateway's internal API: create (or reuse) a payment attempt for an order,
+//! actively query the channel for an order's attempts (`sync`), and close an expired
+//! order's attempts (`close`).
 
 use std::time::Duration;
 
@@ -34,6 +36,30 @@ pub struct PaymentAttempt {
     pub code_url: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub status: PaymentStatus,
+}
+
+/// `POST /internal/orders/{order_id}/payments/sync`: whether the channel says an attempt
+/// of the order is paid (the gateway then records it exactly as if its callback had come).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SyncResult {
+    pub order_id: OrderId,
+    pub paid: bool,
+    pub pay_no: Option<PayNo>,
+}
+
+/// `POST /internal/orders/{order_id}/payments/close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseOutcome {
+    /// An attempt turned out paid: the gateway recorded it and emits the pay result.
+    Paid,
+    /// Every attempt is closed at its channel (or there was none); none can be paid now.
+    Closed,
+}
+
+#[derive(Debug, Deserialize)]
+struct CloseAnswer {
+    outcome: CloseOutcome,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +110,8 @@ impl PaymentGatewayClient {
                 let body = error_body(resp).await;
                 match body.as_ref().map(|b| b.error.as_str()) {
                     Some("order_already_paid") => Err(OrderError::OrderAlreadyPaid(req.order_id)),
+                    // The order expired at the gateway before the timeout closed it here.
+                    Some("order_closed") => Err(OrderError::OrderClosed(req.order_id)),
                     Some("channel_not_enabled") => Err(OrderError::ChannelNotEnabled(req.channel)),
                     _ => {
                         let (code, message) = body
@@ -100,5 +128,49 @@ impl PaymentGatewayClient {
             }
             _ => Err(unexpected(SERVICE, resp).await),
         }
+    }
+
+    /// Asks the gateway to query the channel for every unpaid attempt of the order.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    pub async fn sync_payments(&self, order_id: OrderId) -> Result<SyncResult, OrderError> {
+        let url = format!("{}/internal/orders/{order_id}/payments/sync", self.base_url);
+        let resp = self
+            .http
+            .post(url)
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, e))?;
+        if !resp.status().is_success() {
+            return Err(unexpected(SERVICE, resp).await);
+        }
+        let result: SyncResult = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+        if result.order_id != order_id || (result.paid && result.pay_no.is_none()) {
+            return Err(OrderError::BadUpstreamResponse {
+                service: SERVICE,
+                reason: format!("sync of order {order_id} answered {result:?}"),
+            });
+        }
+        Ok(result)
+    }
+
+    /// Asks the gateway to settle an expired order's attempts: paid, or closed at the
+    /// channel. A gateway or channel that cannot be reached is `UpstreamUnavailable`.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    pub async fn close_payments(&self, order_id: OrderId) -> Result<CloseOutcome, OrderError> {
+        let url = format!(
+            "{}/internal/orders/{order_id}/payments/close",
+            self.base_url
+        );
+        let resp = self
+            .http
+            .post(url)
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, e))?;
+        if !resp.status().is_success() {
+            return Err(unexpected(SERVICE, resp).await);
+        }
+        let answer: CloseAnswer = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+        Ok(answer.outcome)
     }
 }

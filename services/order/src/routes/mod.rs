@@ -16,6 +16,7 @@ pub fn configure(
         web::scope("/api/orders")
             .route("", web::post().to(orders::create))
             .route("/{order_id}", web::get().to(orders::get))
-            .route("/{order_id}/pay", web::post().to(orders::pay)),
+            .route("/{order_id}/pay", web::post().to(orders::pay))
+            .route("/{order_id}/pay-result", web::get().to(orders::pay_result)),
     );
 }

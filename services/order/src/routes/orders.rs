@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::clients::CreatePayment;
 use crate::error::OrderError;
 use crate::store::{self, NewCourseOrder, Order};
+use crate::timeout::ScheduleTimeout;
 
 /// `POST /api/orders`. Unknown fields (a client-sent `total_fen`, `price`…) are ignored on
 /// purpose: the price comes from the learning center only, so there is nothing to tamper with.
@@ -102,7 +103,7 @@ pub async fn create(
 
     {
         let mut conn = state.conn().await?;
-        if let Some(existing) = store::find_by_biz(&mut conn, biz_type, &biz_id).await? {
+        if let Some(existing) = store::find_open_by_biz(&mut conn, biz_type, &biz_id).await? {
             let order = owned_by_biz(existing, caller)?;
             record_order(&order);
             return Ok(HttpResponse::Ok().json(OrderView::from(&order)));
@@ -137,8 +138,13 @@ pub async fn create(
         course_name: record.course_name,
         price: record.price_fen,
     };
+    // The timeout is scheduled in the same transaction as the order: no order without one.
+    let timeout = ScheduleTimeout {
+        event_id: state.ids.next(),
+        delay_queue: state.delay_queue.clone(),
+    };
     let mut conn = state.conn().await?;
-    match store::insert_course_order(&mut conn, &new).await? {
+    match store::insert_course_order(&mut conn, &new, &timeout).await? {
         Some(order) => {
             record_order(&order);
             tracing::info!(total_fen = order.total.get(), "order created");
@@ -146,7 +152,7 @@ pub async fn create(
         }
         None => {
             // A concurrent create for the same record won; answer with its order.
-            let winner = store::find_by_biz(&mut conn, biz_type, &biz_id)
+            let winner = store::find_open_by_biz(&mut conn, biz_type, &biz_id)
                 .await?
                 .ok_or_else(|| {
                     OrderError::CorruptRow(format!("order for {biz_type}/{biz_id} vanished"))
@@ -216,5 +222,41 @@ pub async fn pay(
         channel: attempt.channel,
         code_url: attempt.code_url,
         expires_at: attempt.expires_at,
+    }))
+}
+
+/// `GET /api/orders/{order_id}/pay-result`.
+#[derive(Debug, Serialize)]
+pub struct PayResultView {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+    /// The order is paid, or the channel says one of its attempts is (the order row follows
+    /// when the pay result arrives through the broker).
+    pub paid: bool,
+}
+
+/// The student's "I have paid" button (seed `001`): an unpaid order makes the gateway
+/// actively query the channel, the same path as the gateway's own compensation.
+#[tracing::instrument(skip_all, fields(user_id = %user.0, order_id = %path))]
+pub async fn pay_result(
+    user: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<OrderId>,
+) -> Result<HttpResponse, OrderError> {
+    let order = own_order(&state, path.into_inner(), &user.0).await?;
+    let (status, paid) = match order.status {
+        OrderStatus::Paid => (OrderStatus::Paid, true),
+        OrderStatus::Closed => (OrderStatus::Closed, false),
+        OrderStatus::Unpaid => {
+            let synced = state.payment_gateway.sync_payments(order.id).await?;
+            // The pay result may have landed while the gateway was asking the channel.
+            let now = own_order(&state, order.id, &user.0).await?;
+            (now.status, synced.paid || now.status == OrderStatus::Paid)
+        }
+    };
+    Ok(HttpResponse::Ok().json(PayResultView {
+        order_id: order.id,
+        status,
+        paid,
     }))
 }
