@@ -95,6 +95,9 @@ pub enum Decoded {
     Course(PayResultV1),
     /// A pay result for another kind of business record: not ours, acknowledged unchanged.
     OtherBiz(String),
+    /// Another event type on the exchange (e.g. `refund.result.v1`): not for this service,
+    /// acknowledged unchanged.
+    OtherEvent(String),
 }
 
 #[derive(Deserialize)]
@@ -102,15 +105,16 @@ struct BizTypeOnly {
     biz_type: String,
 }
 
-/// Decodes a delivery, refusing event types and shapes this service does not know. The
+/// Decodes a delivery. Other event types on the shared exchange are skipped; a message
+/// without a type, or a pay result of a shape this build does not know, is refused. The
 /// business type is looked at before the full payload, so pay results for record types
 /// added later (which this build cannot parse) are skipped instead of parked.
 pub fn decode(msg: &IncomingMessage) -> Result<Decoded, HandleError> {
+    if msg.event_type.is_empty() {
+        return Err(HandleError::Permanent("message without a type".into()));
+    }
     if msg.event_type != PayResultV1::EVENT_TYPE {
-        return Err(HandleError::Permanent(format!(
-            "unknown message type {:?}",
-            msg.event_type
-        )));
+        return Ok(Decoded::OtherEvent(msg.event_type.clone()));
     }
     let envelope: EventEnvelope<serde_json::Value> = serde_json::from_slice(&msg.body)
         .map_err(|e| HandleError::Permanent(format!("malformed envelope: {e}")))?;
@@ -146,6 +150,10 @@ impl MessageHandler for PayResultHandler {
             Decoded::Course(event) => event,
             Decoded::OtherBiz(biz_type) => {
                 tracing::debug!(%biz_type, "pay result for another business type ignored");
+                return Ok(());
+            }
+            Decoded::OtherEvent(event_type) => {
+                tracing::debug!(%event_type, "event type not handled here; acknowledged");
                 return Ok(());
             }
         };
@@ -219,14 +227,25 @@ mod tests {
     }
 
     #[test]
-    fn unknown_types_and_garbage_are_permanent() {
-        let body = serde_json::to_vec(&envelope_json()).unwrap();
-        for kind in ["pay.result.v2", ""] {
-            assert!(matches!(
-                decode(&message(kind, body.clone())),
-                Err(HandleError::Permanent(_))
-            ));
+    fn other_event_types_are_skipped_not_parked() {
+        for kind in ["refund.result.v1", "pay.result.v2"] {
+            // Whatever their body: this build knows nothing about their shape.
+            for body in [serde_json::to_vec(&envelope_json()).unwrap(), b"{".to_vec()] {
+                assert_eq!(
+                    decode(&message(kind, body)).unwrap(),
+                    Decoded::OtherEvent(kind.into())
+                );
+            }
         }
+    }
+
+    #[test]
+    fn untyped_messages_and_garbage_are_permanent() {
+        let body = serde_json::to_vec(&envelope_json()).unwrap();
+        assert!(matches!(
+            decode(&message("", body)),
+            Err(HandleError::Permanent(_))
+        ));
         assert!(matches!(
             decode(&message("pay.result.v1", b"{not json".to_vec())),
             Err(HandleError::Permanent(_))

@@ -99,13 +99,15 @@ pub async fn mark_paid(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PayResultHandler;
 
-/// Decodes a delivery, refusing event types and shapes this service does not know.
-pub fn decode(msg: &IncomingMessage) -> Result<PayResultV1, HandleError> {
+/// Decodes a delivery: `None` for another event type on the shared exchange (e.g.
+/// `refund.result.v1`), which is not for this service. A message without a type, or a pay
+/// result of a shape this build does not know, is refused.
+pub fn decode(msg: &IncomingMessage) -> Result<Option<PayResultV1>, HandleError> {
+    if msg.event_type.is_empty() {
+        return Err(HandleError::Permanent("message without a type".into()));
+    }
     if msg.event_type != PayResultV1::EVENT_TYPE {
-        return Err(HandleError::Permanent(format!(
-            "unknown message type {:?}",
-            msg.event_type
-        )));
+        return Ok(None);
     }
     let envelope: EventEnvelope<PayResultV1> = serde_json::from_slice(&msg.body)
         .map_err(|e| HandleError::Permanent(format!("malformed pay result: {e}")))?;
@@ -115,7 +117,7 @@ pub fn decode(msg: &IncomingMessage) -> Result<PayResultV1, HandleError> {
             envelope.event_type
         )));
     }
-    Ok(envelope.data)
+    Ok(Some(envelope.data))
 }
 
 #[async_trait]
@@ -126,7 +128,11 @@ impl MessageHandler for PayResultHandler {
         conn: &mut AsyncPgConnection,
         msg: &IncomingMessage,
     ) -> Result<(), HandleError> {
-        let event = decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))?;
+        let Some(event) = decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))?
+        else {
+            tracing::debug!(event_type = %msg.event_type, "event type not handled here; acknowledged");
+            return Ok(());
+        };
         tracing::Span::current().record("order_id", tracing::field::display(event.order_id));
         match mark_paid(conn, &event).await {
             Ok(_) => Ok(()),
@@ -171,17 +177,22 @@ mod tests {
     fn decodes_pay_results() {
         let env = event().into_envelope(EventId::from(1), chrono::Utc::now());
         let msg = message("pay.result.v1", serde_json::to_vec(&env).unwrap());
-        assert_eq!(decode(&msg).unwrap(), event());
+        assert_eq!(decode(&msg).unwrap(), Some(event()));
     }
 
     #[test]
-    fn unknown_types_and_garbage_are_permanent() {
+    fn other_event_types_are_skipped_not_parked() {
+        for kind in ["refund.result.v1", "pay.result.v2"] {
+            for body in [b"{\"refund_no\": \"1\"}".to_vec(), b"{".to_vec()] {
+                assert_eq!(decode(&message(kind, body)).unwrap(), None, "{kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn untyped_messages_and_malformed_pay_results_are_permanent() {
         let env = event().into_envelope(EventId::from(1), chrono::Utc::now());
         let body = serde_json::to_vec(&env).unwrap();
-        assert!(matches!(
-            decode(&message("pay.result.v2", body.clone())),
-            Err(HandleError::Permanent(_))
-        ));
         assert!(matches!(
             decode(&message("", body)),
             Err(HandleError::Permanent(_))
