@@ -42,6 +42,13 @@ pub const SERVICES: &[Service] = &[
         database: Some("paywire_order"),
         worker_id: Some(2),
     },
+    // Last: the pages and the proxy in front of the public APIs.
+    Service {
+        name: "web",
+        port: 8080,
+        database: None,
+        worker_id: None,
+    },
 ];
 
 pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432";

@@ -1,0 +1,183 @@
+//! Paywire web: the pages a student uses (catalogue, checkout, my courses, dev sign-in),
+//! served from one origin together with the public APIs, which it reverse-proxies to the
+//! learning center and the order service as an API gateway would. The browser therefore
+//! never needs CORS, and the services never see another origin.
+
+pub mod error;
+pub mod login;
+pub mod pages;
+pub mod proxy;
+
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::web;
+use paywire_platform::auth::Authenticator;
+use paywire_platform::config::{AuthSettings, HttpSettings, TelemetrySettings};
+use serde::{Deserialize, Serialize};
+
+pub use crate::error::WebError;
+
+pub const SERVICE_NAME: &str = "web";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    /// Only the JWT secret is used, to sign dev sign-in tokens.
+    pub auth: AuthSettings,
+    pub telemetry: TelemetrySettings,
+    pub upstream: UpstreamSettings,
+    pub dev_login: DevLoginSettings,
+    pub pages: PageSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::on_port(8080),
+            auth: AuthSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            upstream: UpstreamSettings::default(),
+            dev_login: DevLoginSettings::default(),
+            pages: PageSettings::default(),
+        }
+    }
+}
+
+/// Where the proxied API prefixes go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSettings {
+    /// `/api/learning/*` is forwarded here, path and query unchanged.
+    pub learning_center_url: String,
+    /// `/api/orders/*` is forwarded here, path and query unchanged.
+    pub order_url: String,
+    /// Per upstream request, including reading the answer's head.
+    pub timeout_ms: u64,
+    /// Largest request body forwarded (API bodies are small JSON documents).
+    pub max_body_bytes: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            learning_center_url: "http://127.0.0.1:8081".into(),
+            order_url: "http://127.0.0.1:8082".into(),
+            timeout_ms: 15_000,
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// `POST /dev/login`: anyone may act as any student. For local development and tests
+/// only; production sets `enabled = false` and signs users in through a real identity
+/// provider that issues the same kind of JWT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DevLoginSettings {
+    pub enabled: bool,
+    pub token_ttl_secs: u64,
+}
+
+impl Default for DevLoginSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+/// Values the pages show; none of them is a secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PageSettings {
+    /// The payer's wallet (the channel sandbox) as the browser reaches it; empty hides
+    /// the link.
+    pub wallet_url: String,
+}
+
+impl Default for PageSettings {
+    fn default() -> Self {
+        Self {
+            wallet_url: "http://127.0.0.1:8090/sandbox/wallet".into(),
+        }
+    }
+}
+
+/// A built, not yet running web service.
+pub struct App {
+    server: Server,
+    port: u16,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders the pages, prepares the upstream client and binds the HTTP port.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    let proxy = web::Data::new(proxy::Proxy::new(
+        &settings.upstream,
+        Duration::from_millis(settings.upstream.timeout_ms),
+    )?);
+    let pages = web::Data::new(pages::Pages::render(
+        &settings.pages,
+        settings.dev_login.enabled,
+    ));
+    let login = settings.dev_login.enabled.then(|| {
+        web::Data::new(login::DevLogin {
+            auth: Authenticator::new(&settings.auth),
+            ttl: chrono::Duration::seconds(
+                i64::try_from(settings.dev_login.token_ttl_secs).unwrap_or(i64::MAX / 1000),
+            ),
+        })
+    });
+    if login.is_some() {
+        tracing::warn!("dev login is enabled: anyone can act as any student (development only)");
+    }
+
+    let listener = paywire_platform::http::bind(&settings.http)?;
+    let port = listener.local_addr()?.port();
+    let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
+        configure(cfg, proxy.clone(), pages.clone(), login.clone())
+    })?;
+    tracing::info!(port, "web listening");
+    Ok(App { server, port })
+}
+
+fn configure(
+    cfg: &mut web::ServiceConfig,
+    proxy: web::Data<proxy::Proxy>,
+    pages: web::Data<pages::Pages>,
+    login: Option<web::Data<login::DevLogin>>,
+) {
+    cfg.app_data(proxy).app_data(pages);
+    if let Some(login) = login {
+        cfg.app_data(login)
+            .route("/dev/login", web::post().to(login::dev_login));
+    }
+    proxy::configure(cfg);
+    pages::configure(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, WebError> {
+    Err(WebError::NotFound(req.path().to_owned()))
+}
+
+impl App {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        paywire_platform::http::run_until_stopped(self.server, Vec::new()).await?;
+        Ok(())
+    }
+}

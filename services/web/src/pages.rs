@@ -1,0 +1,147 @@
+//! The pages and their assets, compiled into the binary (no CDN, no separate front-end
+//! server). Pages are rendered once at start-up with the few public settings they need.
+
+use actix_web::{HttpResponse, web};
+
+use crate::{PageSettings, WebError};
+
+const LAYOUT_HEAD: &str = include_str!("../assets/head.html");
+const CATALOGUE: &str = include_str!("../assets/catalogue.html");
+const CHECKOUT: &str = include_str!("../assets/checkout.html");
+const MY_COURSES: &str = include_str!("../assets/my-courses.html");
+const LOGIN: &str = include_str!("../assets/login.html");
+
+/// `(name, content type, body)` of everything under `/assets/`.
+pub const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/style.css"),
+    ),
+    (
+        "qrcode.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/vendor/qrcode.js"),
+    ),
+];
+
+/// Scripts and styles come only from this origin; QR codes are `data:` images.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; script-src 'self'; \
+                   style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[derive(Debug)]
+pub struct Pages {
+    catalogue: String,
+    checkout: String,
+    my_courses: String,
+    login: String,
+}
+
+impl Pages {
+    pub fn render(settings: &PageSettings, dev_login: bool) -> Self {
+        let head = LAYOUT_HEAD
+            .replace("{{WALLET_URL}}", &escape_html(&settings.wallet_url))
+            .replace("{{DEV_LOGIN}}", if dev_login { "true" } else { "false" });
+        let page = |title: &str, body: &str| {
+            head.replace("{{TITLE}}", title)
+                .replace("{{BODY}}", body.trim_end())
+        };
+        Self {
+            catalogue: page("Courses · 课程", CATALOGUE),
+            checkout: page("Checkout · 收银台", CHECKOUT),
+            my_courses: page("My courses · 我的课程", MY_COURSES),
+            login: page("Sign in · 登录", LOGIN),
+        }
+    }
+
+    /// Every rendered page, for tests that inspect what the browser receives.
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.catalogue,
+            &self.checkout,
+            &self.my_courses,
+            &self.login,
+        ]
+    }
+}
+
+/// Escapes a value placed inside an HTML attribute.
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(catalogue))
+        .route("/checkout", web::get().to(checkout))
+        .route("/my-courses", web::get().to(my_courses))
+        .route("/login", web::get().to(login))
+        .route("/assets/{name}", web::get().to(asset));
+}
+
+fn html(body: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", CSP))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(body.to_owned())
+}
+
+async fn catalogue(pages: web::Data<Pages>) -> HttpResponse {
+    html(&pages.catalogue)
+}
+
+async fn checkout(pages: web::Data<Pages>) -> HttpResponse {
+    html(&pages.checkout)
+}
+
+async fn my_courses(pages: web::Data<Pages>) -> HttpResponse {
+    html(&pages.my_courses)
+}
+
+async fn login(pages: web::Data<Pages>) -> HttpResponse {
+    html(&pages.login)
+}
+
+async fn asset(name: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name.as_str())
+        .ok_or_else(|| WebError::NotFound(format!("/assets/{name}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type(*content_type)
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(*body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_escaped_into_the_pages() {
+        let pages = Pages::render(
+            &PageSettings {
+                wallet_url: "http://x/\"><script>alert(1)</script>".into(),
+            },
+            false,
+        );
+        for page in pages.all() {
+            assert!(!page.contains("<script>alert(1)"), "{page}");
+            assert!(page.contains("&quot;&gt;&lt;script&gt;"));
+            assert!(page.contains(r#"name="paywire-dev-login" content="false""#));
+            assert!(!page.contains("{{"), "unrendered placeholder in {page}");
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Black-box tests of the web service: the proxy against a recording upstream, dev
+//! sign-in against a real learning center, and the pages as the browser receives them.
+
+use std::net::TcpListener;
+
+use actix_web::{HttpRequest, HttpResponse, web as aweb};
+use paywire_platform::config::{
+    AmqpSettings, AuthSettings, DEV_JWT_SECRET, DEV_SERVICE_TOKEN, DatabaseSettings, HttpSettings,
+};
+use paywire_testkit::{TestDatabase, TestVhost};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use web::{Settings, UpstreamSettings};
+
+fn http0() -> HttpSettings {
+    HttpSettings {
+        host: "127.0.0.1".into(),
+        port: 0,
+        workers: 1,
+    }
+}
+
+/// Answers every request with what it received, under a status chosen by the query
+/// (`?status=201`), streaming the body in chunks.
+async fn echo(req: HttpRequest, body: aweb::Bytes, who: aweb::Data<&'static str>) -> HttpResponse {
+    let status = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("status="))
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(200);
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    let answer = json!({
+        "upstream": **who,
+        "method": req.method().as_str(),
+        "path": req.path(),
+        "query": req.query_string(),
+        "body": String::from_utf8_lossy(&body),
+        "headers": headers,
+    })
+    .to_string();
+    let chunks: Vec<Result<aweb::Bytes, std::io::Error>> = answer
+        .as_bytes()
+        .chunks(7)
+        .map(|c| Ok(aweb::Bytes::copy_from_slice(c)))
+        .collect();
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .insert_header(("x-upstream", **who))
+        .content_type("application/json")
+        .streaming(futures::stream::iter(chunks))
+}
+
+fn start_echo(who: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(aweb::Data::new(who))
+            .default_service(aweb::to(echo))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn start_web(settings: Settings) -> String {
+    let app = web::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run());
+    url
+}
+
+fn settings(learning: &str, order: &str) -> Settings {
+    Settings {
+        http: http0(),
+        upstream: UpstreamSettings {
+            learning_center_url: learning.to_owned(),
+            order_url: order.to_owned(),
+            timeout_ms: 5_000,
+            max_body_bytes: 1024,
+        },
+        ..Settings::default()
+    }
+}
+
+async fn with_echo_upstreams() -> String {
+    let learning = start_echo("learning");
+    let order = start_echo("order");
+    start_web(settings(&learning, &order)).await
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn proxy_forwards_method_path_query_body_authorization_and_status() {
+    let base = with_echo_upstreams().await;
+    let resp = client()
+        .post(format!(
+            "{base}/api/orders/7181245133201408/pay?status=201&x=a%20b"
+        ))
+        .header("Authorization", "Bearer abc.def.ghi")
+        .header("Content-Type", "application/json")
+        .body(r#"{"channel":"wechat"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(resp.headers()["x-upstream"], "order");
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(got["upstream"], "order");
+    assert_eq!(got["method"], "POST");
+    assert_eq!(got["path"], "/api/orders/7181245133201408/pay");
+    assert_eq!(got["query"], "status=201&x=a%20b");
+    assert_eq!(got["body"], r#"{"channel":"wechat"}"#);
+    assert_eq!(got["headers"]["authorization"], "Bearer abc.def.ghi");
+    assert_eq!(got["headers"]["content-type"], "application/json");
+    assert!(got["headers"]["x-forwarded-for"].is_string());
+
+    // The other prefix goes to the other upstream; error statuses pass unchanged.
+    let resp = client()
+        .get(format!("{base}/api/learning/learn-status/42?status=404"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(got["upstream"], "learning");
+    assert_eq!(got["method"], "GET");
+    assert_eq!(got["path"], "/api/learning/learn-status/42");
+    assert!(got["headers"].get("authorization").is_none());
+
+    // The prefix root itself is forwarded too (POST /api/orders creates an order).
+    let got: Value = client()
+        .post(format!("{base}/api/orders"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"biz_type":"course","biz_id":"1"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["upstream"], "order");
+    assert_eq!(got["path"], "/api/orders");
+    assert_eq!(got["body"], r#"{"biz_type":"course","biz_id":"1"}"#);
+}
+
+#[tokio::test]
+async fn the_service_credential_is_never_passed_through() {
+    let base = with_echo_upstreams().await;
+    let got: Value = client()
+        .get(format!("{base}/api/orders/1"))
+        .header("X-Service-Token", DEV_SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["path"], "/api/orders/1");
+    assert!(got["headers"].get("x-service-token").is_none(), "{got}");
+}
+
+#[tokio::test]
+async fn unknown_prefixes_and_internal_routes_are_404_json() {
+    let base = with_echo_upstreams().await;
+    for path in [
+        "/api/payments/1",
+        "/internal/choose-courses/1",
+        "/api/learningx/courses",
+        "/nothing",
+        "/assets/secret.txt",
+    ] {
+        let resp = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "not_found", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_and_a_large_body_413() {
+    // Port 1 on loopback: nothing listens there.
+    let base = start_web(settings("http://127.0.0.1:1", "http://127.0.0.1:1")).await;
+    let resp = client()
+        .get(format!("{base}/api/learning/courses"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_unavailable");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("learning-center")
+    );
+
+    let base = with_echo_upstreams().await;
+    let resp = client()
+        .post(format!("{base}/api/orders"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "body_too_large");
+}
+
+#[tokio::test]
+async fn dev_login_issues_a_token_the_learning_center_accepts() {
+    let db = TestDatabase::create("web_login").await.unwrap();
+    let vhost = TestVhost::create().unwrap();
+    let learning = learning_center::Settings {
+        http: http0(),
+        database: DatabaseSettings {
+            url: db.url.clone(),
+            max_connections: 3,
+            migrate: true,
+        },
+        amqp: AmqpSettings {
+            url: vhost.amqp_url.clone(),
+            ..AmqpSettings::default()
+        },
+        ..Default::default()
+    };
+    let learning = learning_center::build(learning).await.unwrap();
+    let learning_url = format!("http://127.0.0.1:{}", learning.port());
+    let running = tokio::spawn(learning.run());
+    let base = start_web(settings(&learning_url, "http://127.0.0.1:1")).await;
+
+    let resp = client()
+        .post(format!("{base}/dev/login"))
+        .json(&json!({"user_id": "student-web-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let login: Value = resp.json().await.unwrap();
+    assert_eq!(login["user_id"], "student-web-1");
+    let token = login["token"].as_str().unwrap();
+
+    let resp = client()
+        .get(format!("{base}/api/learning/my-courses"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mine: Value = resp.json().await.unwrap();
+    assert_eq!(mine["courses"], json!([]));
+
+    // Without it, or with a forged one, the learning center refuses (through the proxy).
+    let resp = client()
+        .get(format!("{base}/api/learning/my-courses"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = client()
+        .get(format!("{base}/api/learning/my-courses"))
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    running.abort();
+}
+
+#[tokio::test]
+async fn dev_login_refuses_bad_user_ids_and_tokens_from_another_secret_fail() {
+    let base = with_echo_upstreams().await;
+    for body in [
+        json!({"user_id": ""}),
+        json!({"user_id": "a b"}),
+        json!({"user_id": "x".repeat(65)}),
+    ] {
+        let resp = client()
+            .post(format!("{base}/dev/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_request");
+    }
+    let resp = client()
+        .post(format!("{base}/dev/login"))
+        .json(&json!({"id": "s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+
+    // A web service configured with another secret issues tokens the default one rejects.
+    let mut other = settings("http://127.0.0.1:1", "http://127.0.0.1:1");
+    other.auth = AuthSettings {
+        jwt_secret: SecretString::from("another-secret"),
+        ..AuthSettings::default()
+    };
+    let other = start_web(other).await;
+    let login: Value = client()
+        .post(format!("{other}/dev/login"))
+        .json(&json!({"user_id": "s1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let default = paywire_platform::auth::Authenticator::new(&AuthSettings::default());
+    assert!(default.verify(login["token"].as_str().unwrap()).is_err());
+    let same = paywire_platform::auth::Authenticator::new(&AuthSettings {
+        jwt_secret: SecretString::from("another-secret"),
+        ..AuthSettings::default()
+    });
+    assert_eq!(
+        same.verify(login["token"].as_str().unwrap())
+            .unwrap()
+            .as_str(),
+        "s1"
+    );
+}
+
+#[tokio::test]
+async fn dev_login_disabled_is_404_and_the_page_says_so() {
+    let mut s = settings("http://127.0.0.1:1", "http://127.0.0.1:1");
+    s.dev_login.enabled = false;
+    let base = start_web(s).await;
+    let resp = client()
+        .post(format!("{base}/dev/login"))
+        .json(&json!({"user_id": "s1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let page = client()
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"name="paywire-dev-login" content="false""#));
+}
+
+#[tokio::test]
+async fn pages_are_html_and_carry_no_secret() {
+    let secret = "jwt-secret-that-must-not-leak-4711";
+    let token = "service-token-that-must-not-leak-4711";
+    let mut s = settings("http://127.0.0.1:1", "http://127.0.0.1:1");
+    s.auth = AuthSettings {
+        jwt_secret: SecretString::from(secret),
+        service_token: SecretString::from(token),
+    };
+    let base = start_web(s).await;
+    let mut bundle = String::new();
+    for (path, kind, testid) in [
+        ("/", "text/html", "course-list"),
+        ("/checkout?order_id=1", "text/html", "pay-status"),
+        ("/my-courses", "text/html", "my-courses-table"),
+        ("/login", "text/html", "login-form"),
+        ("/assets/app.js", "text/javascript", "paywire.token"),
+        ("/assets/style.css", "text/css", "--accent"),
+        ("/assets/qrcode.js", "text/javascript", "Kazuhiko Arase"),
+    ] {
+        let resp = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(testid), "{path} lacks {testid}");
+        bundle.push_str(&text);
+    }
+    for needle in [
+        secret,
+        token,
+        DEV_JWT_SECRET,
+        DEV_SERVICE_TOKEN,
+        "BEGIN PRIVATE KEY",
+    ] {
+        assert!(!bundle.contains(needle), "the pages contain {needle}");
+    }
+    // Nothing is loaded from another origin.
+    assert!(!bundle.contains("src=\"http"), "external script or image");
+    assert!(
+        !bundle.contains("href=\"http"),
+        "external stylesheet or link"
+    );
+}
