@@ -1,12 +1,14 @@
 //! Payment channels behind one trait.
 //!
-//! Each channel lives in its own module (`wechat`, later `alipay`) with its wire types,
+//! Each channel lives in its own module (`wechat`, `alipay`) with its wire types,
 //! signing, verification and the mapping of its states onto [`PaymentState`]. Services
 //! only talk to [`PaymentChannel`], so adding a channel touches no service logic.
 
+pub mod alipay;
 mod channel;
 mod error;
 pub mod keys;
+pub mod rsa_sha256;
 pub mod wechat;
 
 pub use channel::{

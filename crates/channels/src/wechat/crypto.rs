@@ -10,8 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
-use sha2::{Digest, Sha256};
+use rsa::RsaPrivateKey;
 
 use crate::CryptoError;
 
@@ -57,28 +56,9 @@ pub fn response_message(timestamp: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
     message
 }
 
-/// RSASSA-PKCS1-v1_5 with SHA-256, standard Base64 with padding.
-///
-/// # Panics
-/// Only for keys shorter than 496 bits, which cannot hold a SHA-256 DigestInfo; key
-/// loading for WeChat Pay (`WechatPay::new`) refuses keys under 2048 bits.
-pub fn sign(key: &RsaPrivateKey, message: &[u8]) -> String {
-    let digest = Sha256::digest(message);
-    let signature = key
-        .sign(Pkcs1v15Sign::new::<Sha256>(), &digest)
-        .expect("RSA key too small for a SHA-256 PKCS#1 v1.5 signature");
-    STANDARD.encode(signature)
-}
-
-/// Checks a Base64 RSASSA-PKCS1-v1_5 SHA-256 signature; any malformation is `false`.
-pub fn verify(key: &RsaPublicKey, message: &[u8], signature_b64: &str) -> bool {
-    let Ok(signature) = STANDARD.decode(signature_b64.trim()) else {
-        return false;
-    };
-    let digest = Sha256::digest(message);
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
-        .is_ok()
-}
+/// RSA-SHA256 (both channels use it), moved to a neutral module; re-exported so
+/// `wechat::crypto::{sign, verify}` keep working.
+pub use crate::rsa_sha256::{sign, verify};
 
 /// The `Authorization` header value of a merchant request.
 pub fn authorization(
@@ -263,6 +243,7 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 mod tests {
     use super::*;
     use crate::keys;
+    use rsa::RsaPublicKey;
 
     const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
 
