@@ -1,279 +1,32 @@
-//! Black-box tests of the order service: the app runs in-process on port 0 against its own
-//! database and RabbitMQ vhost. The learning center and the payment gateway are small actix
-//! servers started here that answer their internal endpoints (HTTP peers, not stand-ins for
-//! a database); the real services are wired together in the end-to-end suite.
+//! Black-box tests of the order service's API and pay-result consumer (harness and peers in
+//! `common`).
 
-use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+use common::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use order::MIGRATIONS;
 use order::error::OrderError;
 use order::pay_result::{MarkPaid, mark_paid};
 use order::store;
 use order::timeout::ScheduleTimeout;
-use order::{MIGRATIONS, Settings};
-use paywire_domain::topology::{ORDER_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
+use paywire_domain::topology::ORDER_PAY_RESULT_QUEUE;
 use paywire_domain::{
     BizType, ChooseCourseId, CourseId, EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo,
     PayResultV1, UserId,
 };
 use paywire_messaging::topology::dead_letter_queue_name;
-use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
-use paywire_platform::config::{AuthSettings, DEV_SERVICE_TOKEN};
-use paywire_testkit::{TestDatabase, TestVhost, eventually};
+use paywire_platform::auth::Authenticator;
+use paywire_platform::config::AuthSettings;
+use paywire_testkit::{TestDatabase, eventually};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-
-const PRICE: i64 = 12_345;
-
-// ---------------------------------------------------------------------------------------
-// Peers
-// ---------------------------------------------------------------------------------------
-
-fn has_service_token(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(SERVICE_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        == Some(DEV_SERVICE_TOKEN)
-}
-
-fn unauthorized() -> HttpResponse {
-    HttpResponse::Unauthorized().json(json!({"error": "unauthorized", "message": "token"}))
-}
-
-/// Starts an actix server on a free port; returns its base URL.
-fn start_peer<F>(configure: F) -> String
-where
-    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server =
-        actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)
-            .unwrap()
-            .run();
-    tokio::spawn(server);
-    format!("http://127.0.0.1:{port}")
-}
-
-/// The learning center's `GET /internal/choose-courses/{id}`.
-#[derive(Clone, Default)]
-struct LearningCenter {
-    records: Arc<Mutex<HashMap<String, Value>>>,
-    failing: Arc<AtomicBool>,
-    calls: Arc<AtomicI64>,
-}
-
-impl LearningCenter {
-    fn add(&self, id: i64, user: &str, status: &str) {
-        self.records.lock().unwrap().insert(
-            id.to_string(),
-            json!({
-                "choose_course_id": id.to_string(), "user_id": user, "course_id": "55",
-                "course_name": "Rust for payments", "price_fen": PRICE, "status": status,
-            }),
-        );
-    }
-
-    fn start(&self) -> String {
-        let state = self.clone();
-        start_peer(move |cfg| {
-            cfg.app_data(web::Data::new(state.clone())).route(
-                "/internal/choose-courses/{id}",
-                web::get().to(
-                    |req: HttpRequest, lc: web::Data<LearningCenter>, id: web::Path<String>| async move {
-                        lc.calls.fetch_add(1, Ordering::SeqCst);
-                        if !has_service_token(&req) {
-                            return unauthorized();
-                        }
-                        if lc.failing.load(Ordering::SeqCst) {
-                            return HttpResponse::InternalServerError().finish();
-                        }
-                        match lc.records.lock().unwrap().get(id.as_str()) {
-                            Some(r) => HttpResponse::Ok().json(r),
-                            None => HttpResponse::NotFound()
-                                .json(json!({"error": "not_found", "message": "no such record"})),
-                        }
-                    },
-                ),
-            );
-        })
-    }
-}
-
-/// The payment gateway's `POST /internal/payments`.
-#[derive(Clone, Default)]
-struct Gateway {
-    requests: Arc<Mutex<Vec<Value>>>,
-    paid_orders: Arc<Mutex<HashSet<String>>>,
-}
-
-impl Gateway {
-    fn requests(&self) -> Vec<Value> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn start(&self) -> String {
-        let state = self.clone();
-        start_peer(move |cfg| {
-            cfg.app_data(web::Data::new(state.clone())).route(
-                "/internal/payments",
-                web::post().to(
-                    |req: HttpRequest, gw: web::Data<Gateway>, body: web::Json<Value>| async move {
-                        if !has_service_token(&req) {
-                            return unauthorized();
-                        }
-                        let body = body.into_inner();
-                        gw.requests.lock().unwrap().push(body.clone());
-                        let order_id = body["order_id"].as_str().unwrap_or_default().to_owned();
-                        if gw.paid_orders.lock().unwrap().contains(&order_id) {
-                            return HttpResponse::Conflict()
-                                .json(json!({"error": "order_already_paid", "message": "paid"}));
-                        }
-                        HttpResponse::Created().json(json!({
-                            "pay_no": "777", "order_id": order_id, "channel": body["channel"],
-                            "code_url": format!("weixin://wxpay/bizpayurl?pr={order_id}"),
-                            "expires_at": "2030-01-01T00:15:00Z", "status": "unpaid",
-                        }))
-                    },
-                ),
-            );
-        })
-    }
-}
-
-/// A port nothing listens on.
-fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
-
-// ---------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------
-
-struct Harness {
-    base: String,
-    client: reqwest::Client,
-    db: TestDatabase,
-    vhost: TestVhost,
-    lc: LearningCenter,
-    gw: Gateway,
-    auth: Authenticator,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
-        let db = TestDatabase::create("order").await.unwrap();
-        let vhost = TestVhost::create().unwrap();
-        let lc = LearningCenter::default();
-        let gw = Gateway::default();
-        let mut s = Settings::default();
-        s.http.port = 0;
-        s.http.workers = 1;
-        s.database.url = db.url.clone();
-        s.database.max_connections = 4;
-        s.amqp.url = vhost.amqp_url.clone();
-        s.upstream.learning_center_url = lc.start();
-        s.upstream.payment_gateway_url = gw.start();
-        s.upstream.timeout_ms = 3000;
-        tweak(&mut s);
-        let auth = Authenticator::new(&s.auth);
-        let app = order::build(s).await.unwrap();
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run());
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            db,
-            vhost,
-            lc,
-            gw,
-            auth,
-        }
-    }
-
-    fn token(&self, user: &str) -> String {
-        self.auth
-            .issue(&UserId::parse(user).unwrap(), chrono::Duration::minutes(5))
-    }
-
-    async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(self.token(user))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, user: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(self.token(user))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn create(&self, user: &str, biz_id: &str) -> (u16, Value) {
-        self.post(
-            user,
-            "/api/orders",
-            json!({"biz_type": "course", "biz_id": biz_id}),
-        )
-        .await
-    }
-
-    /// A new unpaid order of `user` for choose-course `biz`.
-    async fn order_for(&self, user: &str, biz: i64) -> OrderId {
-        self.lc.add(biz, user, "awaiting_payment");
-        let (status, body) = self.create(user, &biz.to_string()).await;
-        assert_eq!(status, 201, "{body}");
-        body["order_id"].as_str().unwrap().parse().unwrap()
-    }
-
-    async fn conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.db.url).await.unwrap()
-    }
-}
-
-fn pay_result(order: &store::Order, pay_no: i64) -> PayResultV1 {
-    PayResultV1 {
-        pay_no: PayNo::from(pay_no),
-        order_id: order.id,
-        user_id: order.user_id.clone(),
-        biz_type: order.biz_type,
-        biz_id: order.biz_id.clone(),
-        channel: PayChannel::Wechat,
-        amount_fen: order.total,
-        channel_trade_no: format!("42000{pay_no}"),
-        paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Creating orders
@@ -798,35 +551,6 @@ async fn pay_results_for_unknown_orders_are_errors() {
     let err = mark_paid(&mut conn, &event).await.unwrap_err();
     assert!(matches!(err, OrderError::OrderNotFound(id) if id == event.order_id));
     assert!(!err.is_transient());
-}
-
-async fn publish(vhost: &TestVhost, message_id: &str, event_type: &str, body: &[u8]) {
-    let conn = paywire_messaging::topology::connect(&vhost.amqp_url, "order-test")
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_message_id(message_id.into())
-        .with_type(event_type.into())
-        .with_content_type("application/json".into());
-    channel
-        .basic_publish(
-            PAY_RESULT_EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = conn.close(200, "done".into()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
