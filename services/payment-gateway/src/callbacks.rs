@@ -2,9 +2,10 @@
 //!
 //! 1. the channel verifies and parses the raw request (signature, clock, decryption,
 //!    merchant) — nothing in an unverified body is trusted;
-//! 2. one transaction locks the attempt, checks it against our record (pay_no, channel,
-//!    amount), applies `unpaid → paid` with a guarded update and queues the pay result in
-//!    the outbox, and records what happened in `channel_notifications`;
+//! 2. one transaction records the confirmed payment exactly as the sync and the sweeper do
+//!    ([`record_confirmed`]: checks against our record, `unpaid → paid` + pay result, or
+//!    stray money → refund) and records what happened in `channel_notifications`; a refund
+//!    notification moves the refund instead;
 //! 3. the channel's own acknowledgement is returned: success only once the effect is
 //!    committed, so a failure makes the channel deliver again.
 
@@ -17,13 +18,12 @@ use paywire_channels::{
     ConfirmedPayment, Notification, NotificationReply, NotificationRequest, NotifyError,
     PaymentChannel,
 };
-use paywire_domain::topology::PAY_RESULT_EXCHANGE;
-use paywire_domain::{PayChannel, PayNo, PayResultV1, PaymentStatus};
-use paywire_messaging::outbox::{OutboxMessage, enqueue};
+use paywire_domain::{PayChannel, PayNo};
 
-use crate::AppState;
 use crate::error::GatewayError;
+use crate::payments::record::record_confirmed;
 use crate::payments::store::{self, NotificationOutcome};
+use crate::{AppState, refunds};
 
 /// Stable snake_case reason for a notification the channel layer refused.
 fn notify_reason(e: &NotifyError) -> &'static str {
@@ -35,6 +35,7 @@ fn notify_reason(e: &NotifyError) -> &'static str {
         NotifyError::Decrypt => "decrypt_failed",
         NotifyError::WrongMerchant => "wrong_merchant",
         NotifyError::Unsupported(_) => "unsupported_event",
+        NotifyError::Internal(_) => "internal",
     }
 }
 
@@ -53,6 +54,20 @@ pub async fn handle_notification(
     let parsed = channel.parse_notification(&NotificationRequest { headers, body, now });
     let confirmed = match parsed {
         Ok(Notification::PaymentSucceeded(p)) => p,
+        Ok(Notification::RefundUpdated {
+            refund_no,
+            pay_no,
+            state: refund_state,
+        }) => {
+            tracing::Span::current().record("pay_no", tracing::field::display(pay_no));
+            return match refunds::worker::apply_refund_state(state, refund_no, refund_state).await {
+                Ok(_) => channel.acknowledge(&Ok(())),
+                Err(e) => {
+                    tracing::error!(error = %e, %refund_no, "refund notification not applied");
+                    server_failure_reply(channel.as_ref())
+                }
+            };
+        }
         Err(e) => {
             let outcome = NotificationOutcome::Rejected(notify_reason(&e));
             tracing::warn!(error = %e, body_len = body.len(), "notification refused");
@@ -98,14 +113,14 @@ pub async fn handle_notification(
 /// The channel's failure reply, forced to a server error: the notification itself was
 /// fine, we could not process it, and a 5xx makes every channel deliver it again.
 fn server_failure_reply(channel: &dyn PaymentChannel) -> NotificationReply {
-    let mut reply = channel.acknowledge(&Err(NotifyError::Malformed(
+    let mut reply = channel.acknowledge(&Err(NotifyError::Internal(
         "temporarily unable to process".into(),
     )));
     reply.status = 500;
     reply
 }
 
-/// Decides and applies a verified payment confirmation in one transaction.
+/// Records a verified payment confirmation and its audit row in one transaction.
 async fn apply(
     state: &AppState,
     channel: PayChannel,
@@ -114,119 +129,18 @@ async fn apply(
 ) -> Result<NotificationOutcome, GatewayError> {
     let mut conn = state.conn().await?;
     conn.transaction::<_, GatewayError, _>(async |conn| {
-        let (outcome, detail) = decide_and_apply(state, conn, channel, confirmed, now).await?;
+        let recorded = record_confirmed(conn, &state.ids, channel, confirmed, now).await?;
         store::record_notification(
             conn,
             channel,
             Some(confirmed.pay_no),
-            &outcome,
-            detail.as_deref(),
+            &recorded.outcome,
+            recorded.detail.as_deref(),
         )
         .await?;
-        Ok(outcome)
+        Ok(recorded.outcome)
     })
     .await
-}
-
-async fn decide_and_apply(
-    state: &AppState,
-    conn: &mut diesel_async::AsyncPgConnection,
-    channel: PayChannel,
-    confirmed: &ConfirmedPayment,
-    now: DateTime<Utc>,
-) -> Result<(NotificationOutcome, Option<String>), GatewayError> {
-    let Some(payment) = store::find_for_update(conn, confirmed.pay_no).await? else {
-        tracing::warn!("notification for an unknown pay_no");
-        return Ok((NotificationOutcome::Rejected("unknown_pay_no"), None));
-    };
-    tracing::Span::current().record("order_id", tracing::field::display(payment.order_id));
-    if payment.channel != channel {
-        tracing::error!(expected = %payment.channel, "notification from the wrong channel");
-        return Ok((NotificationOutcome::Rejected("channel_mismatch"), None));
-    }
-    if confirmed.amount != payment.amount {
-        tracing::error!(
-            expected_fen = payment.amount.get(),
-            notified_fen = confirmed.amount.get(),
-            "amount mismatch"
-        );
-        let detail = format!(
-            "expected {} fen, notified {} fen",
-            payment.amount.get(),
-            confirmed.amount.get()
-        );
-        return Ok((
-            NotificationOutcome::Rejected("amount_mismatch"),
-            Some(detail),
-        ));
-    }
-    let trade_no_detail = Some(format!("channel_trade_no {}", confirmed.channel_trade_no));
-    match payment.status {
-        PaymentStatus::Unpaid => {
-            if !store::mark_paid(
-                conn,
-                payment.pay_no,
-                &confirmed.channel_trade_no,
-                confirmed.paid_at,
-                now,
-            )
-            .await?
-            {
-                // The row is locked FOR UPDATE, so this means the guard and the status we
-                // read disagree: refuse rather than publish a result we did not record.
-                return Err(GatewayError::PaymentChanged(payment.pay_no));
-            }
-            let event = PayResultV1 {
-                pay_no: payment.pay_no,
-                order_id: payment.order_id,
-                user_id: payment.user_id.clone(),
-                biz_type: payment.biz_type,
-                biz_id: payment.biz_id.clone(),
-                channel: payment.channel,
-                amount_fen: payment.amount,
-                channel_trade_no: confirmed.channel_trade_no.clone(),
-                paid_at: confirmed.paid_at,
-            }
-            .into_envelope(state.ids.next(), now);
-            let message = OutboxMessage::event(
-                &event,
-                PAY_RESULT_EXCHANGE,
-                "",
-                payment.order_id.to_string(),
-            )?;
-            enqueue(conn, &message).await?;
-            tracing::info!(event_id = %event.event_id, "payment confirmed; pay result queued");
-            Ok((NotificationOutcome::Applied, trade_no_detail))
-        }
-        PaymentStatus::Paid | PaymentStatus::Refunded
-            if payment.channel_trade_no.as_deref() == Some(confirmed.channel_trade_no.as_str()) =>
-        {
-            tracing::info!("duplicate notification");
-            Ok((NotificationOutcome::Duplicate, trade_no_detail))
-        }
-        PaymentStatus::Paid | PaymentStatus::Refunded => {
-            tracing::error!(
-                recorded = ?payment.channel_trade_no,
-                notified = %confirmed.channel_trade_no,
-                "paid attempt notified with another channel trade number"
-            );
-            Ok((
-                NotificationOutcome::Rejected("trade_no_conflict"),
-                trade_no_detail,
-            ))
-        }
-        PaymentStatus::Closed => {
-            // The student paid an attempt we had already closed: the money is real and must
-            // be returned. Refunds arrive in a later issue; until then this audit row (and
-            // the error log) is how operations find these payments. Acknowledge, since
-            // redelivery would not change anything.
-            tracing::error!(
-                channel_trade_no = %confirmed.channel_trade_no,
-                "stray payment on a closed attempt; needs a refund"
-            );
-            Ok((NotificationOutcome::StrayPayment, trade_no_detail))
-        }
-    }
 }
 
 /// Records an outcome outside the (rolled back or never started) effect transaction.

@@ -68,6 +68,8 @@ fn wechat(settings: &WechatSettings, own_callback_base: &str) -> anyhow::Result<
         merchant_private_key,
         apiv3_key: settings.apiv3_key.clone(),
         keyring,
+        // Refund results come to the same callback route (told apart by event type).
+        refund_notify_url: None,
         notify_url,
         timeout: timeout(settings.timeout_ms),
     };

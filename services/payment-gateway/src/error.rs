@@ -15,6 +15,10 @@ pub enum GatewayError {
     ChannelNotEnabled(PayChannel),
     #[error("order {0} is already paid")]
     OrderAlreadyPaid(OrderId),
+    #[error("order {0} is closed; it takes no new payment attempts")]
+    OrderClosed(OrderId),
+    #[error("order {0} kept changing while it was being closed; retry")]
+    OrderBusy(OrderId),
     #[error("payment {0} not found")]
     PaymentNotFound(PayNo),
     #[error("payment {0} changed while it was being created; retry")]
@@ -40,6 +44,8 @@ impl GatewayError {
             GatewayError::UnknownChannel(_) => "unknown_channel",
             GatewayError::ChannelNotEnabled(_) => "channel_not_enabled",
             GatewayError::OrderAlreadyPaid(_) => "order_already_paid",
+            GatewayError::OrderClosed(_) => "order_closed",
+            GatewayError::OrderBusy(_) => "order_busy",
             GatewayError::PaymentNotFound(_) => "payment_not_found",
             GatewayError::PaymentChanged(_) => "payment_changed",
             GatewayError::ChannelUnavailable(_) => "channel_unavailable",
@@ -61,12 +67,14 @@ impl ResponseError for GatewayError {
             GatewayError::UnknownChannel(_) | GatewayError::PaymentNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            GatewayError::OrderAlreadyPaid(_) | GatewayError::PaymentChanged(_) => {
-                StatusCode::CONFLICT
+            GatewayError::OrderAlreadyPaid(_)
+            | GatewayError::OrderClosed(_)
+            | GatewayError::PaymentChanged(_) => StatusCode::CONFLICT,
+            // Retry later: the channel's answer is unknown, nothing was guessed or changed.
+            GatewayError::ChannelUnavailable(_) | GatewayError::OrderBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            GatewayError::ChannelUnavailable(_) | GatewayError::ChannelRejected { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::ChannelRejected { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::Database(_)
             | GatewayError::Pool(_)
             | GatewayError::CorruptRow(_)
@@ -77,7 +85,7 @@ impl ResponseError for GatewayError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         // Internal details stay in the log; callers get a stable code.
-        let message = if status.is_server_error() && status != StatusCode::BAD_GATEWAY {
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
             "internal error".to_owned()
         } else {

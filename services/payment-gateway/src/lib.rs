@@ -5,8 +5,10 @@ pub mod callbacks;
 pub mod channels;
 pub mod error;
 pub mod payments;
+pub mod refunds;
 pub mod routes;
 pub mod schema;
+pub mod sweeper;
 
 use std::time::Duration;
 
@@ -43,6 +45,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub ids: IdSettings,
     pub payment: PaymentSettings,
+    pub sweeper: SweeperSettings,
     pub wechat: WechatSettings,
 }
 
@@ -56,6 +59,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             ids: IdSettings::default(),
             payment: PaymentSettings::default(),
+            sweeper: SweeperSettings::default(),
             wechat: WechatSettings::default(),
         }
     }
@@ -76,6 +80,40 @@ impl Default for PaymentSettings {
         Self {
             attempt_ttl_secs: 900,
             reuse_margin_secs: 60,
+        }
+    }
+}
+
+/// The compensation sweeper (missing callbacks, expired attempts) and the refund worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SweeperSettings {
+    /// Run the sweeper and the refund worker in this instance.
+    pub enabled: bool,
+    /// How long to wait when nothing was due.
+    pub poll_interval_ms: u64,
+    /// Rows claimed per round.
+    pub batch_size: u32,
+    /// First query of an unpaid attempt, counted from its creation.
+    pub first_check_secs: u32,
+    /// The delay between checks doubles up to this.
+    pub max_backoff_secs: u32,
+    /// The final check (which closes the attempt) comes this long after its expiry.
+    pub after_expiry_secs: u32,
+    /// First retry of a refund call or query; doubles up to `max_backoff_secs`.
+    pub refund_retry_secs: u32,
+}
+
+impl Default for SweeperSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_interval_ms: 1000,
+            batch_size: 20,
+            first_check_secs: 60,
+            max_backoff_secs: 600,
+            after_expiry_secs: 30,
+            refund_retry_secs: 10,
         }
     }
 }
@@ -125,6 +163,7 @@ pub struct AppState {
     pub channels: ChannelRegistry,
     pub ids: IdGenerator,
     pub payment: PaymentSettings,
+    pub sweeper: SweeperSettings,
 }
 
 impl std::fmt::Debug for AppState {
@@ -132,6 +171,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("channels", &self.channels)
             .field("payment", &self.payment)
+            .field("sweeper", &self.sweeper)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +189,7 @@ impl AppState {
 pub struct App {
     server: Server,
     port: u16,
+    state: web::Data<AppState>,
     pool: DbPool,
     database_url: String,
     amqp_url: String,
@@ -189,15 +230,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         channels,
         ids: IdGenerator::new(settings.ids.worker_id)?,
         payment: settings.payment.clone(),
+        sweeper: settings.sweeper.clone(),
     });
     let auth = web::Data::new(Authenticator::new(&settings.auth));
+    let routes_state = state.clone();
     let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
-        routes::configure(cfg, state.clone(), auth.clone())
+        routes::configure(cfg, routes_state.clone(), auth.clone())
     })?;
     tracing::info!(port = addr.port(), "payment gateway listening");
     Ok(App {
         server,
         port: addr.port(),
+        state,
         pool,
         database_url: settings.database.url,
         amqp_url: settings.amqp.url,
@@ -209,7 +253,8 @@ impl App {
         self.port
     }
 
-    /// Serves HTTP and runs the outbox relay until either stops or a signal arrives.
+    /// Serves HTTP and runs the outbox relay, the compensation sweeper and the refund
+    /// worker until one of them stops or a signal arrives.
     pub async fn run(self) -> anyhow::Result<()> {
         let relay = tokio::spawn(async move {
             let config = RelayConfig::default();
@@ -217,8 +262,18 @@ impl App {
                 tracing::error!(error = %e, "outbox relay stopped");
             }
         });
-        paywire_platform::http::run_until_stopped(self.server, vec![("outbox-relay", relay)])
-            .await?;
+        let mut tasks = vec![("outbox-relay", relay)];
+        if self.state.sweeper.enabled {
+            tasks.push((
+                "payment-sweeper",
+                tokio::spawn(sweeper::run_sweeper(self.state.clone())),
+            ));
+            tasks.push((
+                "refund-worker",
+                tokio::spawn(refunds::worker::run_refund_worker(self.state.clone())),
+            ));
+        }
+        paywire_platform::http::run_until_stopped(self.server, tasks).await?;
         Ok(())
     }
 }

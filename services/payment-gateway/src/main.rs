@@ -1,6 +1,17 @@
+use payment_gateway::{MIGRATIONS, SERVICE_NAME, Settings, build};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings: payment_gateway::Settings =
-        paywire_platform::config::load(payment_gateway::SERVICE_NAME)?;
-    payment_gateway::build(settings).await?.run().await
+    let settings: Settings = paywire_platform::config::load(SERVICE_NAME)?;
+    paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
+    // `payment-gateway migrate`: create the database and apply every migration, then stop
+    // (deploy pipelines, `cargo xtask migrate`).
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        paywire_platform::db::ensure_database(&settings.database.url).await?;
+        let sets = vec![paywire_messaging::MIGRATIONS, MIGRATIONS];
+        paywire_platform::db::migrate(&settings.database.url, sets).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    build(settings).await?.run().await
 }

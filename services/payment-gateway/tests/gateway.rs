@@ -167,7 +167,7 @@ async fn the_internal_api_needs_the_service_credential_and_a_valid_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_channel_gives_502_and_leaves_the_attempt_unpaid() {
+async fn an_unreachable_channel_gives_503_and_leaves_the_attempt_unpaid() {
     let db = TestDatabase::create("payment_gateway").await.unwrap();
     let vhost = TestVhost::create().unwrap();
     // A port that was free a moment ago: nothing listens there.
@@ -179,7 +179,7 @@ async fn an_unreachable_channel_gives_502_and_leaves_the_attempt_unpaid() {
     settings.wechat.timeout_ms = 2000;
     let h = Harness::with_settings(settings, dead, db, vhost).await;
     let resp = h.create_payment(next_order(), 100).await;
-    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.status(), 503);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"], "channel_unavailable");
 
@@ -397,22 +397,40 @@ async fn an_unknown_pay_no_or_merchant_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn money_for_a_closed_attempt_is_recorded_as_stray_and_acknowledged() {
+async fn money_for_a_closed_attempt_is_recorded_as_stray_with_a_refund_and_acknowledged() {
     let h = Harness::start().await;
     let pay_no = unpaid_attempt(&h, 800).await;
     h.set_status(&pay_no, "closed").await;
     let (headers, body) = Notify::new(&pay_no, 800).build();
     let resp = h.post_callback("wechat", &headers, &body).await;
     assert_eq!(resp.status(), 204);
-    assert_eq!(h.payment(&pay_no).await.status, "closed");
-    assert!(h.outbox().await.is_empty());
+    // The money is real: the attempt records it, and a refund is on its way.
+    let row = h.payment(&pay_no).await;
+    assert_ne!(row.status, "closed");
+    assert!(row.channel_trade_no.is_some());
+    let refunds = h.refunds().await;
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].pay_no.to_string(), pay_no);
+    assert_eq!(refunds[0].reason, "order_closed");
+    assert_eq!(refunds[0].amount_fen, 800);
+    // No pay result: the order is not settled by stray money.
+    assert!(
+        h.outbox()
+            .await
+            .iter()
+            .all(|m| m.event_type != "pay.result.v1")
+    );
+    // A redelivery changes nothing.
+    let resp = h.post_callback("wechat", &headers, &body).await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(h.refunds().await.len(), 1);
     let outcomes: Vec<String> = h
         .notifications()
         .await
         .into_iter()
         .map(|n| n.outcome)
         .collect();
-    assert_eq!(outcomes, ["stray_payment"]);
+    assert_eq!(outcomes, ["stray_payment", "duplicate"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

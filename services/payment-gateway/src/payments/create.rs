@@ -141,14 +141,14 @@ pub async fn create_or_reuse(
         let req = &req;
         conn.transaction::<_, GatewayError, _>(async |conn| {
             store::lock_order(conn, req.order_id).await?;
-            let attempts = store::attempts_for_order(conn, req.order_id).await?;
-            // A refunded attempt was paid once: the order is settled either way.
-            if attempts
-                .iter()
-                .any(|p| matches!(p.status, PaymentStatus::Paid | PaymentStatus::Refunded))
-            {
+            // Stray money (refunded by us) does not settle the order; anything else paid does.
+            if store::settling_attempt(conn, req.order_id).await?.is_some() {
                 return Err(GatewayError::OrderAlreadyPaid(req.order_id));
             }
+            if store::order_is_closed(conn, req.order_id).await? {
+                return Err(GatewayError::OrderClosed(req.order_id));
+            }
+            let attempts = store::attempts_for_order(conn, req.order_id).await?;
             if let Some(live) = attempts.into_iter().find(|p| reusable(p, req, now, margin)) {
                 return Ok(Decision::Reuse(live));
             }
@@ -162,6 +162,11 @@ pub async fn create_or_reuse(
                 amount: req.amount,
                 description: req.description.clone(),
                 expires_at,
+                // The first check comes after `first_check_secs`, and never later than the
+                // final check after expiry.
+                first_check_at: (now
+                    + Duration::seconds(i64::from(state.sweeper.first_check_secs)))
+                .min(expires_at + Duration::seconds(i64::from(state.sweeper.after_expiry_secs))),
             };
             Ok(Decision::Fresh(store::insert(conn, &new, now).await?))
         })
@@ -204,7 +209,7 @@ pub async fn create_or_reuse(
 
 /// Retryable failures (network, 5xx, rate limits, unverifiable replies) are "unavailable";
 /// the rest are the channel's definite refusal, passed on with its code.
-fn channel_error(e: ChannelError) -> GatewayError {
+pub(crate) fn channel_error(e: ChannelError) -> GatewayError {
     if e.is_retryable() {
         return GatewayError::ChannelUnavailable(e.to_string());
     }

@@ -6,11 +6,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, UserId};
 
 use crate::error::GatewayError;
-use crate::schema::{channel_notifications, payments};
+use crate::schema::{channel_notifications, closed_orders, payment_checks, payments, refunds};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payments)]
@@ -90,6 +90,8 @@ pub struct NewPayment {
     pub amount: Fen,
     pub description: String,
     pub expires_at: DateTime<Utc>,
+    /// When the compensation sweeper first asks the channel, in case no callback came.
+    pub first_check_at: DateTime<Utc>,
 }
 
 /// Serialises every attempt-creating transaction of one order until it commits, so two
@@ -144,6 +146,10 @@ pub async fn insert(
         .values(&row)
         .returning(PaymentRow::as_returning())
         .get_result(conn)
+        .await?;
+    diesel::update(payment_checks::table.find(new.pay_no.get()))
+        .set(payment_checks::next_check_at.eq(new.first_check_at))
+        .execute(conn)
         .await?;
     Payment::try_from(stored)
 }
@@ -211,10 +217,39 @@ pub async fn mark_paid(
     paid_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
+    let sources = PaymentStatus::Paid.source_names();
+    set_paid(conn, pay_no, &sources, channel_trade_no, paid_at, now).await
+}
+
+/// Records money the channel took for an attempt that must not settle its order: the
+/// attempt is `unpaid` (another attempt already paid the order) or `closed` (the channel
+/// accepted a payment after we closed it). `closed → paid` is not a transition of the
+/// state machine on purpose: only this path, which always creates a refund in the same
+/// transaction, may take it.
+pub async fn mark_stray_paid(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    channel_trade_no: &str,
+    paid_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
+    let mut sources = PaymentStatus::Paid.source_names();
+    sources.push(PaymentStatus::Closed.as_str());
+    set_paid(conn, pay_no, &sources, channel_trade_no, paid_at, now).await
+}
+
+async fn set_paid(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    sources: &[&str],
+    channel_trade_no: &str,
+    paid_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
     let rows = diesel::update(
         payments::table
             .filter(payments::pay_no.eq(pay_no.get()))
-            .filter(payments::status.eq_any(PaymentStatus::Paid.source_names())),
+            .filter(payments::status.eq_any(sources)),
     )
     .set((
         payments::status.eq(PaymentStatus::Paid.as_str()),
@@ -225,6 +260,143 @@ pub async fn mark_paid(
     .execute(conn)
     .await?;
     Ok(rows == 1)
+}
+
+/// `unpaid → closed`, after the channel confirmed the trade can no longer be paid.
+pub async fn mark_closed(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
+    let rows = diesel::update(
+        payments::table
+            .filter(payments::pay_no.eq(pay_no.get()))
+            .filter(payments::status.eq_any(PaymentStatus::Closed.source_names())),
+    )
+    .set((
+        payments::status.eq(PaymentStatus::Closed.as_str()),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// `paid → refunded`, once the channel confirmed the refund.
+pub async fn mark_refunded(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
+    let rows = diesel::update(
+        payments::table
+            .filter(payments::pay_no.eq(pay_no.get()))
+            .filter(payments::status.eq_any(PaymentStatus::Refunded.source_names())),
+    )
+    .set((
+        payments::status.eq(PaymentStatus::Refunded.as_str()),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// The attempt that settled the order: paid (or later refunded by someone else) and not
+/// stray money that we refund ourselves.
+pub async fn settling_attempt(
+    conn: &mut AsyncPgConnection,
+    order: OrderId,
+) -> Result<Option<Payment>, GatewayError> {
+    let settled = [
+        PaymentStatus::Paid.as_str(),
+        PaymentStatus::Refunded.as_str(),
+    ];
+    payments::table
+        .filter(payments::order_id.eq(order.get()))
+        .filter(payments::status.eq_any(settled))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            refunds::table.filter(refunds::pay_no.eq(payments::pay_no)),
+        )))
+        .order(payments::paid_at.asc())
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .map(Payment::try_from)
+        .transpose()
+}
+
+/// Whether the order timeout closed this order for good.
+pub async fn order_is_closed(
+    conn: &mut AsyncPgConnection,
+    order: OrderId,
+) -> Result<bool, GatewayError> {
+    let found: Option<i64> = closed_orders::table
+        .find(order.get())
+        .select(closed_orders::order_id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Closes the order for good (idempotent). Call under [`lock_order`].
+pub async fn close_order(
+    conn: &mut AsyncPgConnection,
+    order: OrderId,
+    now: DateTime<Utc>,
+) -> Result<(), GatewayError> {
+    diesel::insert_into(closed_orders::table)
+        .values((
+            closed_orders::order_id.eq(order.get()),
+            closed_orders::closed_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` unpaid attempts whose check is due, for one sweeper: the rows are
+/// locked with `SKIP LOCKED` (a concurrent sweeper takes others) and their next check is
+/// pushed to `next_check_at(check_attempts)` before the claim commits, so no other
+/// instance picks them up while this one talks to the channel.
+pub async fn claim_due_checks(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+    next_check_at: impl Fn(&Payment, i32) -> DateTime<Utc> + Sync,
+) -> Result<Vec<Payment>, GatewayError> {
+    conn.transaction::<_, GatewayError, _>(async |conn| {
+        let due: Vec<(i64, i32)> = payment_checks::table
+            .filter(payment_checks::status.eq(PaymentStatus::Unpaid.as_str()))
+            .filter(payment_checks::next_check_at.le(now))
+            .order(payment_checks::next_check_at.asc())
+            .limit(limit)
+            .select((payment_checks::pay_no, payment_checks::check_attempts))
+            .for_update()
+            .skip_locked()
+            .load(conn)
+            .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for (pay_no, attempts) in due {
+            let Some(payment) = find(conn, PayNo::from(pay_no)).await? else {
+                continue;
+            };
+            let next = next_check_at(&payment, attempts);
+            diesel::update(payment_checks::table.find(pay_no))
+                .set((
+                    payment_checks::next_check_at.eq(next),
+                    payment_checks::check_attempts.eq(attempts.saturating_add(1)),
+                ))
+                .execute(conn)
+                .await?;
+            claimed.push(payment);
+        }
+        Ok(claimed)
+    })
+    .await
 }
 
 /// What the gateway did with one channel callback.

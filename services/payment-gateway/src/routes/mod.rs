@@ -1,6 +1,7 @@
 //! HTTP routes.
 
 pub mod callbacks;
+pub mod orders;
 pub mod payments;
 
 use actix_web::web;
@@ -17,6 +18,14 @@ pub fn configure(
         .app_data(auth)
         .route("/internal/payments", web::post().to(payments::create))
         .route("/internal/payments/{pay_no}", web::get().to(payments::get))
+        .route(
+            "/internal/orders/{order_id}/payments/sync",
+            web::post().to(orders::sync),
+        )
+        .route(
+            "/internal/orders/{order_id}/payments/close",
+            web::post().to(orders::close),
+        )
         .route(
             "/api/callback/{channel}",
             web::post().to(callbacks::notification),

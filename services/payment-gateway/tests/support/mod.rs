@@ -41,7 +41,20 @@ pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) ->
     // Empty: the gateway's own callback URL on the port it bound.
     s.wechat.notify_url = String::new();
     s.wechat.timeout_ms = 5000;
+    // Background tasks wake up often; the first check of an attempt stays far away unless
+    // a test wants the sweeper.
+    s.sweeper.poll_interval_ms = 100;
+    s.sweeper.refund_retry_secs = 1;
     s
+}
+
+/// A notify URL where nothing listens: the channel's callbacks never arrive.
+pub fn nowhere() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!(
+        "http://127.0.0.1:{}/api/callback/wechat",
+        l.local_addr().unwrap().port()
+    )
 }
 
 pub struct Harness {
@@ -126,6 +139,96 @@ impl Harness {
         req.send().await.unwrap()
     }
 
+    /// `POST` with the service credential to one of the gateway's internal routes.
+    pub async fn internal_post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header(SERVICE_TOKEN_HEADER, DEV_SERVICE_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sync(&self, order_id: i64) -> reqwest::Response {
+        self.internal_post(&format!("/internal/orders/{order_id}/payments/sync"))
+            .await
+    }
+
+    pub async fn close(&self, order_id: i64) -> reqwest::Response {
+        self.internal_post(&format!("/internal/orders/{order_id}/payments/close"))
+            .await
+    }
+
+    /// The payer scans `code` in the sandbox wallet and pays.
+    pub async fn wallet_pay(&self, code: &str) -> Value {
+        let resp = self
+            .client
+            .post(format!("{}/sandbox/wallet/pay", self.sandbox))
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "wallet pay");
+        resp.json().await.unwrap()
+    }
+
+    /// The sandbox's view of the trade of `out_trade_no`.
+    pub async fn sandbox_trade(&self, out_trade_no: &str) -> Value {
+        let trades: Vec<Value> = self
+            .client
+            .get(format!("{}/sandbox/trades", self.sandbox))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        trades
+            .into_iter()
+            .find(|t| t["out_trade_no"] == out_trade_no)
+            .unwrap_or_else(|| panic!("no sandbox trade {out_trade_no}"))
+    }
+
+    pub async fn refunds(&self) -> Vec<RefundRow> {
+        diesel::sql_query(
+            "SELECT refund_no, pay_no, order_id, amount_fen, reason, status, channel_refund_id, attempts \
+             FROM refunds ORDER BY created_at, refund_no",
+        )
+        .load(&mut self.conn().await)
+        .await
+        .unwrap()
+    }
+
+    pub async fn events(&self, event_type: &str) -> Vec<Value> {
+        self.outbox()
+            .await
+            .into_iter()
+            .filter(|m| m.event_type == event_type)
+            .map(|m| m.payload)
+            .collect()
+    }
+
+    pub async fn sql(&self, sql: &str) {
+        diesel::sql_query(sql)
+            .execute(&mut self.conn().await)
+            .await
+            .unwrap();
+    }
+
+    pub async fn check_attempts(&self, pay_no: &str) -> i32 {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            check_attempts: i32,
+        }
+        let row: Row = diesel::sql_query("SELECT check_attempts FROM payments WHERE pay_no = $1")
+            .bind::<BigInt, _>(pay_no.parse::<i64>().unwrap())
+            .get_result(&mut self.conn().await)
+            .await
+            .unwrap();
+        row.check_attempts
+    }
+
     pub async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.db.url).await.unwrap()
     }
@@ -174,6 +277,26 @@ pub struct PaymentRow {
     pub code_url: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub channel_trade_no: Option<String>,
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct RefundRow {
+    #[diesel(sql_type = BigInt)]
+    pub refund_no: i64,
+    #[diesel(sql_type = BigInt)]
+    pub pay_no: i64,
+    #[diesel(sql_type = BigInt)]
+    pub order_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub amount_fen: i64,
+    #[diesel(sql_type = Text)]
+    pub reason: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub channel_refund_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub attempts: i32,
 }
 
 #[derive(Debug, QueryableByName)]
