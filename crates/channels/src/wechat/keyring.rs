@@ -7,12 +7,104 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use rsa::RsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use serde::Deserialize;
+use x509_cert::Certificate;
+use x509_cert::der::{DecodePem, Encode};
 
 use super::crypto::{
     self, HEADER_NONCE, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_SIGNATURE_TYPE, HEADER_TIMESTAMP,
     MAX_CLOCK_SKEW_SECS, SIGNATURE_TYPE,
 };
-use crate::NotifyError;
+use crate::{CryptoError, NotifyError};
+
+/// Associated data of encrypted certificates in `GET /v3/certificates`.
+pub const CERTIFICATE_AAD: &str = "certificate";
+
+/// Reads a platform certificate (X.509 PEM): its serial as WeChat Pay writes it in
+/// `Wechatpay-Serial` (upper-case hex, no leading zero bytes) and its RSA public key.
+pub fn certificate_from_pem(pem: &str) -> Result<(String, RsaPublicKey), CryptoError> {
+    let invalid =
+        |what: &str, e: &dyn fmt::Display| CryptoError::InvalidKey(format!("{what}: {e}"));
+    let cert =
+        Certificate::from_pem(pem.trim().as_bytes()).map_err(|e| invalid("certificate", &e))?;
+    let tbs = &cert.tbs_certificate;
+    let serial: String = tbs
+        .serial_number
+        .as_bytes()
+        .iter()
+        .skip_while(|b| **b == 0)
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    if serial.is_empty() {
+        return Err(CryptoError::InvalidKey("certificate serial is zero".into()));
+    }
+    let spki = tbs
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| invalid("certificate public key", &e))?;
+    let key = RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|e| invalid("certificate public key is not RSA", &e))?;
+    Ok((serial, key))
+}
+
+#[derive(Deserialize)]
+struct CertificateList {
+    data: Vec<CertificateEntry>,
+}
+
+#[derive(Deserialize)]
+struct CertificateEntry {
+    serial_no: String,
+    encrypt_certificate: EncryptedCertificate,
+}
+
+#[derive(Deserialize)]
+struct EncryptedCertificate {
+    algorithm: String,
+    nonce: String,
+    #[serde(default)]
+    associated_data: String,
+    ciphertext: String,
+}
+
+/// Decrypts a (verified) `GET /v3/certificates` body into `(serial, PEM)` pairs. The
+/// serial read from each certificate must equal the listed `serial_no`.
+pub fn certificates_from_download(
+    body: &[u8],
+    apiv3_key: &[u8],
+) -> Result<Vec<(String, String)>, CryptoError> {
+    let list: CertificateList = serde_json::from_slice(body)
+        .map_err(|e| CryptoError::InvalidKey(format!("certificate list: {e}")))?;
+    list.data
+        .into_iter()
+        .map(|entry| {
+            let enc = entry.encrypt_certificate;
+            if enc.algorithm != super::wire::ALGORITHM_AEAD_AES_256_GCM {
+                return Err(CryptoError::InvalidKey(format!(
+                    "certificate algorithm {}",
+                    enc.algorithm
+                )));
+            }
+            let plain = crypto::decrypt_resource(
+                apiv3_key,
+                &enc.nonce,
+                &enc.associated_data,
+                &enc.ciphertext,
+            )?;
+            let pem = String::from_utf8(plain)
+                .map_err(|_| CryptoError::InvalidKey("certificate is not UTF-8".into()))?;
+            let (serial, _) = certificate_from_pem(&pem)?;
+            if !serial.eq_ignore_ascii_case(&entry.serial_no) {
+                return Err(CryptoError::InvalidKey(format!(
+                    "certificate serial {serial} listed as {}",
+                    entry.serial_no
+                )));
+            }
+            Ok((serial, pem))
+        })
+        .collect()
+}
 
 /// Prefix of a WeChat Pay public-key id (public-key mode).
 pub const PUBLIC_KEY_ID_PREFIX: &str = "PUB_KEY_ID_";
@@ -47,6 +139,19 @@ impl WechatPayKeyring {
         let serial = serial.into();
         self.keys.retain(|(s, _)| *s != serial);
         self.keys.push((serial, key));
+    }
+
+    /// Adds a platform certificate (X.509 PEM) under its own serial; returns the serial.
+    pub fn insert_certificate_pem(&mut self, pem: &str) -> Result<String, CryptoError> {
+        let (serial, key) = certificate_from_pem(pem)?;
+        self.insert(serial.clone(), key);
+        Ok(serial)
+    }
+
+    /// Builder style [`insert_certificate_pem`](Self::insert_certificate_pem).
+    pub fn with_certificate_pem(mut self, pem: &str) -> Result<Self, CryptoError> {
+        self.insert_certificate_pem(pem)?;
+        Ok(self)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -295,6 +400,69 @@ mod tests {
         let certs_only = WechatPayKeyring::new().with_key("ABCDEF0123", w1_public());
         assert_eq!(certs_only.request_serial(), Some("ABCDEF0123"));
         assert_eq!(WechatPayKeyring::new().request_serial(), None);
+    }
+
+    const W4_KEY: &[u8] = b"a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
+    const W5_SERIAL: &str = "5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC";
+
+    fn w5_body() -> Vec<u8> {
+        std::fs::read(format!("{VECTORS}/w5_download_certificate_response.json")).unwrap()
+    }
+
+    #[test]
+    fn w5_certificate_download_decrypts_with_w4_key_and_loads_into_the_keyring() {
+        let certs = certificates_from_download(&w5_body(), W4_KEY).unwrap();
+        assert_eq!(certs.len(), 1);
+        let (serial, pem) = &certs[0];
+        assert_eq!(serial, W5_SERIAL);
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let mut ring = WechatPayKeyring::new().with_key("PUB_KEY_ID_1", w1_public());
+        assert_eq!(ring.insert_certificate_pem(pem).unwrap(), W5_SERIAL);
+        assert!(ring.get(W5_SERIAL).is_some());
+        // Both modes side by side; the public-key id is still the one announced.
+        assert_eq!(ring.request_serial(), Some("PUB_KEY_ID_1"));
+    }
+
+    #[test]
+    fn certificate_download_with_wrong_key_or_tampered_listing_fails() {
+        assert_eq!(
+            certificates_from_download(&w5_body(), b"another-apiv3-key-of-32-bytes-xx"),
+            Err(CryptoError::Decrypt)
+        );
+        let listed_wrong = String::from_utf8(w5_body())
+            .unwrap()
+            .replace(W5_SERIAL, "5DEA10EF55877E3CF6C33255C2E7DEFFF7E427ED");
+        assert!(matches!(
+            certificates_from_download(listed_wrong.as_bytes(), W4_KEY),
+            Err(CryptoError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            certificates_from_download(b"{}", W4_KEY),
+            Err(CryptoError::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn platform_certificate_mode_verifies_by_certificate_serial() {
+        // A certificate-mode keyring verifies only what is signed under the
+        // certificate's serial with the certificate's key.
+        let pem = &certificates_from_download(&w5_body(), W4_KEY).unwrap()[0].1;
+        let ring = WechatPayKeyring::new().with_certificate_pem(pem).unwrap();
+        assert_eq!(ring.request_serial(), Some(W5_SERIAL));
+        let sandbox =
+            keys::private_key_from_file(format!("{KEYS}/wechatpay_private_key.pem")).unwrap();
+        let now = at(1_800_000_000);
+        let headers =
+            crypto::signed_response_headers(&sandbox, W5_SERIAL, now.timestamp(), "N", b"{}");
+        // Not Tenpay's key: refused.
+        assert_eq!(
+            ring.verify_signed(&headers, b"{}", now),
+            Err(NotifyError::BadSignature)
+        );
+        assert!(matches!(
+            certificate_from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"),
+            Err(CryptoError::InvalidKey(_))
+        ));
     }
 
     #[test]
