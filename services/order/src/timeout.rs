@@ -169,8 +169,8 @@ pub enum Expiry {
     Closed,
 }
 
-/// Settles an expired order. The gateway call happens on the caller's transaction's time
-/// but holds no row lock: the guarded `unpaid → closed` decides any race with a pay result.
+/// Settles an expired order. No row lock is held across the gateway call: the guarded
+/// `unpaid → closed` decides any race with a pay result arriving meanwhile.
 #[tracing::instrument(skip_all, fields(order_id = %order_id))]
 pub async fn expire(
     conn: &mut AsyncPgConnection,
@@ -350,5 +350,35 @@ mod tests {
                 Err(HandleError::Permanent(_))
             ));
         }
+    }
+
+    #[test]
+    fn the_asyncapi_document_describes_the_default_timeout_topology_and_message() {
+        let doc = include_str!("../../../proto-docs/pay-result.asyncapi.yaml");
+        let s = TimeoutSettings::default();
+        let ttl_ms = s.order_ttl_secs * 1000;
+        for needle in [
+            format!("address: {}", s.delay_queue_name()),
+            format!("x-message-ttl: {ttl_ms}"),
+            format!("x-dead-letter-exchange: {}", s.exchange),
+            format!("x-dead-letter-routing-key: {}", s.queue),
+            format!("x-dead-letter-routing-key: {}.dlq", s.queue),
+            format!("name: {}", OrderTimeoutV1::EVENT_TYPE),
+            "required: [order_id, created_at]".to_owned(),
+        ] {
+            assert!(doc.contains(&needle), "AsyncAPI lacks {needle:?}");
+        }
+        let data = serde_json::to_value(OrderTimeoutV1 {
+            order_id: OrderId::from(1),
+            created_at: Utc::now(),
+        })
+        .unwrap();
+        let keys: Vec<&str> = data
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["created_at", "order_id"]);
     }
 }
