@@ -89,8 +89,21 @@ where
     }));
 }
 
+/// Settings a test may change before the services start (`Default` = as in `start`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The order service's `timeout.order_ttl_secs` (orders left unpaid close after it).
+    pub order_ttl_secs: Option<u64>,
+    /// The gateway's `payment.attempt_ttl_secs` (and the order service's copy of it).
+    pub attempt_ttl_secs: Option<u32>,
+}
+
 impl Platform {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
         let vhost = TestVhost::create()?;
         let amqp = AmqpSettings {
             url: vhost.amqp_url.clone(),
@@ -139,6 +152,9 @@ impl Platform {
         gateway.wechat.notify_url = format!("http://127.0.0.1:{gateway_port}/api/callback/wechat");
         gateway.wechat.merchant_private_key_path = test_key("wechat/merchant_private_key.pem");
         gateway.wechat.wechatpay_public_key_path = test_key("wechat/wechatpay_public_key.pem");
+        if let Some(ttl) = options.attempt_ttl_secs {
+            gateway.payment.attempt_ttl_secs = ttl;
+        }
         let gateway = payment_gateway::build(gateway)
             .await
             .context("payment-gateway")?;
@@ -154,6 +170,12 @@ impl Platform {
         };
         order.upstream.learning_center_url = learning_url.clone();
         order.upstream.payment_gateway_url = gateway_url.clone();
+        if let Some(ttl) = options.order_ttl_secs {
+            order.timeout.order_ttl_secs = ttl;
+        }
+        if let Some(ttl) = options.attempt_ttl_secs {
+            order.timeout.payment_attempt_ttl_secs = u64::from(ttl);
+        }
         let order = order::build(order).await.context("order")?;
         let order_url = format!("http://127.0.0.1:{}", order.port());
         spawn(&mut tasks, "order", order.run());
@@ -173,6 +195,23 @@ impl Platform {
                 .build()?,
             tasks,
         })
+    }
+
+    /// Also starts the web front (pages, `/api/*` proxy, dev sign-in) in front of this
+    /// platform, as `cargo xtask up` does; answers its base URL.
+    pub async fn start_web(&mut self) -> anyhow::Result<String> {
+        let mut settings = web::Settings {
+            http: http(0),
+            auth: AuthSettings::default(),
+            ..Default::default()
+        };
+        settings.upstream.learning_center_url = self.learning_url.clone();
+        settings.upstream.order_url = self.order_url.clone();
+        settings.pages.wallet_url = format!("{}/sandbox/wallet", self.sandbox_url);
+        let app = web::build(settings).await.context("web")?;
+        let url = format!("http://127.0.0.1:{}", app.port());
+        spawn(&mut self.tasks, "web", app.run());
+        Ok(url)
     }
 
     /// A signed-in student with a fresh user id.
