@@ -35,6 +35,27 @@ pub enum SandboxError {
     WechatNotFound,
     #[error("system error: {0}")]
     WechatSystem(String),
+    /// Refunding a trade that is not paid (NOTPAY, CLOSED).
+    #[error("trade cannot be refunded: {0}")]
+    RefundNotAllowed(&'static str),
+    #[error("refund exceeds what is left to refund")]
+    RefundExceeds,
+    #[error("out_refund_no already used with other parameters")]
+    OutRefundNoUsed,
+
+    // ---- Alipay OpenAPI (answered inside Alipay's signed envelope, HTTP 200) ----
+    /// `40001 Missing Required Arguments` in `error_response`.
+    #[error("alipay: missing {1}")]
+    AlipayMissing(&'static str, String),
+    /// `40002 Invalid Arguments` (signature, app_id, method, biz_content).
+    #[error("alipay: invalid argument {0}: {1}")]
+    AlipayInvalid(&'static str, String),
+    /// `40004 Business Failed` with an `ACQ.*` sub code.
+    #[error("alipay: business failure {0}")]
+    AlipayBusiness(&'static str, &'static str),
+    /// `20000 Service Currently Unavailable` (also the injected 5xx).
+    #[error("alipay: system error: {0}")]
+    AlipaySystem(String),
 
     // ---- the sandbox's own API (Paywire's ErrorBody) ----
     #[error("no trade has this code")]
@@ -45,8 +66,19 @@ pub enum SandboxError {
     TradeExpired,
     #[error("the trade is already paid")]
     AlreadyPaid,
+    #[error("invalid fault spec: {0}")]
+    InvalidFaultSpec(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Alipay's error fields (`code`, `msg`, `sub_code`, `sub_msg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlipayErrorFields {
+    pub code: &'static str,
+    pub msg: &'static str,
+    pub sub_code: &'static str,
+    pub sub_msg: String,
 }
 
 /// WeChat Pay's error body.
@@ -72,12 +104,46 @@ impl SandboxError {
             SandboxError::OrderPaid => fixed("TRADE_ERROR", "订单已支付"),
             SandboxError::WechatNotFound => fixed("RESOURCE_NOT_EXISTS", "请求的资源不存在"),
             SandboxError::WechatSystem(_) => fixed("SYSTEM_ERROR", "系统错误"),
+            SandboxError::RefundNotAllowed(why) => Some(("INVALID_REQUEST", (*why).to_owned())),
+            SandboxError::RefundExceeds => fixed("INVALID_REQUEST", "申请退款金额超过订单可退金额"),
+            SandboxError::OutRefundNoUsed => fixed("INVALID_REQUEST", "商户退款单号已被使用"),
             _ => None,
+        }
+    }
+
+    /// Alipay's error fields, for the Alipay variants.
+    pub fn alipay_fields(&self) -> AlipayErrorFields {
+        let fields = |code, msg, sub_code, sub_msg: String| AlipayErrorFields {
+            code,
+            msg,
+            sub_code,
+            sub_msg,
+        };
+        match self {
+            SandboxError::AlipayMissing(sub, what) => fields(
+                "40001",
+                "Missing Required Arguments",
+                sub,
+                format!("缺少必选参数{what}"),
+            ),
+            SandboxError::AlipayInvalid(sub, why) => {
+                fields("40002", "Invalid Arguments", sub, why.clone())
+            }
+            SandboxError::AlipayBusiness(sub, msg) => {
+                fields("40004", "Business Failed", sub, (*msg).to_owned())
+            }
+            _ => fields(
+                "20000",
+                "Service Currently Unavailable",
+                "isp.unknow-error",
+                "系统繁忙".to_owned(),
+            ),
         }
     }
 
     fn sandbox_code(&self) -> &'static str {
         match self {
+            SandboxError::InvalidFaultSpec(_) => "invalid_fault_spec",
             SandboxError::UnknownCode => "unknown_code",
             SandboxError::TradeClosed => "trade_closed",
             SandboxError::TradeExpired => "trade_expired",
@@ -92,6 +158,13 @@ impl ResponseError for SandboxError {
         match self {
             SandboxError::SignError(_) => StatusCode::UNAUTHORIZED,
             SandboxError::ParamError(_)
+            | SandboxError::RefundNotAllowed(_)
+            | SandboxError::RefundExceeds
+            | SandboxError::OutRefundNoUsed
+            | SandboxError::InvalidFaultSpec(_)
+            | SandboxError::AlipayMissing(..)
+            | SandboxError::AlipayInvalid(..)
+            | SandboxError::AlipayBusiness(..)
             | SandboxError::AppidMchidNotMatch
             | SandboxError::OrderClosed
             | SandboxError::OrderPaid => StatusCode::BAD_REQUEST,
@@ -102,9 +175,9 @@ impl ResponseError for SandboxError {
             SandboxError::TradeClosed | SandboxError::TradeExpired | SandboxError::AlreadyPaid => {
                 StatusCode::CONFLICT
             }
-            SandboxError::WechatSystem(_) | SandboxError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            SandboxError::WechatSystem(_)
+            | SandboxError::AlipaySystem(_)
+            | SandboxError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -4,7 +4,10 @@
 //! encrypted, signed notifications out) and the payer's wallet. State is in memory: it
 //! is not our data, and a restart is a fresh world.
 
+pub mod admin;
+pub mod alipay;
 pub mod error;
+pub mod faults;
 pub mod notify;
 pub mod wallet;
 pub mod wechat;
@@ -16,8 +19,10 @@ use actix_web::web;
 use paywire_platform::config::{HttpSettings, TelemetrySettings};
 use serde::{Deserialize, Serialize};
 
+pub use alipay::AlipaySettings;
 pub use error::SandboxError;
-pub use notify::{NotifySettings, WECHAT_RETRY_SCHEDULE};
+pub use faults::FaultSettings;
+pub use notify::{ALIPAY_RETRY_SCHEDULE, NotifySettings, WECHAT_RETRY_SCHEDULE};
 pub use wechat::WechatSettings;
 
 pub const SERVICE_NAME: &str = "channel-sandbox";
@@ -28,7 +33,9 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub wechat: WechatSettings,
+    pub alipay: AlipaySettings,
     pub notify: NotifySettings,
+    pub faults: FaultSettings,
 }
 
 impl Default for Settings {
@@ -37,7 +44,9 @@ impl Default for Settings {
             http: HttpSettings::on_port(8090),
             telemetry: TelemetrySettings::default(),
             wechat: WechatSettings::default(),
+            alipay: AlipaySettings::default(),
             notify: NotifySettings::default(),
+            faults: FaultSettings::default(),
         }
     }
 }
@@ -59,19 +68,34 @@ impl std::fmt::Debug for App {
 /// Loads the keys and binds the HTTP port. Must run inside the tokio runtime that will
 /// also deliver notifications.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
-    paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
-    let notifier = Arc::new(notify::Notifier::new(&settings.notify)?);
+    let faults = Arc::new(faults::Faults::new(&settings.faults));
+    let notifier = Arc::new(notify::Notifier::new(
+        &settings.notify,
+        faults.reorder_hold,
+    )?);
     let wechat = web::Data::new(wechat::WechatSandbox::from_settings(
         &settings.wechat,
         notifier.clone(),
+        faults.clone(),
+    )?);
+    let alipay = web::Data::new(alipay::AlipaySandbox::from_settings(
+        &settings.alipay,
+        notifier.clone(),
+        faults.clone(),
     )?);
     let notifier = web::Data::from(notifier);
+    let faults = web::Data::from(faults);
     let listener = paywire_platform::http::bind(&settings.http)?;
     let port = listener.local_addr()?.port();
     let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
-        cfg.app_data(wechat.clone()).app_data(notifier.clone());
+        cfg.app_data(wechat.clone())
+            .app_data(alipay.clone())
+            .app_data(notifier.clone())
+            .app_data(faults.clone());
         wechat::configure(cfg);
+        alipay::configure(cfg);
         wallet::configure(cfg);
+        admin::configure(cfg);
     })?;
     tracing::info!(port, "channel sandbox listening");
     Ok(App { server, port })

@@ -3,5 +3,7 @@ use channel_sandbox::{SERVICE_NAME, Settings, build};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = paywire_platform::config::load(SERVICE_NAME)?;
+    // The binary owns the global subscriber; `build` (also used by tests) does not.
+    paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
     build(settings).await?.run().await
 }

@@ -11,6 +11,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use paywire_domain::PayChannel;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::faults::NotifyPlan;
 
 /// WeChat Pay's retry intervals after a failed delivery: 15s, 15s, 30s, 3m, 10m, 20m,
 /// 30m, 30m, 30m, 60m, 3h, 3h, 3h, 6h, 6h (24h4m in all; reference §1.6).
@@ -30,6 +33,18 @@ pub const WECHAT_RETRY_SCHEDULE: [Duration; 15] = [
     Duration::from_secs(3 * 3600),
     Duration::from_secs(6 * 3600),
     Duration::from_secs(6 * 3600),
+];
+
+/// Alipay's retry intervals after a failed delivery: 4m, 10m, 10m, 1h, 2h, 6h, 15h
+/// (1 notification + 7 retries, 24h24m in all; reference §2.5).
+pub const ALIPAY_RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(4 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(3600),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(15 * 3600),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +82,8 @@ pub struct Outgoing {
     pub acknowledged: fn(u16, &[u8]) -> bool,
     /// Waits before each retry; its length is the number of retries.
     pub schedule: &'static [Duration],
+    /// Injected faults (see `faults`); bad signatures are already in `body`/`sign`.
+    pub plan: NotifyPlan,
 }
 
 impl std::fmt::Debug for Outgoing {
@@ -85,6 +102,11 @@ pub fn wechat_acknowledged(status: u16, _body: &[u8]) -> bool {
     matches!(status, 200 | 204)
 }
 
+/// Alipay: the body must be exactly the seven characters `success`.
+pub fn alipay_acknowledged(status: u16, body: &[u8]) -> bool {
+    status == 200 && body == b"success"
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {
     pub number: u32,
@@ -94,6 +116,9 @@ pub struct Attempt {
     /// Transport failure or timeout.
     pub error: Option<String>,
     pub acknowledged: bool,
+    /// Set when fault injection shaped this attempt (`drop_first`, `duplicate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,8 +129,10 @@ pub struct DeliveryRecord {
     pub url: String,
     pub attempts: Vec<Attempt>,
     pub acknowledged: bool,
-    /// No further attempt will be made (acknowledged or schedule exhausted).
+    /// No further attempt will be made (acknowledged, schedule exhausted, or dropped).
     pub finished: bool,
+    /// Dropped by fault injection: never sent.
+    pub dropped: bool,
 }
 
 pub struct Notifier {
@@ -116,6 +143,9 @@ pub struct Notifier {
     /// so they outlive the request that triggered them.
     runtime: tokio::runtime::Handle,
     records: Mutex<HashMap<String, DeliveryRecord>>,
+    /// Reordered notifications waiting for the next one to go out first.
+    held: Mutex<Vec<oneshot::Sender<()>>>,
+    reorder_hold: Duration,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -129,7 +159,7 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// Must be called inside a tokio runtime.
-    pub fn new(settings: &NotifySettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &NotifySettings, reorder_hold: Duration) -> anyhow::Result<Self> {
         let c = settings.time_compression;
         anyhow::ensure!(
             c.is_finite() && c >= 1.0,
@@ -146,6 +176,8 @@ impl Notifier {
             time_compression: c,
             runtime: tokio::runtime::Handle::try_current()?,
             records: Mutex::new(HashMap::new()),
+            held: Mutex::new(Vec::new()),
+            reorder_hold,
         })
     }
 
@@ -166,11 +198,35 @@ impl Notifier {
                 url: out.url.clone(),
                 attempts: Vec::new(),
                 acknowledged: false,
-                finished: false,
+                finished: out.plan.drop,
+                dropped: out.plan.drop,
             },
         );
-        self.runtime.spawn(deliver(self.clone(), out));
+        if out.plan.drop {
+            tracing::info!(notification_id = %id, "notification dropped by fault injection");
+            return id;
+        }
+        // Registered now, not in the task, so that a later dispatch always overtakes it.
+        let hold = out.plan.reorder.then(|| {
+            let (tx, rx) = oneshot::channel();
+            self.held.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+            rx
+        });
+        self.runtime.spawn(deliver(self.clone(), out, hold));
         id
+    }
+
+    /// Runs `task` on the sandbox's runtime (work that outlives a request).
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
+    }
+
+    /// Lets every held (reordered) notification go.
+    fn release_held(&self) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for tx in held {
+            let _ = tx.send(());
+        }
     }
 
     pub fn record(&self, id: &str) -> Option<DeliveryRecord> {
@@ -215,17 +271,36 @@ impl Notifier {
 }
 
 #[tracing::instrument(skip_all, fields(notification_id = %out.id, channel = %out.channel, event_type = %out.event_type))]
-async fn deliver(notifier: Arc<Notifier>, out: Outgoing) {
+async fn deliver(notifier: Arc<Notifier>, out: Outgoing, hold: Option<oneshot::Receiver<()>>) {
+    if let Some(hold) = hold {
+        // Released by the next notification's first attempt, or after the hold limit.
+        let _ = tokio::time::timeout(notifier.reorder_hold, hold).await;
+    }
+    if !out.plan.delay.is_zero() {
+        tokio::time::sleep(out.plan.delay).await;
+    }
     let total = out.schedule.len() + 1;
     for index in 0..total {
         if let Some(wait) = index.checked_sub(1).map(|i| out.schedule[i]) {
             tokio::time::sleep(notifier.compressed(wait)).await;
         }
         let at = Utc::now();
-        let (status, error, acknowledged) = match notifier.attempt(&out).await {
-            Ok((status, body)) => (Some(status), None, (out.acknowledged)(status, &body)),
-            Err(e) => (None, Some(e), false),
+        let lost = index < out.plan.drop_first as usize;
+        let (status, error, acknowledged) = if lost {
+            (
+                None,
+                Some("lost on the way (fault injection)".to_owned()),
+                false,
+            )
+        } else {
+            match notifier.attempt(&out).await {
+                Ok((status, body)) => (Some(status), None, (out.acknowledged)(status, &body)),
+                Err(e) => (None, Some(e), false),
+            }
         };
+        if index == 0 && !out.plan.reorder {
+            notifier.release_held();
+        }
         let last = acknowledged || index + 1 == total;
         let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         tracing::info!(
@@ -243,14 +318,40 @@ async fn deliver(notifier: Arc<Notifier>, out: Outgoing) {
                 status,
                 error,
                 acknowledged,
+                injected: lost.then_some("drop_first"),
             },
-            last,
+            last && (out.plan.duplicate == 0 || !acknowledged),
         );
         if acknowledged {
+            send_duplicates(&notifier, &out, number).await;
             return;
         }
     }
     tracing::warn!("notification never acknowledged; giving up");
+}
+
+/// The `duplicate` fault: the acknowledged notification again, `plan.duplicate` times.
+async fn send_duplicates(notifier: &Notifier, out: &Outgoing, after: u32) {
+    let copies = out.plan.duplicate;
+    for copy in 1..=copies {
+        let at = Utc::now();
+        let (status, error, acknowledged) = match notifier.attempt(out).await {
+            Ok((status, body)) => (Some(status), None, (out.acknowledged)(status, &body)),
+            Err(e) => (None, Some(e), false),
+        };
+        notifier.note(
+            &out.id,
+            Attempt {
+                number: after + copy,
+                at,
+                status,
+                error,
+                acknowledged,
+                injected: Some("duplicate"),
+            },
+            copy == copies,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +366,22 @@ mod tests {
     }
 
     #[test]
+    fn alipay_schedule_is_seven_retries_summing_to_24h24m() {
+        assert_eq!(ALIPAY_RETRY_SCHEDULE.len(), 7);
+        let total: Duration = ALIPAY_RETRY_SCHEDULE.iter().sum();
+        assert_eq!(total, Duration::from_secs(24 * 3600 + 24 * 60));
+    }
+
+    #[test]
+    fn only_exactly_success_acknowledges_an_alipay_notification() {
+        assert!(alipay_acknowledged(200, b"success"));
+        for body in [&b"fail"[..], b"success\n", b" success", b"SUCCESS", b""] {
+            assert!(!alipay_acknowledged(200, body), "{body:?}");
+        }
+        assert!(!alipay_acknowledged(500, b"success"));
+    }
+
+    #[test]
     fn only_200_and_204_acknowledge_a_wechat_notification() {
         assert!(wechat_acknowledged(200, b"{\"code\":\"FAIL\"}"));
         assert!(wechat_acknowledged(204, b""));
@@ -275,10 +392,13 @@ mod tests {
 
     #[tokio::test]
     async fn compression_divides_intervals_and_bad_settings_are_refused() {
-        let n = Notifier::new(&NotifySettings {
-            timeout_ms: 100,
-            time_compression: 1000.0,
-        })
+        let n = Notifier::new(
+            &NotifySettings {
+                timeout_ms: 100,
+                time_compression: 1000.0,
+            },
+            Duration::ZERO,
+        )
         .unwrap();
         assert_eq!(
             n.compressed(Duration::from_secs(15)),
@@ -289,12 +409,12 @@ mod tests {
                 timeout_ms: 100,
                 time_compression: bad,
             };
-            assert!(Notifier::new(&s).is_err(), "{bad} accepted");
+            assert!(Notifier::new(&s, Duration::ZERO).is_err(), "{bad} accepted");
         }
         let s = NotifySettings {
             timeout_ms: 0,
             time_compression: 1.0,
         };
-        assert!(Notifier::new(&s).is_err());
+        assert!(Notifier::new(&s, Duration::ZERO).is_err());
     }
 }

@@ -21,8 +21,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::SandboxError;
+use crate::faults::Faults;
 use crate::notify::{Notifier, Outgoing, WECHAT_RETRY_SCHEDULE, wechat_acknowledged};
-use state::{Trade, TradeBook, rfc3339_cst};
+use state::{Refund, Trade, TradeBook, rfc3339_cst};
 
 /// The merchant the sandbox knows, and WeChat Pay's own keys. Defaults: the test-only
 /// identity under `deploy/test-keys/wechat/` (paths relative to the working directory).
@@ -42,6 +43,8 @@ pub struct WechatSettings {
     /// Encrypts notification resources (AEAD_AES_256_GCM, 32 ASCII bytes).
     #[serde(serialize_with = "expose_for_layering")]
     pub apiv3_key: SecretString,
+    /// A refund answers PROCESSING and turns SUCCESS this long after (0: at once).
+    pub refund_delay_ms: u64,
 }
 
 impl Default for WechatSettings {
@@ -54,6 +57,7 @@ impl Default for WechatSettings {
             wechatpay_private_key_path: "deploy/test-keys/wechat/wechatpay_private_key.pem".into(),
             public_key_id: "PUB_KEY_ID_0119000091912026112200000000000001".into(),
             apiv3_key: SecretString::from("paywire-sandbox-apiv3-key-32byte"),
+            refund_delay_ms: 0,
         }
     }
 }
@@ -94,6 +98,21 @@ impl ResponseSigner {
         ));
         headers
     }
+
+    /// Like [`Self::headers`], but the signature covers other bytes, so it is well
+    /// formed and does not verify (the `bad_signature` fault).
+    pub fn bad_headers(&self, body: &[u8]) -> Vec<(String, String)> {
+        let mut tampered = body.to_vec();
+        tampered.extend_from_slice(b"tampered");
+        let mut headers = self.headers(&tampered);
+        // Keep the original's timestamp/nonce shape; only the signature is wrong.
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("Request-ID"));
+        headers.push((
+            "Request-ID".to_owned(),
+            uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        ));
+        headers
+    }
 }
 
 /// `wechatpay-signature-type` → `Wechatpay-Signature-Type`.
@@ -121,6 +140,8 @@ pub struct WechatSandbox {
     apiv3_key: SecretString,
     pub trades: TradeBook,
     notifier: Arc<Notifier>,
+    pub faults: Arc<Faults>,
+    refund_delay: std::time::Duration,
 }
 
 impl std::fmt::Debug for WechatSandbox {
@@ -136,6 +157,7 @@ impl WechatSandbox {
     pub fn from_settings(
         settings: &WechatSettings,
         notifier: Arc<Notifier>,
+        faults: Arc<Faults>,
     ) -> anyhow::Result<Self> {
         let merchant_key = keys::public_key_from_file(&settings.merchant_public_key_path)?;
         let signing_key = keys::private_key_from_file(&settings.wechatpay_private_key_path)?;
@@ -157,6 +179,8 @@ impl WechatSandbox {
             apiv3_key: settings.apiv3_key.clone(),
             trades: TradeBook::default(),
             notifier,
+            faults,
+            refund_delay: std::time::Duration::from_millis(settings.refund_delay_ms),
         })
     }
 
@@ -201,61 +225,144 @@ impl WechatSandbox {
     }
 
     /// Builds the `TRANSACTION.SUCCESS` notification of a paid trade and starts
-    /// delivering it to the trade's `notify_url`.
-    pub fn notify_paid(&self, trade: &Trade) -> Result<String, SandboxError> {
+    /// delivering it to the trade's `notify_url`; `None` when the `pay_without_notify`
+    /// fault keeps it back.
+    pub fn notify_paid(&self, trade: &Trade) -> Result<Option<String>, SandboxError> {
+        let otn = trade.out_trade_no.as_str();
+        if self.faults.pay_without_notify(PayChannel::Wechat, otn) {
+            return Ok(None);
+        }
+        let plaintext = serde_json::to_vec(&trade.transaction())
+            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let event = Event {
+            event_type: "TRANSACTION.SUCCESS",
+            summary: "支付成功",
+            original_type: "transaction",
+        };
+        let id = self.send(trade, &trade.params.notify_url, event, &plaintext)?;
+        Ok(Some(id))
+    }
+
+    /// Sends `REFUND.SUCCESS` for a finished refund to the refund's `notify_url` (none
+    /// given: nothing to send, as the sandbox has no merchant-level default).
+    pub fn notify_refunded(
+        &self,
+        trade: &Trade,
+        refund: &Refund,
+    ) -> Result<Option<String>, SandboxError> {
+        let Some(url) = refund.params.notify_url.as_deref() else {
+            return Ok(None);
+        };
+        let plaintext = serde_json::to_vec(&refund.notification_resource(trade))
+            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let event = Event {
+            event_type: "REFUND.SUCCESS",
+            summary: "退款成功",
+            original_type: "refund",
+        };
+        self.send(trade, url, event, &plaintext).map(Some)
+    }
+
+    /// Moves a new refund to SUCCESS after the configured delay, then notifies.
+    pub fn finish_refund_later(self: &Arc<Self>, out_refund_no: String) {
+        let sandbox = self.clone();
+        self.notifier.spawn(async move {
+            tokio::time::sleep(sandbox.refund_delay).await;
+            let Some((trade, refund)) =
+                sandbox
+                    .trades
+                    .complete_refund(&sandbox.mchid, &out_refund_no, Utc::now())
+            else {
+                return;
+            };
+            tracing::info!(
+                out_refund_no,
+                out_trade_no = trade.out_trade_no.as_str(),
+                "refund succeeded"
+            );
+            if let Err(e) = sandbox.notify_refunded(&trade, &refund) {
+                tracing::error!(error = %e, "refund notification not sent");
+            }
+        });
+    }
+
+    /// Encrypts `plaintext` into WeChat's envelope and starts delivering it.
+    fn send(
+        &self,
+        trade: &Trade,
+        url: &str,
+        event: Event,
+        plaintext: &[u8],
+    ) -> Result<String, SandboxError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let body = self.payment_notification(&id, trade, Utc::now())?;
+        let otn = trade.out_trade_no.as_str();
+        let plan = self.faults.notify_plan(PayChannel::Wechat, otn, &id);
+        let body = self.notification(&id, &event, plaintext, Utc::now())?;
         let signer = self.signer.clone();
+        let bad = plan.bad_signature;
         let outgoing = Outgoing {
             id,
             channel: PayChannel::Wechat,
-            event_type: "TRANSACTION.SUCCESS".to_owned(),
-            url: trade.params.notify_url.clone(),
+            event_type: event.event_type.to_owned(),
+            url: url.to_owned(),
             content_type: "application/json",
             body,
-            sign: Arc::new(move |body: &[u8]| signer.headers(body)),
+            sign: Arc::new(move |body: &[u8]| {
+                if bad {
+                    signer.bad_headers(body)
+                } else {
+                    signer.headers(body)
+                }
+            }),
             acknowledged: wechat_acknowledged,
             schedule: &WECHAT_RETRY_SCHEDULE,
+            plan,
         };
         let id = self.notifier.dispatch(outgoing);
-        self.trades
-            .add_notification(&trade.mchid, trade.out_trade_no.as_str(), id.clone());
+        self.trades.add_notification(&trade.mchid, otn, id.clone());
         Ok(id)
     }
 
-    /// The notification body, byte for byte as WeChat Pay sends it.
-    fn payment_notification(
+    /// The notification body, byte for byte as WeChat Pay sends it; the AAD is the
+    /// resource's type (`transaction`, `refund`).
+    fn notification(
         &self,
         id: &str,
-        trade: &Trade,
+        event: &Event,
+        plaintext: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Vec<u8>, SandboxError> {
-        let plaintext = serde_json::to_vec(&trade.transaction())
-            .map_err(|e| SandboxError::Internal(e.to_string()))?;
         let nonce = crypto::resource_nonce();
         let ciphertext = crypto::encrypt_resource(
             self.apiv3_key.expose_secret().as_bytes(),
             &nonce,
-            "transaction",
-            &plaintext,
+            event.original_type,
+            plaintext,
         )
         .map_err(|e| SandboxError::Internal(e.to_string()))?;
         let envelope = NotificationEnvelope {
             id,
             create_time: rfc3339_cst(now),
             resource_type: "encrypt-resource",
-            event_type: "TRANSACTION.SUCCESS",
-            summary: "支付成功",
+            event_type: event.event_type,
+            summary: event.summary,
             resource: EncryptedResource {
-                original_type: "transaction",
+                original_type: event.original_type,
                 algorithm: "AEAD_AES_256_GCM",
                 ciphertext,
-                associated_data: "transaction",
+                associated_data: event.original_type,
                 nonce,
             },
         };
         serde_json::to_vec(&envelope).map_err(|e| SandboxError::Internal(e.to_string()))
     }
+}
+
+#[derive(Debug)]
+struct Event {
+    event_type: &'static str,
+    summary: &'static str,
+    original_type: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -294,6 +401,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/pay/transactions/out-trade-no/{out_trade_no}/close",
                 web::post().to(routes::close),
             )
+            .route("/refund/domestic/refunds", web::post().to(routes::refund))
+            .route(
+                "/refund/domestic/refunds/{out_refund_no}",
+                web::get().to(routes::query_refund),
+            )
             .default_service(web::to(routes::not_found)),
     );
 }
@@ -314,8 +426,10 @@ mod tests {
     }
 
     fn sandbox() -> WechatSandbox {
-        let notifier = Arc::new(Notifier::new(&NotifySettings::default()).unwrap());
-        WechatSandbox::from_settings(&settings(), notifier).unwrap()
+        let notifier =
+            Arc::new(Notifier::new(&NotifySettings::default(), std::time::Duration::ZERO).unwrap());
+        let faults = Arc::new(Faults::new(&crate::faults::FaultSettings::default()));
+        WechatSandbox::from_settings(&settings(), notifier, faults).unwrap()
     }
 
     fn merchant_key() -> RsaPrivateKey {
@@ -438,13 +552,15 @@ mod tests {
 
     #[tokio::test]
     async fn apiv3_key_must_be_32_bytes() {
-        let notifier = Arc::new(Notifier::new(&NotifySettings::default()).unwrap());
+        let notifier =
+            Arc::new(Notifier::new(&NotifySettings::default(), std::time::Duration::ZERO).unwrap());
+        let faults = Arc::new(Faults::new(&crate::faults::FaultSettings::default()));
         let mut bad = settings();
         bad.apiv3_key = SecretString::from("short");
-        assert!(WechatSandbox::from_settings(&bad, notifier.clone()).is_err());
+        assert!(WechatSandbox::from_settings(&bad, notifier.clone(), faults.clone()).is_err());
         let mut missing = settings();
         missing.merchant_public_key_path = "/nonexistent.pem".into();
-        assert!(WechatSandbox::from_settings(&missing, notifier).is_err());
+        assert!(WechatSandbox::from_settings(&missing, notifier, faults).is_err());
     }
 
     #[test]

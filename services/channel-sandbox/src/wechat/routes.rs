@@ -3,15 +3,46 @@
 
 use std::collections::HashMap;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use paywire_domain::Fen;
+use paywire_domain::{Fen, PayChannel};
 use serde::{Deserialize, Serialize};
 
 use super::WechatSandbox;
 use super::signing::MerchantRequest;
-use super::state::{OutTradeNo, PrepayParams};
+use super::state::{OutTradeNo, PrepayParams, RefundParams, TradeRef};
 use crate::SandboxError;
+use crate::faults::ApiPlan;
+
+/// Put in a request's extensions when the `bad_signature` fault fired: the signing
+/// middleware then spoils the response's signature.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoilSignature;
+
+/// Injected API faults, decided once the trade is known: a 5xx answers at once without
+/// doing anything; a timeout is served by [`hold`] after the work is done.
+fn api_faults(
+    sandbox: &WechatSandbox,
+    http: &HttpRequest,
+    out_trade_no: Option<&str>,
+) -> Result<ApiPlan, SandboxError> {
+    let plan = sandbox.faults.api_plan(PayChannel::Wechat, out_trade_no);
+    if plan.status_5xx {
+        return Err(SandboxError::WechatSystem("injected 5xx".into()));
+    }
+    if plan.bad_signature {
+        http.extensions_mut().insert(SpoilSignature);
+    }
+    Ok(plan)
+}
+
+/// Holds the answer longer than the client waits (the `timeout` fault).
+async fn hold<T>(plan: &ApiPlan, result: T) -> T {
+    if let Some(wait) = plan.timeout {
+        tokio::time::sleep(wait).await;
+    }
+    result
+}
 
 #[derive(Debug, Deserialize)]
 struct PrepayRequest {
@@ -116,15 +147,20 @@ fn parse_prepay(
 #[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_trade_no))]
 pub async fn prepay_native(
     sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
     req: MerchantRequest,
 ) -> Result<HttpResponse, SandboxError> {
     let (out_trade_no, params) = parse_prepay(&sandbox, &req.mchid, &req.body)?;
     tracing::Span::current().record("out_trade_no", out_trade_no.as_str());
-    let code_url = sandbox
+    let plan = api_faults(&sandbox, &http, Some(out_trade_no.as_str()))?;
+    let result = sandbox
         .trades
-        .prepay(&req.mchid, out_trade_no, params, Utc::now())?;
-    tracing::info!("native prepay accepted");
-    json_ok(&PrepayResponse { code_url })
+        .prepay(&req.mchid, out_trade_no, params, Utc::now())
+        .and_then(|code_url| {
+            tracing::info!("native prepay accepted");
+            json_ok(&PrepayResponse { code_url })
+        });
+    hold(&plan, result).await
 }
 
 /// The `mchid` of a query or close must be the signing merchant's.
@@ -147,11 +183,13 @@ pub async fn query_by_out_trade_no(
     let query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
         .map_err(|e| param(format!("查询参数无效: {e}")))?;
     same_merchant(query.get("mchid").cloned(), &req.mchid)?;
-    let trade = sandbox
+    let plan = api_faults(&sandbox, &http, Some(out_trade_no.as_str()))?;
+    let result = sandbox
         .trades
         .get(&req.mchid, &out_trade_no)
-        .ok_or(SandboxError::OrderNotExist)?;
-    json_ok(&trade.transaction())
+        .ok_or(SandboxError::OrderNotExist)
+        .and_then(|trade| json_ok(&trade.transaction()));
+    hold(&plan, result).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,14 +201,125 @@ struct CloseRequest {
 #[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_trade_no = %out_trade_no))]
 pub async fn close(
     sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
     out_trade_no: web::Path<String>,
     req: MerchantRequest,
 ) -> Result<HttpResponse, SandboxError> {
     let body: CloseRequest = json_body(&req.body)?;
     same_merchant(body.mchid, &req.mchid)?;
-    sandbox.trades.close(&req.mchid, &out_trade_no)?;
-    tracing::info!("trade closed");
-    Ok(HttpResponse::NoContent().finish())
+    let plan = api_faults(&sandbox, &http, Some(out_trade_no.as_str()))?;
+    let result = sandbox.trades.close(&req.mchid, &out_trade_no).map(|()| {
+        tracing::info!("trade closed");
+        HttpResponse::NoContent().finish()
+    });
+    hold(&plan, result).await
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundRequest {
+    transaction_id: Option<String>,
+    out_trade_no: Option<String>,
+    out_refund_no: Option<String>,
+    reason: Option<String>,
+    notify_url: Option<String>,
+    amount: Option<RefundAmountRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundAmountRequest {
+    refund: Option<i64>,
+    total: Option<i64>,
+    currency: Option<String>,
+}
+
+fn parse_refund(body: &[u8]) -> Result<(TradeRef, RefundParams), SandboxError> {
+    let req: RefundRequest = json_body(body)?;
+    let trade = match (req.transaction_id, req.out_trade_no) {
+        (Some(id), _) => TradeRef::TransactionId(id),
+        (None, Some(otn)) => TradeRef::OutTradeNo(otn),
+        (None, None) => return Err(param("transaction_id 和 out_trade_no 必须二选一")),
+    };
+    let out_refund_no = required(req.out_refund_no, "out_refund_no")?;
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'|' | b'*' | b'@');
+    if out_refund_no.is_empty() || out_refund_no.len() > 64 || !out_refund_no.bytes().all(valid) {
+        return Err(param("out_refund_no 须为1-64位数字、大小写字母、_-|*@"));
+    }
+    let amount = required(req.amount, "amount")?;
+    let fen = |v: Option<i64>, name: &str| {
+        Fen::new(required(v, name)?)
+            .ok()
+            .filter(|f| !f.is_zero())
+            .ok_or_else(|| param(format!("{name} 须为大于0的整数（分）")))
+    };
+    let refund = fen(amount.refund, "amount.refund")?;
+    let total = fen(amount.total, "amount.total")?;
+    if amount.currency.as_deref().is_some_and(|c| c != "CNY") {
+        return Err(param("amount.currency 仅支持 CNY"));
+    }
+    if req.reason.as_ref().is_some_and(|r| r.chars().count() > 80) {
+        return Err(param("reason 长度不能超过80个字符"));
+    }
+    Ok((
+        trade,
+        RefundParams {
+            out_refund_no,
+            refund,
+            total,
+            reason: req.reason,
+            notify_url: req.notify_url,
+        },
+    ))
+}
+
+/// `POST /v3/refund/domestic/refunds` → the refund, `PROCESSING`; it turns `SUCCESS`
+/// shortly after and `REFUND.SUCCESS` goes to its `notify_url`.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_trade_no, out_refund_no))]
+pub async fn refund(
+    sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let (trade_ref, params) = parse_refund(&req.body)?;
+    let span = tracing::Span::current();
+    span.record("out_refund_no", params.out_refund_no.as_str());
+    let otn = sandbox
+        .trades
+        .find(&req.mchid, &trade_ref)
+        .map(|t| t.out_trade_no.as_str().to_owned());
+    if let Some(otn) = &otn {
+        span.record("out_trade_no", otn.as_str());
+    }
+    let plan = api_faults(&sandbox, &http, otn.as_deref())?;
+    let result = sandbox
+        .trades
+        .refund(&req.mchid, &trade_ref, params, Utc::now())
+        .and_then(|(trade, refund, created)| {
+            if created {
+                tracing::info!("refund accepted");
+                sandbox.finish_refund_later(refund.params.out_refund_no.clone());
+            }
+            json_ok(&refund.json(&trade))
+        });
+    hold(&plan, result).await
+}
+
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}` → the refund; 404 `RESOURCE_NOT_EXISTS`.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid, out_refund_no = %out_refund_no))]
+pub async fn query_refund(
+    sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
+    out_refund_no: web::Path<String>,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let found = sandbox.trades.get_refund(&req.mchid, &out_refund_no);
+    let otn = found
+        .as_ref()
+        .map(|(t, _)| t.out_trade_no.as_str().to_owned());
+    let plan = api_faults(&sandbox, &http, otn.as_deref())?;
+    let result = found
+        .ok_or(SandboxError::WechatNotFound)
+        .and_then(|(trade, refund)| json_ok(&refund.json(&trade)));
+    hold(&plan, result).await
 }
 
 /// Anything else under `/v3`, still answered (and signed) like WeChat Pay.

@@ -7,11 +7,12 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use chrono::Utc;
 use futures::future::LocalBoxFuture;
 
 use super::WechatSandbox;
+use super::routes::SpoilSignature;
 use crate::SandboxError;
 
 /// A merchant request whose `Authorization` verified over the exact method, path with
@@ -74,6 +75,7 @@ pub async fn sign_responses(
     // are signed too; only a failure inside actix itself would bypass this.
     let response = next.call(req).await?.map_into_boxed_body();
     let (req, response) = response.into_parts();
+    let spoil = req.extensions().contains::<SpoilSignature>();
     let (head, body) = response.into_parts();
     let system = |m: String| actix_web::Error::from(SandboxError::WechatSystem(m));
     let body = actix_web::body::to_bytes(body)
@@ -82,7 +84,12 @@ pub async fn sign_responses(
     let mut response = head.set_body(body.clone());
     // WeChat Pay spells its headers `Wechatpay-Signature`, not `wechatpay-signature`.
     response.head_mut().set_camel_case_headers(true);
-    for (name, value) in sandbox.signer().headers(&body) {
+    let headers = if spoil {
+        sandbox.signer().bad_headers(&body)
+    } else {
+        sandbox.signer().headers(&body)
+    };
+    for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| system(e.to_string()))?;
         let value = HeaderValue::from_str(&value).map_err(|e| system(e.to_string()))?;
         response.headers_mut().insert(name, value);

@@ -20,6 +20,9 @@ pub enum TradeState {
     Success,
     #[serde(rename = "CLOSED")]
     Closed,
+    /// Paid, then (partly) refunded.
+    #[serde(rename = "REFUND")]
+    Refund,
 }
 
 impl TradeState {
@@ -28,6 +31,7 @@ impl TradeState {
             TradeState::NotPay => "NOTPAY",
             TradeState::Success => "SUCCESS",
             TradeState::Closed => "CLOSED",
+            TradeState::Refund => "REFUND",
         }
     }
 
@@ -37,16 +41,24 @@ impl TradeState {
             TradeState::NotPay => "订单未支付",
             TradeState::Success => "支付成功",
             TradeState::Closed => "订单已关闭",
+            TradeState::Refund => "转入退款",
         }
     }
 
-    /// A declined or failed payment leaves NOTPAY; CLOSED and SUCCESS are final here
-    /// (refunds are not modelled yet).
+    /// A declined or failed payment leaves NOTPAY; a refund turns SUCCESS into REFUND;
+    /// CLOSED is final.
     pub const fn can_become(self, next: TradeState) -> bool {
         matches!(
             (self, next),
-            (TradeState::NotPay, TradeState::Success) | (TradeState::NotPay, TradeState::Closed)
+            (TradeState::NotPay, TradeState::Success)
+                | (TradeState::NotPay, TradeState::Closed)
+                | (TradeState::Success, TradeState::Refund)
         )
+    }
+
+    /// Paid (and maybe partly refunded already).
+    pub const fn is_paid(self) -> bool {
+        matches!(self, TradeState::Success | TradeState::Refund)
     }
 }
 
@@ -103,6 +115,86 @@ pub struct Trade {
     pub declines: Vec<DateTime<Utc>>,
     /// Ids of the notifications sent for this trade (see `notify`).
     pub notifications: Vec<String>,
+    pub refunds: Vec<Refund>,
+}
+
+/// What the merchant asked for in a refund; a repeat with the same `out_refund_no` must
+/// match it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundParams {
+    pub out_refund_no: String,
+    pub refund: Fen,
+    pub total: Fen,
+    pub reason: Option<String>,
+    pub notify_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundStatus {
+    Processing,
+    Success,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refund {
+    pub refund_id: String,
+    pub params: RefundParams,
+    pub status: RefundStatus,
+    pub created_at: DateTime<Utc>,
+    pub success_time: Option<DateTime<Utc>>,
+}
+
+impl Refund {
+    /// The refund object of refund responses and queries.
+    pub fn json(&self, trade: &Trade) -> serde_json::Value {
+        let refund = self.params.refund;
+        let total = self.params.total;
+        serde_json::json!({
+            "refund_id": self.refund_id,
+            "out_refund_no": self.params.out_refund_no,
+            "transaction_id": trade.payment.as_ref().map(|p| p.transaction_id.as_str()).unwrap_or(""),
+            "out_trade_no": trade.out_trade_no.as_str(),
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "success_time": self.success_time.map(rfc3339_cst),
+            "create_time": rfc3339_cst(self.created_at),
+            "status": self.status,
+            "funds_account": "AVAILABLE",
+            "amount": {
+                "total": total, "refund": refund, "from": [],
+                "payer_total": total, "payer_refund": refund,
+                "settlement_refund": refund, "settlement_total": total,
+                "discount_refund": 0, "currency": "CNY", "refund_fee": 0,
+            },
+            "promotion_detail": [],
+        })
+    }
+
+    /// The decrypted resource of a `REFUND.*` notification.
+    pub fn notification_resource(&self, trade: &Trade) -> serde_json::Value {
+        serde_json::json!({
+            "mchid": trade.mchid,
+            "transaction_id": trade.payment.as_ref().map(|p| p.transaction_id.as_str()).unwrap_or(""),
+            "out_trade_no": trade.out_trade_no.as_str(),
+            "refund_id": self.refund_id,
+            "out_refund_no": self.params.out_refund_no,
+            "refund_status": self.status,
+            "success_time": self.success_time.map(rfc3339_cst),
+            "user_received_account": "支付用户零钱",
+            "amount": {
+                "total": self.params.total, "refund": self.params.refund,
+                "payer_total": self.params.total, "payer_refund": self.params.refund,
+            },
+        })
+    }
+}
+
+/// How a refund names its trade.
+#[derive(Debug, Clone)]
+pub enum TradeRef {
+    OutTradeNo(String),
+    TransactionId(String),
 }
 
 /// Unpaid orders without `time_expire` cannot be paid after 7 days.
@@ -141,6 +233,13 @@ fn new_transaction_id(now: DateTime<Utc>, sequence: u64) -> String {
     format!("4200001234{day}{salt:04}{:06}", sequence % 1_000_000)
 }
 
+/// WeChat refund ids: `50` + 30 digits (date first).
+fn new_refund_id(now: DateTime<Utc>) -> String {
+    let day = now.with_timezone(&cst()).format("%Y%m%d");
+    let salt: u64 = rand::thread_rng().gen_range(0..100_000_000_000_000_000);
+    format!("50300{day}{salt:019}")
+}
+
 /// A payer's openid: 28 characters starting `o`.
 pub fn new_openid() -> String {
     format!("o{}", random_alphanumeric(27))
@@ -152,6 +251,8 @@ type TradeKey = (String, String);
 struct Book {
     trades: HashMap<TradeKey, Trade>,
     by_code: HashMap<String, TradeKey>,
+    /// `(mchid, out_refund_no)` → trade.
+    refunds: HashMap<TradeKey, TradeKey>,
     payments: u64,
 }
 
@@ -180,7 +281,7 @@ impl TradeBook {
             return match existing.state {
                 TradeState::Closed => Err(SandboxError::OrderClosed),
                 // Paid: the number is spent, whatever the parameters.
-                TradeState::Success => Err(SandboxError::OutTradeNoUsed),
+                TradeState::Success | TradeState::Refund => Err(SandboxError::OutTradeNoUsed),
                 TradeState::NotPay if existing.params == params => Ok(existing.code_url.clone()),
                 TradeState::NotPay => Err(SandboxError::OutTradeNoUsed),
             };
@@ -208,6 +309,7 @@ impl TradeBook {
                 payment: None,
                 declines: Vec::new(),
                 notifications: Vec::new(),
+                refunds: Vec::new(),
             },
         );
         Ok(code_url)
@@ -229,7 +331,7 @@ impl TradeBook {
             .ok_or(SandboxError::OrderNotExist)?;
         match trade.state {
             TradeState::Closed => Ok(()),
-            TradeState::Success => Err(SandboxError::OrderPaid),
+            TradeState::Success | TradeState::Refund => Err(SandboxError::OrderPaid),
             s if s.can_become(TradeState::Closed) => {
                 trade.state = TradeState::Closed;
                 Ok(())
@@ -249,7 +351,7 @@ impl TradeBook {
 
     fn payable(trade: &Trade, now: DateTime<Utc>) -> Result<(), SandboxError> {
         match trade.state {
-            TradeState::Success => Err(SandboxError::AlreadyPaid),
+            TradeState::Success | TradeState::Refund => Err(SandboxError::AlreadyPaid),
             TradeState::Closed => Err(SandboxError::TradeClosed),
             TradeState::NotPay if now > trade.pay_before => Err(SandboxError::TradeExpired),
             TradeState::NotPay => Ok(()),
@@ -283,6 +385,138 @@ impl TradeBook {
         Self::payable(trade, now)?;
         trade.declines.push(now);
         Ok(trade.clone())
+    }
+
+    /// The trade behind a scanned `code_url`.
+    pub fn by_code_url(&self, code: &str) -> Result<Trade, SandboxError> {
+        let mut book = self.lock();
+        Self::by_code(&mut book, code).map(|t| t.clone())
+    }
+
+    /// The trade a refund names, if any.
+    pub fn find(&self, mchid: &str, trade: &TradeRef) -> Option<Trade> {
+        let book = self.lock();
+        match trade {
+            TradeRef::OutTradeNo(otn) => book.trades.get(&(mchid.to_owned(), otn.clone())),
+            TradeRef::TransactionId(id) => book.trades.values().find(|t| {
+                t.mchid == mchid && t.payment.as_ref().is_some_and(|p| &p.transaction_id == id)
+            }),
+        }
+        .cloned()
+    }
+
+    /// Starts a refund (status PROCESSING; the trade becomes REFUND). A repeat with the
+    /// same `out_refund_no` and parameters returns the existing refund and `false`.
+    pub fn refund(
+        &self,
+        mchid: &str,
+        trade_ref: &TradeRef,
+        params: RefundParams,
+        now: DateTime<Utc>,
+    ) -> Result<(Trade, Refund, bool), SandboxError> {
+        let trade_key = self
+            .find(mchid, trade_ref)
+            .map(|t| (t.mchid, t.out_trade_no.as_str().to_owned()))
+            .ok_or(SandboxError::OrderNotExist)?;
+        let refund_key = (mchid.to_owned(), params.out_refund_no.clone());
+        let mut book = self.lock();
+        if let Some(existing_trade) = book.refunds.get(&refund_key).cloned() {
+            let trade = book
+                .trades
+                .get(&existing_trade)
+                .ok_or_else(|| SandboxError::Internal("refund of a lost trade".into()))?;
+            let refund = trade
+                .refunds
+                .iter()
+                .find(|r| r.params.out_refund_no == params.out_refund_no)
+                .ok_or_else(|| SandboxError::Internal("lost refund".into()))?;
+            if existing_trade != trade_key || refund.params != params {
+                return Err(SandboxError::OutRefundNoUsed);
+            }
+            return Ok((trade.clone(), refund.clone(), false));
+        }
+        let trade = book
+            .trades
+            .get_mut(&trade_key)
+            .ok_or(SandboxError::OrderNotExist)?;
+        match trade.state {
+            TradeState::NotPay => {
+                return Err(SandboxError::RefundNotAllowed("订单未支付，不能退款"));
+            }
+            TradeState::Closed => {
+                return Err(SandboxError::RefundNotAllowed("订单已关闭，不能退款"));
+            }
+            TradeState::Success | TradeState::Refund => {}
+        }
+        if params.total != trade.params.total {
+            return Err(SandboxError::ParamError(
+                "amount.total 与订单金额不一致".into(),
+            ));
+        }
+        let refunded = trade
+            .refunds
+            .iter()
+            .try_fold(Fen::ZERO, |sum, r| sum.checked_add(r.params.refund))
+            .ok_or(SandboxError::RefundExceeds)?;
+        let after = refunded
+            .checked_add(params.refund)
+            .ok_or(SandboxError::RefundExceeds)?;
+        if params.refund.is_zero() || after > trade.params.total {
+            return Err(SandboxError::RefundExceeds);
+        }
+        let refund = Refund {
+            refund_id: new_refund_id(now),
+            params,
+            status: RefundStatus::Processing,
+            created_at: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+            success_time: None,
+        };
+        trade.refunds.push(refund.clone());
+        if trade.state.can_become(TradeState::Refund) {
+            trade.state = TradeState::Refund;
+        }
+        let trade = trade.clone();
+        book.refunds.insert(refund_key, trade_key);
+        Ok((trade, refund, true))
+    }
+
+    /// PROCESSING → SUCCESS; `None` if unknown or already final.
+    pub fn complete_refund(
+        &self,
+        mchid: &str,
+        out_refund_no: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(Trade, Refund)> {
+        let mut book = self.lock();
+        let key = book
+            .refunds
+            .get(&(mchid.to_owned(), out_refund_no.to_owned()))?
+            .clone();
+        let trade = book.trades.get_mut(&key)?;
+        let refund = trade
+            .refunds
+            .iter_mut()
+            .find(|r| r.params.out_refund_no == out_refund_no)?;
+        if refund.status != RefundStatus::Processing {
+            return None;
+        }
+        refund.status = RefundStatus::Success;
+        refund.success_time = Some(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now));
+        let refund = refund.clone();
+        Some((trade.clone(), refund))
+    }
+
+    pub fn get_refund(&self, mchid: &str, out_refund_no: &str) -> Option<(Trade, Refund)> {
+        let book = self.lock();
+        let key = book
+            .refunds
+            .get(&(mchid.to_owned(), out_refund_no.to_owned()))?;
+        let trade = book.trades.get(key)?;
+        let refund = trade
+            .refunds
+            .iter()
+            .find(|r| r.params.out_refund_no == out_refund_no)?;
+        Some((trade.clone(), refund.clone()))
     }
 
     pub fn add_notification(&self, mchid: &str, out_trade_no: &str, id: String) {
