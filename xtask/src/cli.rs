@@ -1,6 +1,8 @@
-//! Hand-rolled argument parsing: four subcommands do not need a framework.
+//! Hand-rolled argument parsing: a handful of subcommands do not need a framework.
 
 use paywire_domain::{PayChannel, UserId};
+
+use crate::dlq::Selection;
 
 pub const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -11,6 +13,10 @@ commands:
   migrate                  create databases and apply every service's migrations, then exit
   demo [--channel wechat]  buy a paid course through the HTTP API of a running platform
   token <user-id>          print a dev JWT (24 h) for <user-id>
+  dlq list [--vhost v] [--queue q]
+                           show the messages parked in every <queue>.dlq (or one)
+  dlq replay <queue> [--vhost v] (--message-id id | --all)
+                           move parked messages from <queue>.dlq back to <queue>
 
 environment:
   PAYWIRE_PG                 PostgreSQL server URL (default postgres://postgres@127.0.0.1:5432)
@@ -22,8 +28,94 @@ pub enum Command {
     Help,
     Up,
     Migrate,
-    Demo { channel: PayChannel },
-    Token { user: UserId },
+    Demo {
+        channel: PayChannel,
+    },
+    Token {
+        user: UserId,
+    },
+    DlqList {
+        vhost: Option<String>,
+        queue: Option<String>,
+    },
+    DlqReplay {
+        vhost: Option<String>,
+        queue: String,
+        selection: Selection,
+    },
+}
+
+/// `--name value` or `--name=value`; `None` when `arg` is another option.
+fn option_value<'a>(
+    arg: &'a str,
+    name: &str,
+    it: &mut impl Iterator<Item = &'a str>,
+) -> Result<Option<&'a str>, String> {
+    if arg == name {
+        return it
+            .next()
+            .map(Some)
+            .ok_or_else(|| format!("{name} needs a value"));
+    }
+    Ok(arg
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('=')))
+}
+
+fn parse_dlq<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, String> {
+    let sub = it.next().ok_or("dlq needs list or replay")?;
+    let mut vhost = None;
+    let mut queue = None;
+    let mut message_id = None;
+    let mut all = false;
+    let mut positional = Vec::new();
+    while let Some(arg) = it.next() {
+        if let Some(v) = option_value(arg, "--vhost", &mut it)? {
+            vhost = Some(v.to_owned());
+        } else if let Some(v) = option_value(arg, "--queue", &mut it)? {
+            queue = Some(v.to_owned());
+        } else if let Some(v) = option_value(arg, "--message-id", &mut it)? {
+            message_id = Some(v.to_owned());
+        } else if arg == "--all" {
+            all = true;
+        } else if arg.starts_with("--") {
+            return Err(format!("unexpected argument {arg:?}"));
+        } else {
+            positional.push(arg.to_owned());
+        }
+    }
+    match sub {
+        "list" => {
+            if let Some(extra) = positional.first() {
+                return Err(format!("unexpected argument {extra:?}"));
+            }
+            if message_id.is_some() || all {
+                return Err("dlq list takes only --vhost and --queue".into());
+            }
+            Ok(Command::DlqList { vhost, queue })
+        }
+        "replay" => {
+            if queue.is_some() {
+                return Err("dlq replay takes the queue as its argument".into());
+            }
+            let mut positional = positional.into_iter();
+            let queue = positional.next().ok_or("dlq replay needs a <queue>")?;
+            if let Some(extra) = positional.next() {
+                return Err(format!("unexpected argument {extra:?}"));
+            }
+            let selection = match (message_id, all) {
+                (Some(id), false) => Selection::MessageId(id),
+                (None, true) => Selection::All,
+                _ => return Err("dlq replay needs exactly one of --message-id or --all".into()),
+            };
+            Ok(Command::DlqReplay {
+                vhost,
+                queue,
+                selection,
+            })
+        }
+        other => Err(format!("unknown dlq command {other:?}")),
+    }
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -47,6 +139,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             return Ok(Command::Demo { channel });
         }
+        Some("dlq") => return parse_dlq(it),
         Some("token") => {
             let raw = it.next().ok_or("token needs a <user-id>")?;
             let user = UserId::parse(raw).map_err(|e| format!("user id {raw:?}: {e}"))?;
@@ -97,6 +190,78 @@ mod tests {
             Ok(Command::Token {
                 user: UserId::parse("student-1").unwrap()
             })
+        );
+    }
+
+    #[test]
+    fn dlq_commands_parse() {
+        assert_eq!(
+            p(&["dlq", "list"]),
+            Ok(Command::DlqList {
+                vhost: None,
+                queue: None
+            })
+        );
+        assert_eq!(
+            p(&["dlq", "list", "--vhost", "v1", "--queue=order.pay-result"]),
+            Ok(Command::DlqList {
+                vhost: Some("v1".into()),
+                queue: Some("order.pay-result".into())
+            })
+        );
+        assert_eq!(
+            p(&["dlq", "replay", "order.pay-result", "--all"]),
+            Ok(Command::DlqReplay {
+                vhost: None,
+                queue: "order.pay-result".into(),
+                selection: Selection::All
+            })
+        );
+        assert_eq!(
+            p(&["dlq", "replay", "--vhost=v", "q", "--message-id", "42"]),
+            Ok(Command::DlqReplay {
+                vhost: Some("v".into()),
+                queue: "q".into(),
+                selection: Selection::MessageId("42".into())
+            })
+        );
+    }
+
+    #[test]
+    fn bad_dlq_arguments_are_rejected() {
+        assert!(p(&["dlq"]).unwrap_err().contains("list or replay"));
+        assert!(p(&["dlq", "purge"]).unwrap_err().contains("unknown dlq"));
+        assert!(p(&["dlq", "list", "x"]).unwrap_err().contains("unexpected"));
+        assert!(p(&["dlq", "list", "--all"]).is_err());
+        assert!(
+            p(&["dlq", "list", "--vhost"])
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            p(&["dlq", "replay", "--all"])
+                .unwrap_err()
+                .contains("<queue>")
+        );
+        assert!(
+            p(&["dlq", "replay", "q"])
+                .unwrap_err()
+                .contains("exactly one")
+        );
+        assert!(
+            p(&["dlq", "replay", "q", "--all", "--message-id", "1"])
+                .unwrap_err()
+                .contains("exactly one")
+        );
+        assert!(
+            p(&["dlq", "replay", "q", "r", "--all"])
+                .unwrap_err()
+                .contains("unexpected")
+        );
+        assert!(
+            p(&["dlq", "replay", "q", "--force"])
+                .unwrap_err()
+                .contains("unexpected")
         );
     }
 

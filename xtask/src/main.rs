@@ -4,13 +4,15 @@
 //!   print their URLs, stop them all on Ctrl-C (or when one of them exits);
 //! * `migrate`: create the databases and let each service apply its migrations, then exit;
 //! * `demo [--channel wechat]`: buy a paid course through the HTTP API of a running platform;
-//! * `token <user-id>`: print a 24 h dev JWT.
+//! * `token <user-id>`: print a 24 h dev JWT;
+//! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues.
 
 // A command-line tool: its output is stdout.
 #![allow(clippy::print_stdout)]
 
 mod cli;
 mod demo;
+mod dlq;
 #[cfg(test)]
 mod drift;
 #[cfg(test)]
@@ -44,6 +46,14 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate::run().await,
         Command::Demo { channel } => demo::run(channel).await,
         Command::Token { user } => token::run(&user),
+        Command::DlqList { vhost, queue } => {
+            dlq::run_list(vhost.as_deref(), queue.as_deref()).await
+        }
+        Command::DlqReplay {
+            vhost,
+            queue,
+            selection,
+        } => dlq::run_replay(vhost.as_deref(), &queue, &selection).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
