@@ -1,17 +1,18 @@
 //! The registry of enabled payment channels.
 //!
-//! Everything channel-specific lives behind `PaymentChannel`; adding Alipay means adding
-//! one entry in [`ChannelRegistry::from_settings`], nothing else in the gateway.
+//! Everything channel-specific lives behind `PaymentChannel`; a channel is one entry in
+//! [`ChannelRegistry::from_settings`], nothing else in the gateway.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use paywire_channels::PaymentChannel;
+use paywire_channels::alipay::{Alipay, AlipayConfig};
 use paywire_channels::wechat::{WechatPay, WechatPayConfig, WechatPayKeyring};
 use paywire_domain::PayChannel;
 
-use crate::{Settings, WechatSettings, timeout};
+use crate::{AlipaySettings, Settings, WechatSettings, timeout};
 
 #[derive(Debug, Default, Clone)]
 pub struct ChannelRegistry {
@@ -27,6 +28,11 @@ impl ChannelRegistry {
             let wechat = wechat(&settings.wechat, own_callback_base)
                 .context("configuring the WeChat Pay channel")?;
             registry.insert(Arc::new(wechat));
+        }
+        if settings.alipay.enabled {
+            let alipay = alipay(&settings.alipay, own_callback_base)
+                .context("configuring the Alipay channel")?;
+            registry.insert(Arc::new(alipay));
         }
         Ok(registry)
     }
@@ -74,4 +80,28 @@ fn wechat(settings: &WechatSettings, own_callback_base: &str) -> anyhow::Result<
         timeout: timeout(settings.timeout_ms),
     };
     Ok(WechatPay::new(config)?)
+}
+
+fn alipay(settings: &AlipaySettings, own_callback_base: &str) -> anyhow::Result<Alipay> {
+    let app_private_key =
+        paywire_channels::keys::private_key_from_file(&settings.app_private_key_path)
+            .with_context(|| format!("app private key {}", settings.app_private_key_path))?;
+    let alipay_public_key =
+        paywire_channels::keys::public_key_from_file(&settings.alipay_public_key_path)
+            .with_context(|| format!("Alipay public key {}", settings.alipay_public_key_path))?;
+    let notify_url = if settings.notify_url.is_empty() {
+        format!("{own_callback_base}/alipay")
+    } else {
+        settings.notify_url.clone()
+    };
+    let config = AlipayConfig {
+        gateway_url: settings.gateway_url.clone(),
+        app_id: settings.app_id.clone(),
+        seller_id: settings.seller_id.clone(),
+        app_private_key,
+        alipay_public_key,
+        notify_url,
+        timeout: timeout(settings.timeout_ms),
+    };
+    Ok(Alipay::new(config)?)
 }

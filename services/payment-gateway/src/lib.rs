@@ -47,6 +47,7 @@ pub struct Settings {
     pub payment: PaymentSettings,
     pub sweeper: SweeperSettings,
     pub wechat: WechatSettings,
+    pub alipay: AlipaySettings,
 }
 
 impl Default for Settings {
@@ -61,6 +62,7 @@ impl Default for Settings {
             payment: PaymentSettings::default(),
             sweeper: SweeperSettings::default(),
             wechat: WechatSettings::default(),
+            alipay: AlipaySettings::default(),
         }
     }
 }
@@ -152,6 +154,44 @@ impl Default for WechatSettings {
             wechatpay_public_key_path: "deploy/test-keys/wechat/wechatpay_public_key.pem".into(),
             apiv3_key: SecretString::from("paywire-sandbox-apiv3-key-32byte"),
             notify_url: "http://127.0.0.1:8083/api/callback/wechat".into(),
+            timeout_ms: 5000,
+        }
+    }
+}
+
+/// Alipay (OpenAPI `gateway.do`, RSA2) merchant settings. The defaults are the test-only
+/// sandbox identity (`paywire_channels::alipay::DEV_*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlipaySettings {
+    pub enabled: bool,
+    /// The full `gateway.do` URL.
+    pub gateway_url: String,
+    pub app_id: String,
+    /// The merchant PID (`2088…`); notifications for another seller are refused.
+    pub seller_id: String,
+    /// The app private key (signs our requests). Only the path is configured: the key
+    /// itself never appears in settings or logs.
+    pub app_private_key_path: String,
+    /// Alipay's public key (verifies responses and notifications).
+    pub alipay_public_key_path: String,
+    /// Where Alipay posts notifications. Empty: this service's own
+    /// `/api/callback/alipay` on the address it actually bound (tests on port 0).
+    pub notify_url: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for AlipaySettings {
+    fn default() -> Self {
+        use paywire_channels::alipay as dev;
+        Self {
+            enabled: true,
+            gateway_url: dev::DEV_GATEWAY_URL.into(),
+            app_id: dev::DEV_APP_ID.into(),
+            seller_id: dev::DEV_SELLER_ID.into(),
+            app_private_key_path: dev::DEV_APP_PRIVATE_KEY_PATH.into(),
+            alipay_public_key_path: dev::DEV_ALIPAY_PUBLIC_KEY_PATH.into(),
+            notify_url: dev::DEV_NOTIFY_URL.into(),
             timeout_ms: 5000,
         }
     }
@@ -294,6 +334,16 @@ mod tests {
         assert_eq!(s.payment.attempt_ttl_secs, 900);
         assert_eq!(s.payment.reuse_margin_secs, 60);
         assert!(s.wechat.enabled);
+        assert!(s.alipay.enabled);
+        assert_eq!(s.alipay.gateway_url, "http://127.0.0.1:8090/gateway.do");
+        assert_eq!(s.alipay.app_id, "2021000000000001");
+        assert_eq!(s.alipay.seller_id, "2088000000000001");
+        assert_eq!(
+            s.alipay.notify_url,
+            "http://127.0.0.1:8083/api/callback/alipay"
+        );
+        assert_eq!(s.sweeper.first_check_secs, 60);
+        assert_eq!(s.sweeper.max_backoff_secs, 600);
         let debug = format!("{s:?}");
         assert!(
             !debug.contains("paywire-sandbox-apiv3-key-32byte"),

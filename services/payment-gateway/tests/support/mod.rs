@@ -28,6 +28,13 @@ pub fn key_path(name: &str) -> String {
     )
 }
 
+pub fn alipay_key_path(name: &str) -> String {
+    format!(
+        "{}/../../deploy/test-keys/alipay/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) -> Settings {
     let mut s = Settings::default();
     s.http.port = 0;
@@ -41,6 +48,11 @@ pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) ->
     // Empty: the gateway's own callback URL on the port it bound.
     s.wechat.notify_url = String::new();
     s.wechat.timeout_ms = 5000;
+    s.alipay.gateway_url = format!("{api_base}/gateway.do");
+    s.alipay.app_private_key_path = alipay_key_path("app_private_key.pem");
+    s.alipay.alipay_public_key_path = alipay_key_path("alipay_public_key.pem");
+    s.alipay.notify_url = String::new();
+    s.alipay.timeout_ms = 5000;
     // Background tasks wake up often; the first check of an attempt stays far away unless
     // a test wants the sweeper.
     s.sweeper.poll_interval_ms = 100;
