@@ -297,6 +297,15 @@ impl Student<'_> {
         .await
     }
 
+    /// The "I have paid" button: `GET /api/orders/{order_id}/pay-result`.
+    pub async fn pay_result(&self, order_id: &str) -> anyhow::Result<Answer> {
+        self.get(format!(
+            "{}/api/orders/{order_id}/pay-result",
+            self.platform.order_url
+        ))
+        .await
+    }
+
     pub async fn order(&self, order_id: &str) -> anyhow::Result<Answer> {
         self.get(format!("{}/api/orders/{order_id}", self.platform.order_url))
             .await
