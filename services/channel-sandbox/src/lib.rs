@@ -1,8 +1,10 @@
 //! Paywire channel sandbox: the outside world for local runs and tests.
 //!
-//! It plays WeChat Pay API v3 byte for byte (signed requests in, signed responses and
-//! encrypted, signed notifications out) and the payer's wallet. State is in memory: it
-//! is not our data, and a restart is a fresh world.
+//! It plays WeChat Pay API v3 and Alipay OpenAPI (`gateway.do`, RSA2) byte for byte
+//! (signed requests in, signed responses and signed notifications out, on each channel's
+//! retry schedule), the payer's wallet (API and page), and injects faults on demand
+//! (`/sandbox/admin/faults`). State is in memory: it is not our data, and a restart is a
+//! fresh world.
 
 pub mod admin;
 pub mod alipay;
