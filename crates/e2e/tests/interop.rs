@@ -14,12 +14,15 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::{Context as _, bail, ensure};
 use chrono::Utc;
+use paywire_channels::alipay::{Alipay, AlipayConfig, DEV_APP_ID, DEV_SELLER_ID};
 use paywire_channels::wechat::{
     DEV_APIV3_KEY, DEV_APPID, DEV_MCHID, DEV_MERCHANT_SERIAL_NO, DEV_WECHATPAY_PUBLIC_KEY_ID,
     WechatPay, WechatPayConfig, WechatPayKeyring,
 };
-use paywire_channels::{CloseOutcome, CreatePayment, PaymentChannel, PaymentState, keys};
-use paywire_domain::{Fen, PayNo};
+use paywire_channels::{
+    CloseOutcome, CreatePayment, CreateRefund, PaymentChannel, PaymentState, RefundState, keys,
+};
+use paywire_domain::{Fen, PayNo, RefundNo};
 use paywire_e2e::test_key;
 use paywire_platform::config::HttpSettings;
 use serde::Serialize;
@@ -107,6 +110,8 @@ async fn start_sandbox(tasks: &mut Tasks) -> anyhow::Result<String> {
     };
     settings.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
     settings.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
+    settings.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
+    settings.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
     let sandbox = channel_sandbox::build(settings).await.context("sandbox")?;
     let url = format!("http://127.0.0.1:{}", sandbox.port());
     tasks.0.push(spawn_logged("channel-sandbox", sandbox.run()));
@@ -123,6 +128,10 @@ struct Recorded {
     body: String,
 }
 
+/// Path under the recorder where the sandbox's notifications for recorded payments go;
+/// acknowledged on the spot, not recorded (the SDK checks notifications in the scripts).
+const MERCHANT_NOTIFY_PATH: &str = "/merchant/notify";
+
 /// A transparent HTTP proxy in front of the sandbox that writes down every request.
 struct Recorder {
     target: String,
@@ -135,6 +144,10 @@ async fn record_and_forward(
     body: web::Bytes,
     recorder: web::Data<Recorder>,
 ) -> HttpResponse {
+    if req.path().starts_with(MERCHANT_NOTIFY_PATH) {
+        // Both channels' acknowledgement: a 2xx (WeChat) whose body is `success` (Alipay).
+        return HttpResponse::Ok().body("success");
+    }
     let url = req
         .uri()
         .path_and_query()
@@ -201,18 +214,20 @@ async fn start_recorder(
     Ok((url, recorder))
 }
 
-fn unique_pay_no() -> PayNo {
-    // Snowflake-shaped and unique per call within the sandbox's fresh world.
+/// Snowflake-shaped and unique per call within the sandbox's fresh world.
+fn unique_id() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let millis = u64::try_from(Utc::now().timestamp_millis()).unwrap_or_default();
     format!("{}", (millis << 22) | n)
-        .parse()
-        .expect("valid pay_no")
+}
+
+fn unique_pay_no() -> PayNo {
+    unique_id().parse().expect("valid pay_no")
 }
 
 /// Our WeChat channel client, exactly as the gateway builds it, aimed at `api_base`.
-fn wechat_client(api_base: &str) -> anyhow::Result<WechatPay> {
+fn wechat_client(api_base: &str, notify_url: &str) -> anyhow::Result<WechatPay> {
     Ok(WechatPay::new(WechatPayConfig {
         api_base: api_base.to_owned(),
         mchid: DEV_MCHID.into(),
@@ -226,7 +241,7 @@ fn wechat_client(api_base: &str) -> anyhow::Result<WechatPay> {
             DEV_WECHATPAY_PUBLIC_KEY_ID,
             keys::public_key_from_file(test_key("wechat/wechatpay_public_key.pem"))?,
         ),
-        notify_url: "http://127.0.0.1:8083/api/callback/wechat".into(),
+        notify_url: notify_url.to_owned(),
         refund_notify_url: None,
         timeout: Duration::from_secs(10),
     })?)
@@ -239,37 +254,80 @@ async fn record_wechat_gateway_requests(
     sandbox_url: &str,
 ) -> anyhow::Result<Vec<Recorded>> {
     let (proxy_url, recorder) = start_recorder(tasks, sandbox_url).await?;
-    let wechat = wechat_client(&proxy_url)?;
-    let pay_no = unique_pay_no();
-    let created = wechat
-        .create_payment(&CreatePayment {
-            pay_no,
-            amount: Fen::new(1999)?,
-            description: "Paywire interop: Rust for beginners".into(),
-            expires_at: Utc::now() + chrono::Duration::minutes(30),
-            attach: Some(r#"{"order_id":"1"}"#.into()),
-        })
-        .await?;
+    let wechat = wechat_client(
+        &proxy_url,
+        &format!("{proxy_url}{MERCHANT_NOTIFY_PATH}/wechat"),
+    )?;
+    let payment = |pay_no: PayNo| CreatePayment {
+        pay_no,
+        amount: Fen::new(1999).expect("valid amount"),
+        description: "Paywire interop: Rust 入门".into(),
+        expires_at: Utc::now() + chrono::Duration::minutes(30),
+        attach: Some(r#"{"order_id":"1"}"#.into()),
+    };
+
+    let unpaid = unique_pay_no();
+    let created = wechat.create_payment(&payment(unpaid)).await?;
     ensure!(created.code_url.starts_with("weixin://"), "{created:?}");
-    let state = wechat.query_payment(pay_no).await?;
+    let state = wechat.query_payment(unpaid).await?;
     ensure!(state == PaymentState::NotPaid, "{state:?}");
-    let closed = wechat.close_payment(pay_no).await?;
+    let closed = wechat.close_payment(unpaid).await?;
     ensure!(closed == CloseOutcome::Closed, "{closed:?}");
-    let seen = recorder.seen.lock().unwrap().clone();
-    let kinds: Vec<(&str, bool)> = seen
-        .iter()
-        .map(|r| (r.method.as_str(), r.url.ends_with("/close")))
-        .collect();
+
+    let paid = unique_pay_no();
+    let created = wechat.create_payment(&payment(paid)).await?;
+    let wallet = reqwest::Client::new()
+        .post(format!("{sandbox_url}/sandbox/wallet/pay"))
+        .json(&json!({ "code": created.code_url }))
+        .send()
+        .await?;
+    ensure!(wallet.status() == 200, "wallet: {}", wallet.text().await?);
+    let PaymentState::Paid(confirmed) = wechat.query_payment(paid).await? else {
+        bail!("the paid trade is not reported paid");
+    };
+    let refund_no: RefundNo = unique_id().parse()?;
+    let refund = CreateRefund {
+        refund_no,
+        pay_no: paid,
+        channel_trade_no: confirmed.channel_trade_no.clone(),
+        refund_amount: Fen::new(500)?,
+        total_amount: confirmed.amount,
+        reason: "课程退款 interop".into(),
+    };
+    let refunded = wechat.refund(&refund).await?;
     ensure!(
-        kinds
-            == [
-                ("POST", false),
-                ("GET", false),
-                ("GET", false),
-                ("POST", true)
-            ],
-        "unexpected request sequence: {kinds:?}"
+        !matches!(refunded, RefundState::Failed { .. }),
+        "{refunded:?}"
     );
+    let queried = wechat.query_refund(refund_no, paid).await?;
+    ensure!(
+        !matches!(queried, RefundState::Failed { .. }),
+        "{queried:?}"
+    );
+
+    let seen = recorder.seen.lock().unwrap().clone();
+    let calls: Vec<String> = seen
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    // The unpaid trade: prepay, query, then close (which queries first).
+    ensure!(
+        calls.len() > 4
+            && calls[0] == "POST /v3/pay/transactions/native"
+            && calls[1].starts_with("GET /v3/pay/transactions/out-trade-no/")
+            && calls[2].starts_with("GET /v3/pay/transactions/out-trade-no/")
+            && calls[3].ends_with("/close"),
+        "unexpected request sequence: {calls:?}"
+    );
+    for want in [
+        "POST /v3/refund/domestic/refunds",
+        "GET /v3/refund/domestic/refunds/",
+    ] {
+        ensure!(
+            calls.iter().any(|c| c.starts_with(want)),
+            "{want} not sent: {calls:?}"
+        );
+    }
     Ok(seen)
 }
 
@@ -283,6 +341,123 @@ fn wechat_fixture(requests: &[Recorded]) -> Value {
         "merchant_private_key_path": test_key("wechat/merchant_private_key.pem"),
         "merchant_public_key_path": test_key("wechat/merchant_public_key.pem"),
         "wechatpay_public_key_path": test_key("wechat/wechatpay_public_key.pem"),
+        "gateway_requests": requests,
+    })
+}
+
+/// Our Alipay channel client, exactly as the gateway builds it, aimed at `gateway_url`.
+fn alipay_client(gateway_url: &str, notify_url: &str) -> anyhow::Result<Alipay> {
+    Ok(Alipay::new(AlipayConfig {
+        gateway_url: gateway_url.to_owned(),
+        app_id: DEV_APP_ID.into(),
+        seller_id: DEV_SELLER_ID.into(),
+        app_private_key: keys::private_key_from_file(test_key("alipay/app_private_key.pem"))?,
+        alipay_public_key: keys::public_key_from_file(test_key("alipay/alipay_public_key.pem"))?,
+        notify_url: notify_url.to_owned(),
+        timeout: Duration::from_secs(10),
+    })?)
+}
+
+/// The `method` parameter of a recorded Alipay request (form body or URL query).
+fn alipay_method(r: &Recorded) -> Option<String> {
+    let url = reqwest::Url::parse(&format!("http://recorded{}", r.url)).ok()?;
+    let from_body = reqwest::Url::parse(&format!("http://recorded/?{}", r.body)).ok()?;
+    url.query_pairs()
+        .chain(from_body.query_pairs())
+        .find(|(k, _)| k == "method")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Drives our Alipay client through every call it makes (precreate, query and close of an
+/// unpaid trade; precreate, query, refund and refund query of a paid one) via the
+/// recorder, and returns the requests as they went over the wire.
+async fn record_alipay_gateway_requests(
+    tasks: &mut Tasks,
+    sandbox_url: &str,
+) -> anyhow::Result<Vec<Recorded>> {
+    let (proxy_url, recorder) = start_recorder(tasks, sandbox_url).await?;
+    let alipay = alipay_client(
+        &format!("{proxy_url}/gateway.do"),
+        &format!("{proxy_url}{MERCHANT_NOTIFY_PATH}/alipay"),
+    )?;
+    let payment = |pay_no: PayNo| CreatePayment {
+        pay_no,
+        amount: Fen::new(1999).expect("valid amount"),
+        description: "Paywire interop: Rust 入门".into(),
+        expires_at: Utc::now() + chrono::Duration::minutes(30),
+        attach: Some(r#"{"order_id":"1"}"#.into()),
+    };
+
+    let unpaid = unique_pay_no();
+    let created = alipay.create_payment(&payment(unpaid)).await?;
+    ensure!(
+        created.code_url.starts_with("https://qr.alipay.com/"),
+        "{created:?}"
+    );
+    let state = alipay.query_payment(unpaid).await?;
+    ensure!(state == PaymentState::NotPaid, "{state:?}");
+    let closed = alipay.close_payment(unpaid).await?;
+    ensure!(closed == CloseOutcome::Closed, "{closed:?}");
+
+    let paid = unique_pay_no();
+    let created = alipay.create_payment(&payment(paid)).await?;
+    let wallet = reqwest::Client::new()
+        .post(format!("{sandbox_url}/sandbox/wallet/pay"))
+        .json(&json!({ "code": created.code_url }))
+        .send()
+        .await?;
+    ensure!(wallet.status() == 200, "wallet: {}", wallet.text().await?);
+    let PaymentState::Paid(confirmed) = alipay.query_payment(paid).await? else {
+        bail!("the paid trade is not reported paid");
+    };
+    let refund_no: RefundNo = unique_id().parse()?;
+    let refund = CreateRefund {
+        refund_no,
+        pay_no: paid,
+        channel_trade_no: confirmed.channel_trade_no.clone(),
+        refund_amount: Fen::new(500)?,
+        total_amount: confirmed.amount,
+        reason: "课程退款 interop".into(),
+    };
+    let refunded = alipay.refund(&refund).await?;
+    ensure!(
+        matches!(refunded, RefundState::Succeeded { .. }),
+        "{refunded:?}"
+    );
+    let queried = alipay.query_refund(refund_no, paid).await?;
+    ensure!(
+        matches!(queried, RefundState::Succeeded { .. }),
+        "{queried:?}"
+    );
+
+    let seen = recorder.seen.lock().unwrap().clone();
+    let methods: Vec<String> = seen.iter().filter_map(alipay_method).collect();
+    ensure!(
+        methods.len() == seen.len(),
+        "a request without method: {seen:?}"
+    );
+    for want in [
+        "alipay.trade.precreate",
+        "alipay.trade.query",
+        "alipay.trade.close",
+        "alipay.trade.refund",
+        "alipay.trade.fastpay.refund.query",
+    ] {
+        ensure!(
+            methods.iter().any(|m| m == want),
+            "{want} not sent: {methods:?}"
+        );
+    }
+    Ok(seen)
+}
+
+fn alipay_fixture(requests: &[Recorded]) -> Value {
+    json!({
+        "app_id": DEV_APP_ID,
+        "seller_id": DEV_SELLER_ID,
+        "app_private_key_path": test_key("alipay/app_private_key.pem"),
+        "app_public_key_path": test_key("alipay/app_public_key.pem"),
+        "alipay_public_key_path": test_key("alipay/alipay_public_key.pem"),
         "gateway_requests": requests,
     })
 }
@@ -358,9 +533,10 @@ async fn wechat_sdk_accepts_our_gateway_requests_sandbox_answers_and_callbacks()
     assert_eq!(r["sdk"], "wechatpay-axios-plugin");
     // Every recorded request verified, was signed byte-identically by the SDK, and each of
     // its three tampered copies (body, URL, timestamp) was rejected.
-    assert_eq!(r["gateway_requests_verified"], 4);
-    assert_eq!(r["gateway_signatures_identical"], 4);
-    assert_eq!(r["gateway_tampered_rejected"], 12);
+    let n = requests.len();
+    assert_eq!(r["gateway_requests_verified"], n);
+    assert_eq!(r["gateway_signatures_identical"], n);
+    assert_eq!(r["gateway_tampered_rejected"], 3 * n);
     assert_eq!(
         r["sandbox_answers_verified"],
         json!(["prepay", "query", "close", "query_closed", "error_401"])
@@ -389,6 +565,69 @@ async fn wechat_sdk_refuses_a_tampered_gateway_request() -> anyhow::Result<()> {
     let error = run.result["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("POST /v3/pay/transactions/native: the SDK rejects our signature"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alipay_sdk_accepts_our_gateway_requests_sandbox_answers_and_notifications()
+-> anyhow::Result<()> {
+    ensure_sdks()?;
+    let mut tasks = Tasks(Vec::new());
+    let sandbox_url = start_sandbox(&mut tasks).await?;
+    let requests = record_alipay_gateway_requests(&mut tasks, &sandbox_url).await?;
+    let methods: Vec<String> = requests.iter().filter_map(alipay_method).collect();
+    let fixture = Fixture::write("alipay", &alipay_fixture(&requests))?;
+
+    let run = run_script("alipay.mjs", &sandbox_url, &fixture).await?;
+    let r = &run.result;
+    assert!(run.success && r["ok"] == true, "{r:#}\n{}", run.stderr);
+    assert_eq!(r["sdk"], "alipay-sdk");
+    // Every recorded call verified, was signed byte-identically by the SDK, and each of
+    // its three tampered copies (biz_content, timestamp, method) was rejected.
+    let n = requests.len();
+    assert_eq!(r["gateway_requests_verified"], n);
+    assert_eq!(r["gateway_signatures_identical"], n);
+    assert_eq!(r["gateway_tampered_rejected"], 3 * n);
+    assert_eq!(r["gateway_methods"], json!(methods));
+    assert_eq!(
+        r["sandbox_answers_verified"],
+        json!([
+            "precreate",
+            "query_not_exist",
+            "close_not_exist",
+            "query_paid"
+        ])
+    );
+    assert_eq!(r["sandbox_wrong_key_rejected"], true);
+    assert_eq!(r["notifications_verified"], 1);
+    Ok(())
+}
+
+/// The check can fail: one changed character in a recorded Alipay request makes the SDK
+/// refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alipay_sdk_refuses_a_tampered_gateway_request() -> anyhow::Result<()> {
+    ensure_sdks()?;
+    let mut tasks = Tasks(Vec::new());
+    let sandbox_url = start_sandbox(&mut tasks).await?;
+    let mut requests = record_alipay_gateway_requests(&mut tasks, &sandbox_url).await?;
+    let precreate = &mut requests[0];
+    assert!(
+        precreate.body.contains("Paywire+interop"),
+        "{}",
+        precreate.body
+    );
+    precreate.body = precreate.body.replace("Paywire+interop", "Paywire+interoq");
+    let fixture = Fixture::write("alipay", &alipay_fixture(&requests))?;
+
+    let run = run_script("alipay.mjs", &sandbox_url, &fixture).await?;
+    assert!(!run.success, "{:#}", run.result);
+    assert_eq!(run.result["ok"], false);
+    let error = run.result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("POST alipay.trade.precreate: the SDK rejects our signature"),
         "{error}"
     );
     Ok(())
