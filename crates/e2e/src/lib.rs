@@ -123,6 +123,8 @@ impl Platform {
         };
         sandbox.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
         sandbox.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
+        sandbox.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
+        sandbox.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
         let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
         let sandbox_url = format!("http://127.0.0.1:{}", sandbox.port());
         spawn(&mut tasks, "channel-sandbox", sandbox.run());
@@ -152,6 +154,10 @@ impl Platform {
         gateway.wechat.notify_url = format!("http://127.0.0.1:{gateway_port}/api/callback/wechat");
         gateway.wechat.merchant_private_key_path = test_key("wechat/merchant_private_key.pem");
         gateway.wechat.wechatpay_public_key_path = test_key("wechat/wechatpay_public_key.pem");
+        gateway.alipay.gateway_url = format!("{sandbox_url}/gateway.do");
+        gateway.alipay.notify_url = format!("http://127.0.0.1:{gateway_port}/api/callback/alipay");
+        gateway.alipay.app_private_key_path = test_key("alipay/app_private_key.pem");
+        gateway.alipay.alipay_public_key_path = test_key("alipay/alipay_public_key.pem");
         if let Some(ttl) = options.attempt_ttl_secs {
             gateway.payment.attempt_ttl_secs = ttl;
         }
