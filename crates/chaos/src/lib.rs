@@ -1,0 +1,674 @@
+//! The chaos test (`cargo xtask chaos`, reduced in `tests/reduced.rs`).
+//!
+//! Processes, not threads: one channel sandbox and two instances each of learning-center,
+//! order and payment-gateway, sharing fresh `chaos_*` databases and a fresh vhost. A load
+//! driver buys N courses concurrently through the HTTP API (some students never pay, some
+//! pay twice) while a fault driver SIGKILLs and restarts random instances and restarts
+//! RabbitMQ (or, in the reduced run inside the parallel test suite, drops the vhost's
+//! connections), and the sandbox drops, delays and duplicates a share of the callbacks.
+//! Then it waits for quiescence and checks the money invariants from the databases and
+//! the sandbox's own records ([`check::verify`]).
+
+pub mod check;
+pub mod load;
+pub mod procs;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use paywire_platform::auth::Authenticator;
+use paywire_platform::config::AuthSettings;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::check::{Snapshot, Tally};
+use crate::load::{Driver, Intent, Outcome, Urls};
+use crate::procs::{Instance, Launcher};
+use crate::settings::Topology;
+
+pub use procs::NODE_ENV;
+
+/// What the fault driver does to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerFault {
+    /// `rabbitmqctl stop_app` / `start_app`: every vhost, so never inside the test suite.
+    Restart,
+    /// `rabbitmqctl close_all_connections -p <vhost>`: only this run's clients.
+    DropConnections,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    pub n: usize,
+    pub seed: u64,
+    pub launcher: Launcher,
+    /// The workspace root (services read `deploy/test-keys/...` relative to it).
+    pub repo_root: PathBuf,
+    pub never_pay_share: f64,
+    pub double_pay_share: f64,
+    /// Students buying at the same moment.
+    pub concurrency: usize,
+    pub broker_fault: BrokerFault,
+    pub broker_faults: usize,
+    pub kills: usize,
+    /// Probability that each callback fault (drop, delay, duplicate) fires.
+    pub callback_fault_probability: f64,
+    pub quiescence_timeout: Duration,
+    pub pg_server: String,
+    pub amqp_server: String,
+}
+
+impl ChaosConfig {
+    /// The full run of `cargo xtask chaos`.
+    pub fn full(n: usize, seed: u64, launcher: Launcher, repo_root: PathBuf) -> Self {
+        Self {
+            n,
+            seed,
+            launcher,
+            repo_root,
+            never_pay_share: 0.15,
+            double_pay_share: 0.05,
+            concurrency: 50,
+            broker_fault: BrokerFault::Restart,
+            broker_faults: 3,
+            kills: 8,
+            callback_fault_probability: 0.15,
+            quiescence_timeout: Duration::from_secs(600),
+            pg_server: "postgres://postgres@127.0.0.1:5432".into(),
+            amqp_server: "amqp://guest:guest@127.0.0.1:5672".into(),
+        }
+    }
+
+    /// The test-suite run: small, one connection drop for the run's vhost, one kill per
+    /// service.
+    pub fn reduced(n: usize, seed: u64, launcher: Launcher, repo_root: PathBuf) -> Self {
+        Self {
+            concurrency: 10,
+            broker_fault: BrokerFault::DropConnections,
+            broker_faults: 1,
+            kills: 3,
+            quiescence_timeout: Duration::from_secs(240),
+            ..Self::full(n, seed, launcher, repo_root)
+        }
+    }
+}
+
+/// Faults injected, counted by the fault driver and the sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct Injected {
+    pub kills: Vec<String>,
+    pub broker: usize,
+    pub callbacks: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub n: usize,
+    pub seed: u64,
+    pub intents: BTreeMap<&'static str, usize>,
+    pub flow_errors: Vec<String>,
+    pub injected: Injected,
+    pub broker_fault: BrokerFault,
+    pub tally: Tally,
+    pub load_time: Duration,
+    pub quiescence: Duration,
+    pub violations: Vec<String>,
+    pub run_dir: PathBuf,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let row = |f: &mut std::fmt::Formatter<'_>, k: &str, v: String| {
+            writeln!(f, "| {k:<34} | {v:>24} |")
+        };
+        writeln!(f, "+{:-<36}+{:-<26}+", "", "")?;
+        row(f, "purchases (students)", self.n.to_string())?;
+        row(f, "seed", self.seed.to_string())?;
+        for (k, v) in &self.intents {
+            row(f, &format!("  intent {k}"), v.to_string())?;
+        }
+        row(
+            f,
+            "flows given up (expired etc.)",
+            self.flow_errors.len().to_string(),
+        )?;
+        row(
+            f,
+            "faults: SIGKILL + restart",
+            self.injected.kills.len().to_string(),
+        )?;
+        let broker = match self.broker_fault {
+            BrokerFault::Restart => "faults: RabbitMQ restarts",
+            BrokerFault::DropConnections => "faults: vhost connection drops",
+        };
+        row(f, broker, self.injected.broker.to_string())?;
+        for (k, v) in &self.injected.callbacks {
+            row(f, &format!("faults: sandbox {k}"), v.to_string())?;
+        }
+        row(
+            f,
+            "paid (one order, one enrolment)",
+            self.tally.paid.to_string(),
+        )?;
+        row(f, "refunded", self.tally.refunded.to_string())?;
+        row(f, "closed orders", self.tally.closed.to_string())?;
+        row(f, "lost", self.tally.lost.to_string())?;
+        row(f, "duplicated", self.tally.duplicated.to_string())?;
+        row(
+            f,
+            "load phase",
+            format!("{:.1} s", self.load_time.as_secs_f64()),
+        )?;
+        row(
+            f,
+            "time to quiescence",
+            format!("{:.1} s", self.quiescence.as_secs_f64()),
+        )?;
+        row(f, "invariant violations", self.violations.len().to_string())?;
+        writeln!(f, "+{:-<36}+{:-<26}+", "", "")?;
+        for v in self.violations.iter().take(30) {
+            writeln!(f, "VIOLATION: {v}")?;
+        }
+        writeln!(f, "logs and configs: {}", self.run_dir.display())
+    }
+}
+
+/// Keeps RabbitMQ running whatever happens: on drop it starts the app again if a restart
+/// was interrupted half-way.
+#[derive(Debug)]
+struct BrokerGuard {
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl BrokerGuard {
+    async fn restart(&self, down: Duration) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        self.stopped.store(true, Ordering::SeqCst);
+        let stopped = procs::rabbitmqctl_async(vec!["stop_app".into()]).await;
+        tokio::time::sleep(down).await;
+        let started = self.start().await;
+        stopped?;
+        started
+    }
+
+    async fn start(&self) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        procs::rabbitmqctl_async(vec!["start_app".into()]).await?;
+        procs::rabbitmqctl_async(vec!["await_startup".into()]).await?;
+        self.stopped.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = procs::rabbitmqctl(&["start_app"]);
+            let _ = procs::rabbitmqctl(&["await_startup"]);
+        }
+    }
+}
+
+/// Databases and vhost of one run, removed on drop unless the run failed (kept for
+/// inspection then).
+#[derive(Debug)]
+struct Resources {
+    pg_server: String,
+    databases: Vec<String>,
+    vhost: String,
+    keep: bool,
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let _ = procs::rabbitmqctl(&["delete_vhost", &self.vhost]);
+        let urls: Vec<String> = self
+            .databases
+            .iter()
+            .map(|d| format!("{}/{d}", self.pg_server))
+            .collect();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                for url in urls {
+                    let _ = rt.block_on(paywire_platform::db::drop_database(&url));
+                }
+            }
+        })
+        .join();
+    }
+}
+
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+
+type Instances = Arc<Mutex<Vec<Instance>>>;
+
+/// Runs the whole chaos test and returns its summary; `Err` only when the run itself
+/// could not be carried out. Invariant violations are in `Summary::violations`.
+pub async fn run(config: ChaosConfig) -> anyhow::Result<Summary> {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let suffix: String = (0..8)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
+        .collect();
+    let run_id = format!("chaos_{suffix}");
+    let run_dir = std::env::temp_dir().join(format!("paywire-{run_id}"));
+    std::fs::create_dir_all(&run_dir)?;
+    let pg = config.pg_server.trim_end_matches('/').to_owned();
+
+    let mut resources = Resources {
+        pg_server: pg.clone(),
+        databases: ["order", "payment", "learning"]
+            .iter()
+            .map(|d| format!("{run_id}_{d}"))
+            .collect(),
+        vhost: run_id.clone(),
+        keep: true,
+    };
+    for db in &resources.databases {
+        paywire_platform::db::ensure_database(&format!("{pg}/{db}"))
+            .await
+            .with_context(|| format!("creating database {db}"))?;
+    }
+    procs::rabbitmqctl_async(vec!["add_vhost".into(), run_id.clone()]).await?;
+    procs::rabbitmqctl_async(
+        ["set_permissions", "-p", &run_id, "guest", ".*", ".*", ".*"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await?;
+
+    let topology = Topology {
+        amqp_url: format!("{}/{run_id}", config.amqp_server.trim_end_matches('/')),
+        order_db: format!("{pg}/{run_id}_order"),
+        payment_db: format!("{pg}/{run_id}_payment"),
+        learning_db: format!("{pg}/{run_id}_learning"),
+        sandbox_port: procs::free_port()?,
+        learning_ports: [procs::free_port()?, procs::free_port()?],
+        order_ports: [procs::free_port()?, procs::free_port()?],
+        gateway_ports: [procs::free_port()?, procs::free_port()?],
+        seed: config.seed,
+    };
+    let mut list = vec![Instance::new(
+        "channel-sandbox",
+        0,
+        topology.sandbox_port,
+        &run_dir,
+    )];
+    std::fs::write(&list[0].config_path, settings::sandbox(&topology))?;
+    for (service, ports) in [
+        ("learning-center", topology.learning_ports),
+        ("payment-gateway", topology.gateway_ports),
+        ("order", topology.order_ports),
+    ] {
+        for (i, port) in ports.iter().enumerate() {
+            let inst = Instance::new(service, i, *port, &run_dir);
+            let text = match service {
+                "learning-center" => settings::learning(&topology, i),
+                "payment-gateway" => settings::gateway(&topology, i),
+                _ => settings::order(&topology, i),
+            };
+            std::fs::write(&inst.config_path, text)?;
+            list.push(inst);
+        }
+    }
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    // One at a time: the first instance of each service migrates its database.
+    for inst in list.iter_mut() {
+        inst.spawn(&config.launcher, &config.repo_root)?;
+        inst.wait_healthy(&http, HEALTH_TIMEOUT).await?;
+    }
+    let instances: Instances = Arc::new(Mutex::new(list));
+    let guard = Arc::new(BrokerGuard {
+        stopped: std::sync::atomic::AtomicBool::new(false),
+    });
+    let outcome = drive(
+        &config, &mut rng, &topology, &run_id, &run_dir, &http, &instances, &guard,
+    )
+    .await;
+
+    // Whatever happened: broker up, processes gone.
+    if guard.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = guard.start().await;
+    }
+    for inst in instances.lock().await.iter_mut() {
+        inst.kill().await;
+    }
+    let summary = outcome?;
+    resources.keep = !summary.violations.is_empty();
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    config: &ChaosConfig,
+    rng: &mut StdRng,
+    topology: &Topology,
+    run_id: &str,
+    run_dir: &std::path::Path,
+    http: &reqwest::Client,
+    instances: &Instances,
+    guard: &Arc<BrokerGuard>,
+) -> anyhow::Result<Summary> {
+    let sandbox_url = format!("http://127.0.0.1:{}", topology.sandbox_port);
+    let p = config.callback_fault_probability;
+    let resp = http
+        .put(format!("{sandbox_url}/sandbox/admin/faults"))
+        .json(&json!({
+            "scope": "global",
+            "notify": { "drop": true, "delay_ms": 3000, "duplicate": 2 },
+            "probability": p,
+        }))
+        .send()
+        .await
+        .context("setting the sandbox's callback faults")?;
+    if !resp.status().is_success() {
+        bail!(
+            "sandbox refused the fault spec: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    let urls = Urls {
+        learning: topology
+            .learning_ports
+            .map(|p| format!("http://127.0.0.1:{p}")),
+        order: topology
+            .order_ports
+            .map(|p| format!("http://127.0.0.1:{p}")),
+        sandbox: sandbox_url.clone(),
+    };
+    let mut driver = Driver {
+        http: http.clone(),
+        urls,
+        auth: Arc::new(Authenticator::new(&AuthSettings::default())),
+        course_id: String::new(),
+    };
+    driver.course_id = driver.paid_course().await?;
+    let intents = load::intents(
+        config.n,
+        config.never_pay_share,
+        config.double_pay_share,
+        rng,
+    );
+
+    // The fault plan: kills of random service instances (never the sandbox: it is the
+    // outside world and keeps its state in memory) and broker faults, shuffled.
+    let mut plan: Vec<Option<usize>> = (0..config.kills)
+        .map(|k| {
+            // One kill per service first, then random instances.
+            if k < 3 {
+                Some(1 + 2 * k + rng.gen_range(0..2))
+            } else {
+                Some(rng.gen_range(1..7))
+            }
+        })
+        .chain((0..config.broker_faults).map(|_| None))
+        .collect();
+    plan.shuffle(rng);
+    let fault_seed: u64 = rng.r#gen();
+
+    let started = Instant::now();
+    let load = {
+        let driver = driver.clone();
+        let run = run_id.trim_start_matches("chaos_").to_owned();
+        let concurrency = config.concurrency;
+        tokio::spawn(async move {
+            futures::stream::iter(intents.into_iter().enumerate())
+                .map(|(i, intent)| {
+                    let driver = driver.clone();
+                    let run = run.clone();
+                    async move { driver.student(i, &run, intent).await }
+                })
+                .buffer_unordered(concurrency)
+                .collect::<Vec<Outcome>>()
+                .await
+        })
+    };
+    let faults = {
+        let instances = instances.clone();
+        let guard = guard.clone();
+        let http = http.clone();
+        let (launcher, root) = (config.launcher.clone(), config.repo_root.clone());
+        let (broker_fault, vhost) = (config.broker_fault, run_id.to_owned());
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(fault_seed);
+            let mut injected = Injected::default();
+            for action in plan {
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(500..2500))).await;
+                match action {
+                    Some(idx) => {
+                        let mut list = instances.lock().await;
+                        let inst = &mut list[idx];
+                        inst.kill().await;
+                        injected.kills.push(inst.name());
+                        drop(list);
+                        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
+                        let mut list = instances.lock().await;
+                        let inst = &mut list[idx];
+                        inst.spawn(&launcher, &root)?;
+                        inst.wait_healthy(&http, HEALTH_TIMEOUT).await?;
+                    }
+                    None => {
+                        match broker_fault {
+                            BrokerFault::Restart => {
+                                guard.restart(Duration::from_secs(3)).await?;
+                            }
+                            BrokerFault::DropConnections => {
+                                procs::rabbitmqctl_async(vec![
+                                    "close_all_connections".into(),
+                                    "-p".into(),
+                                    vhost.clone(),
+                                    "chaos".into(),
+                                ])
+                                .await?;
+                            }
+                        }
+                        injected.broker += 1;
+                    }
+                }
+            }
+            anyhow::Ok(injected)
+        })
+    };
+    let outcomes = load.await.context("load driver")?;
+    let load_time = started.elapsed();
+    let mut injected = faults.await.context("fault driver")??;
+
+    // Quiescence: every order settled, every attempt and refund final, outboxes drained,
+    // queues empty (dead-letter queues excepted: they never drain, the checks see them).
+    let settle_start = Instant::now();
+    let deadline = settle_start + config.quiescence_timeout;
+    loop {
+        {
+            // A process that died on its own (not killed by us) is a finding; restart it
+            // so the run can finish, and report it.
+            let mut list = instances.lock().await;
+            for inst in list.iter_mut() {
+                if inst.exited() {
+                    injected
+                        .kills
+                        .push(format!("{} (exited on its own)", inst.name()));
+                    inst.spawn(&config.launcher, &config.repo_root)?;
+                }
+            }
+        }
+        let last_state = match quiescent(topology, run_id).await {
+            Ok(None) => break,
+            Ok(Some(state)) => state,
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            let snapshot = snapshot(topology, run_id, &sandbox_url, http).await;
+            let mut violations = vec![format!(
+                "no quiescence within {:?}: {last_state}",
+                config.quiescence_timeout
+            )];
+            let mut tally = Tally::default();
+            if let Ok(s) = snapshot {
+                let v = check::verify(&s);
+                violations.extend(v.violations);
+                tally = v.tally;
+            }
+            return Ok(summary(
+                config,
+                &outcomes,
+                injected,
+                tally,
+                load_time,
+                settle_start.elapsed(),
+                violations,
+                run_dir,
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let quiescence = settle_start.elapsed();
+
+    let snapshot = snapshot(topology, run_id, &sandbox_url, http).await?;
+    let verdict = check::verify(&snapshot);
+    let faults: serde_json::Value = http
+        .get(format!("{sandbox_url}/sandbox/admin/faults"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for event in faults["injected"].as_array().into_iter().flatten() {
+        let kind = event["kind"].as_str().unwrap_or("unknown").to_owned();
+        *injected.callbacks.entry(kind).or_default() += 1;
+    }
+    Ok(summary(
+        config,
+        &outcomes,
+        injected,
+        verdict.tally,
+        load_time,
+        quiescence,
+        verdict.violations,
+        run_dir,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    config: &ChaosConfig,
+    outcomes: &[Outcome],
+    injected: Injected,
+    tally: Tally,
+    load_time: Duration,
+    quiescence: Duration,
+    violations: Vec<String>,
+    run_dir: &std::path::Path,
+) -> Summary {
+    let mut intents = BTreeMap::new();
+    for o in outcomes {
+        let k = match o.intent {
+            Intent::Pay("alipay") => "pay with alipay",
+            Intent::Pay(_) => "pay with wechat",
+            Intent::NeverPay => "never pay",
+            Intent::DoublePay => "pay twice",
+        };
+        *intents.entry(k).or_default() += 1;
+    }
+    Summary {
+        n: config.n,
+        seed: config.seed,
+        intents,
+        flow_errors: outcomes
+            .iter()
+            .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.user)))
+            .collect(),
+        injected,
+        broker_fault: config.broker_fault,
+        tally,
+        load_time,
+        quiescence,
+        violations,
+        run_dir: run_dir.to_path_buf(),
+    }
+}
+
+/// `None` when the platform is at rest, else what it is still doing.
+async fn quiescent(t: &Topology, vhost: &str) -> anyhow::Result<Option<String>> {
+    let open = check::count(
+        &t.order_db,
+        "SELECT count(*) AS n FROM orders WHERE status = 'unpaid'",
+    )
+    .await?;
+    let attempts = check::count(
+        &t.payment_db,
+        "SELECT count(*) AS n FROM payments WHERE status = 'unpaid'",
+    )
+    .await?;
+    let refunds = check::count(
+        &t.payment_db,
+        "SELECT count(*) AS n FROM refunds WHERE status IN ('pending', 'processing')",
+    )
+    .await?;
+    let mut unpublished = 0;
+    for db in [&t.order_db, &t.payment_db, &t.learning_db] {
+        unpublished += check::count(db, check::UNPUBLISHED_SQL).await?;
+    }
+    let busy: Vec<(String, u64)> = procs::queue_depths(vhost)
+        .await?
+        .into_iter()
+        .filter(|(q, n)| *n > 0 && !q.ends_with(".dlq"))
+        .collect();
+    if open == 0 && attempts == 0 && refunds == 0 && unpublished == 0 && busy.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "unpaid orders {open}, unpaid attempts {attempts}, open refunds {refunds}, \
+         unpublished outbox rows {unpublished}, busy queues {busy:?}"
+    )))
+}
+
+async fn snapshot(
+    t: &Topology,
+    vhost: &str,
+    sandbox_url: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<Snapshot> {
+    let mut unpublished = BTreeMap::new();
+    for (name, db) in [
+        ("order", &t.order_db),
+        ("payment-gateway", &t.payment_db),
+        ("learning-center", &t.learning_db),
+    ] {
+        unpublished.insert(
+            name.to_owned(),
+            check::count(db, check::UNPUBLISHED_SQL).await?,
+        );
+    }
+    Ok(Snapshot {
+        orders: check::rows(&t.order_db, check::ORDERS_SQL).await?,
+        payments: check::rows(&t.payment_db, check::PAYMENTS_SQL).await?,
+        refunds: check::rows(&t.payment_db, check::REFUNDS_SQL).await?,
+        enrolments: check::rows(&t.learning_db, check::ENROLMENTS_SQL).await?,
+        trades: http
+            .get(format!("{sandbox_url}/sandbox/trades"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?,
+        unpublished,
+        queues: procs::queue_depths(vhost).await?,
+    })
+}

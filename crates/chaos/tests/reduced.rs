@@ -1,0 +1,97 @@
+//! The reduced chaos run of the test suite: N = 20 purchases, two instances per service as
+//! separate processes, one SIGKILL per service, one broker-side drop of every connection
+//! of the run's vhost (a full broker restart would break the tests running in parallel;
+//! `cargo xtask chaos` does that), callbacks dropped, delayed and duplicated.
+//!
+//! The services run as processes of this very executable (`PAYWIRE_CHAOS_NODE=<service>`),
+//! so `cargo test` needs no nested `cargo build`. Hence `harness = false`.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+
+use paywire_chaos::procs::Launcher;
+use paywire_chaos::{ChaosConfig, NODE_ENV};
+
+fn main() -> anyhow::Result<()> {
+    if let Ok(service) = std::env::var(NODE_ENV) {
+        return node(&service);
+    }
+    // `cargo test -- --list` and filters: one test, named like a harness test would be.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    const NAME: &str = "reduced_chaos_run_keeps_every_payment";
+    if args.iter().any(|a| a == "--list") {
+        println!("{NAME}: test");
+        return Ok(());
+    }
+    if let Some(filter) = args.iter().find(|a| !a.starts_with('-'))
+        && !NAME.contains(filter.as_str())
+    {
+        println!("test result: ok. 0 passed; 0 failed; 1 filtered out");
+        return Ok(());
+    }
+
+    let exe = std::env::current_exe()?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()?;
+    let seed = std::env::var("PAYWIRE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_201);
+    let config = ChaosConfig::reduced(20, seed, Launcher::SelfExec(exe), root);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    let summary = rt.block_on(paywire_chaos::run(config))?;
+    println!("{summary}");
+    for e in &summary.flow_errors {
+        println!("flow: {e}");
+    }
+    anyhow::ensure!(
+        summary.violations.is_empty(),
+        "{} invariant violation(s), see above",
+        summary.violations.len()
+    );
+    anyhow::ensure!(summary.tally.lost == 0 && summary.tally.duplicated == 0);
+    anyhow::ensure!(
+        summary.injected.kills.len() >= 3 && summary.injected.broker >= 1,
+        "fewer faults than planned: {:?}",
+        summary.injected
+    );
+    anyhow::ensure!(summary.tally.paid > 0, "nobody managed to pay");
+    anyhow::ensure!(summary.tally.closed > 0, "no never-paid order was closed");
+    println!("test {NAME} ... ok");
+    Ok(())
+}
+
+/// Becomes one service, exactly as its binary's `main` does.
+#[tokio::main]
+async fn node(service: &str) -> anyhow::Result<()> {
+    use paywire_platform::config::load;
+    use paywire_platform::telemetry::init;
+    match service {
+        "channel-sandbox" => {
+            let s: channel_sandbox::Settings = load(channel_sandbox::SERVICE_NAME)?;
+            init(channel_sandbox::SERVICE_NAME, &s.telemetry);
+            channel_sandbox::build(s).await?.run().await
+        }
+        "learning-center" => {
+            let s: learning_center::Settings = load(learning_center::SERVICE_NAME)?;
+            init(learning_center::SERVICE_NAME, &s.telemetry);
+            learning_center::build(s).await?.run().await
+        }
+        "order" => {
+            let s: order::Settings = load(order::SERVICE_NAME)?;
+            init(order::SERVICE_NAME, &s.telemetry);
+            order::build(s).await?.run().await
+        }
+        "payment-gateway" => {
+            let s: payment_gateway::Settings = load(payment_gateway::SERVICE_NAME)?;
+            init(payment_gateway::SERVICE_NAME, &s.telemetry);
+            payment_gateway::build(s).await?.run().await
+        }
+        other => anyhow::bail!("unknown service {other}"),
+    }
+}
