@@ -168,3 +168,12 @@ fn a_missing_chromium_is_reported_with_the_install_command() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_student_buys_with_alipay_by_clicking() -> anyhow::Result<()> {
+    let mut platform = Platform::start().await?;
+    let web = platform.start_web().await?;
+    run_scenarios(&platform, &web, &["alipay"], &[]).await?;
+    ensure!(artifacts().join("alipay").read_dir()?.count() >= 3);
+    Ok(())
+}

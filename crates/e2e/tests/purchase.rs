@@ -9,6 +9,23 @@ const FREE_COURSE: &str = "1001";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wechat_purchase_reaches_order_and_learning_center_exactly_once() -> anyhow::Result<()> {
+    purchase_reaches_order_and_learning_center_exactly_once(
+        "wechat",
+        "weixin://wxpay/bizpayurl?pr=",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alipay_purchase_reaches_order_and_learning_center_exactly_once() -> anyhow::Result<()> {
+    purchase_reaches_order_and_learning_center_exactly_once("alipay", "https://qr.alipay.com/")
+        .await
+}
+
+async fn purchase_reaches_order_and_learning_center_exactly_once(
+    channel: &str,
+    code_prefix: &str,
+) -> anyhow::Result<()> {
     let p = Platform::start().await?;
     let alice = p.student("alice");
 
@@ -52,22 +69,19 @@ async fn wechat_purchase_reaches_order_and_learning_center_exactly_once() -> any
     assert_eq!(status, 200);
     assert_eq!(again["order_id"], order_id.as_str());
 
-    let (status, pay) = alice.pay(&order_id, "wechat").await?;
+    let (status, pay) = alice.pay(&order_id, channel).await?;
     assert_eq!(status, 200, "{pay}");
     let code_url = pay["code_url"].as_str().unwrap().to_owned();
-    assert!(
-        code_url.starts_with("weixin://wxpay/bizpayurl?pr="),
-        "{code_url}"
-    );
+    assert!(code_url.starts_with(code_prefix), "{code_url}");
     assert!(pay["expires_at"].is_string());
     // A still-valid attempt on the same channel is handed out again.
-    let (_, pay_again) = alice.pay(&order_id, "wechat").await?;
+    let (_, pay_again) = alice.pay(&order_id, channel).await?;
     assert_eq!(pay_again["pay_no"], pay["pay_no"]);
 
     // Nobody else can see or pay Alice's order, or order her choice.
     let mallory = p.student("mallory");
     assert_eq!(mallory.order(&order_id).await?.0, 404);
-    assert_eq!(mallory.pay(&order_id, "wechat").await?.0, 404);
+    assert_eq!(mallory.pay(&order_id, channel).await?.0, 404);
     assert_eq!(mallory.create_order(&choose_id).await?.0, 404);
 
     let paid = p.wallet_pay(&code_url).await?;
@@ -79,7 +93,7 @@ async fn wechat_purchase_reaches_order_and_learning_center_exactly_once() -> any
         .await?;
     let (_, order) = alice.order(&order_id).await?;
     assert_eq!(order["pay_no"], pay["pay_no"]);
-    assert_eq!(order["channel"], "wechat");
+    assert_eq!(order["channel"], channel);
 
     // Exactly one pay result, published after the broker's confirm, applied once by each
     // consumer, and one enrolment row.
@@ -117,7 +131,7 @@ async fn wechat_purchase_reaches_order_and_learning_center_exactly_once() -> any
     assert_eq!(count(&p.learning_db, &enrolments).await?, 1);
 
     // Paid is final: no second payment attempt, and the wallet cannot pay twice.
-    let (status, body) = alice.pay(&order_id, "wechat").await?;
+    let (status, body) = alice.pay(&order_id, channel).await?;
     assert_eq!(status, 409, "{body}");
     assert_eq!(p.wallet_pay(&code_url).await?.status().as_u16(), 409);
     assert_eq!(count(&p.learning_db, &enrolments).await?, 1);
