@@ -17,6 +17,9 @@ commands:
                            show the messages parked in every <queue>.dlq (or one)
   dlq replay <queue> [--vhost v] (--message-id id | --all)
                            move parked messages from <queue>.dlq back to <queue>
+  chaos [--n 500] [--seed s]
+                           buy N courses with two instances per service while killing
+                           services and restarting RabbitMQ, then check the invariants
 
 environment:
   PAYWIRE_PG                 PostgreSQL server URL (default postgres://postgres@127.0.0.1:5432)
@@ -43,7 +46,14 @@ pub enum Command {
         queue: String,
         selection: Selection,
     },
+    Chaos {
+        n: usize,
+        seed: Option<u64>,
+    },
 }
+
+/// Default size of `cargo xtask chaos`.
+pub const CHAOS_DEFAULT_N: usize = 500;
 
 /// `--name value` or `--name=value`; `None` when `arg` is another option.
 fn option_value<'a>(
@@ -118,6 +128,24 @@ fn parse_dlq<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, Strin
     }
 }
 
+fn parse_chaos<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, String> {
+    let mut n = CHAOS_DEFAULT_N;
+    let mut seed = None;
+    while let Some(arg) = it.next() {
+        if let Some(v) = option_value(arg, "--n", &mut it)? {
+            n = v.parse().map_err(|e| format!("--n {v:?}: {e}"))?;
+            if n == 0 {
+                return Err("--n must be at least 1".into());
+            }
+        } else if let Some(v) = option_value(arg, "--seed", &mut it)? {
+            seed = Some(v.parse().map_err(|e| format!("--seed {v:?}: {e}"))?);
+        } else {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+    }
+    Ok(Command::Chaos { n, seed })
+}
+
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut it = args.iter().map(String::as_str);
     let command = match it.next() {
@@ -140,6 +168,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             return Ok(Command::Demo { channel });
         }
         Some("dlq") => return parse_dlq(it),
+        Some("chaos") => return parse_chaos(it),
         Some("token") => {
             let raw = it.next().ok_or("token needs a <user-id>")?;
             let user = UserId::parse(raw).map_err(|e| format!("user id {raw:?}: {e}"))?;
@@ -263,6 +292,32 @@ mod tests {
                 .unwrap_err()
                 .contains("unexpected")
         );
+    }
+
+    #[test]
+    fn chaos_arguments_parse() {
+        assert_eq!(
+            p(&["chaos"]),
+            Ok(Command::Chaos {
+                n: CHAOS_DEFAULT_N,
+                seed: None
+            })
+        );
+        assert_eq!(
+            p(&["chaos", "--n", "20", "--seed=7"]),
+            Ok(Command::Chaos {
+                n: 20,
+                seed: Some(7)
+            })
+        );
+        assert!(p(&["chaos", "--n", "0"]).is_err());
+        assert!(p(&["chaos", "--n", "many"]).is_err());
+        assert!(
+            p(&["chaos", "--seed"])
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(p(&["chaos", "--fast"]).unwrap_err().contains("unexpected"));
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! * `migrate`: create the databases and let each service apply its migrations, then exit;
 //! * `demo [--channel wechat]`: buy a paid course through the HTTP API of a running platform;
 //! * `token <user-id>`: print a 24 h dev JWT;
-//! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues.
+//! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
+//! * `chaos [--n N] [--seed S]`: the chaos test (two instances per service, killed
+//!   processes, RabbitMQ restarts, callback faults) with its invariant checks.
 
 // A command-line tool: its output is stdout.
 #![allow(clippy::print_stdout)]
 
+mod chaos;
 mod cli;
 mod demo;
 mod dlq;
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
             queue,
             selection,
         } => dlq::run_replay(vhost.as_deref(), &queue, &selection).await,
+        Command::Chaos { n, seed } => chaos::run(n, seed).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

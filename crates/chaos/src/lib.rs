@@ -56,6 +56,8 @@ pub struct ChaosConfig {
     pub double_pay_share: f64,
     /// Students buying at the same moment.
     pub concurrency: usize,
+    /// Students arrive evenly over this period, so faults hit purchases in flight.
+    pub arrival_spread: Duration,
     pub broker_fault: BrokerFault,
     pub broker_faults: usize,
     pub kills: usize,
@@ -77,6 +79,7 @@ impl ChaosConfig {
             never_pay_share: 0.15,
             double_pay_share: 0.05,
             concurrency: 50,
+            arrival_spread: Duration::from_secs(60),
             broker_fault: BrokerFault::Restart,
             broker_faults: 3,
             kills: 8,
@@ -92,6 +95,7 @@ impl ChaosConfig {
     pub fn reduced(n: usize, seed: u64, launcher: Launcher, repo_root: PathBuf) -> Self {
         Self {
             concurrency: 10,
+            arrival_spread: Duration::from_secs(10),
             broker_fault: BrokerFault::DropConnections,
             broker_faults: 1,
             kills: 3,
@@ -260,9 +264,14 @@ type Instances = Arc<Mutex<Vec<Instance>>>;
 /// could not be carried out. Invariant violations are in `Summary::violations`.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<Summary> {
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let suffix: String = (0..8)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
-        .collect();
+    // Names are unique per run, not per seed: a replayed seed must not meet the kept
+    // databases of an earlier failed run.
+    let suffix: String = {
+        let mut names = rand::thread_rng();
+        (0..8)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[names.gen_range(0..36)]))
+            .collect()
+    };
     let run_id = format!("chaos_{suffix}");
     let run_dir = std::env::temp_dir().join(format!("paywire-{run_id}"));
     std::fs::create_dir_all(&run_dir)?;
@@ -429,12 +438,17 @@ async fn drive(
         let driver = driver.clone();
         let run = run_id.trim_start_matches("chaos_").to_owned();
         let concurrency = config.concurrency;
+        let gap = config.arrival_spread / u32::try_from(config.n.max(1)).unwrap_or(u32::MAX);
         tokio::spawn(async move {
             futures::stream::iter(intents.into_iter().enumerate())
                 .map(|(i, intent)| {
                     let driver = driver.clone();
                     let run = run.clone();
-                    async move { driver.student(i, &run, intent).await }
+                    let arrival = started + gap * u32::try_from(i).unwrap_or(u32::MAX);
+                    async move {
+                        tokio::time::sleep_until(arrival.into()).await;
+                        driver.student(i, &run, intent).await
+                    }
                 })
                 .buffer_unordered(concurrency)
                 .collect::<Vec<Outcome>>()

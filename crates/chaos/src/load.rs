@@ -34,9 +34,10 @@ pub struct Outcome {
 }
 
 /// Picks intents for `n` students from `rng`: `never_pay` and `double_pay` shares, the
-/// rest pay once, one in four of them with Alipay.
+/// rest pay once, one in four of them with Alipay. From four students on, every kind
+/// occurs at least once, so even a small run exercises each path.
 pub fn intents(n: usize, never_pay: f64, double_pay: f64, rng: &mut StdRng) -> Vec<Intent> {
-    (0..n)
+    let mut all: Vec<Intent> = (0..n)
         .map(|_| {
             let x: f64 = rng.r#gen();
             if x < never_pay {
@@ -49,7 +50,21 @@ pub fn intents(n: usize, never_pay: f64, double_pay: f64, rng: &mut StdRng) -> V
                 Intent::Pay("wechat")
             }
         })
-        .collect()
+        .collect();
+    let kinds = [
+        Intent::NeverPay,
+        Intent::DoublePay,
+        Intent::Pay("alipay"),
+        Intent::Pay("wechat"),
+    ];
+    if n >= kinds.len() {
+        for (i, kind) in kinds.into_iter().enumerate() {
+            if !all.contains(&kind) {
+                all[i] = kind;
+            }
+        }
+    }
+    all
 }
 
 /// Base URLs of both instances of each service.
@@ -257,8 +272,12 @@ mod tests {
         assert!((150..250).contains(&never), "{never}");
         assert!((20..80).contains(&double), "{double}");
         assert!(alipay > 100, "{alipay}");
+        let small = intents(4, 0.0, 0.0, &mut StdRng::seed_from_u64(1));
+        for kind in [Intent::NeverPay, Intent::DoublePay, Intent::Pay("alipay")] {
+            assert!(small.contains(&kind), "{small:?}");
+        }
         assert!(
-            intents(50, 0.0, 0.0, &mut StdRng::seed_from_u64(1))
+            intents(3, 0.0, 0.0, &mut StdRng::seed_from_u64(1))
                 .iter()
                 .all(|i| matches!(i, Intent::Pay(_)))
         );
