@@ -8,10 +8,11 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  up                       create databases, declare broker topology, start all four
+  up                       create databases, declare broker topology, start all five
                            services and print their URLs; Ctrl-C stops them all
   migrate                  create databases and apply every service's migrations, then exit
-  demo [--channel wechat]  buy a paid course through the HTTP API of a running platform
+  demo [--channel c]...    buy a paid course with each channel (wechat, alipay; default
+                           both) through the HTTP API of a running platform
   token <user-id>          print a dev JWT (24 h) for <user-id>
   dlq list [--vhost v] [--queue q]
                            show the messages parked in every <queue>.dlq (or one)
@@ -32,7 +33,8 @@ pub enum Command {
     Up,
     Migrate,
     Demo {
-        channel: PayChannel,
+        /// Each channel buys one course, in order; default: every channel.
+        channels: Vec<PayChannel>,
     },
     Token {
         user: UserId,
@@ -153,7 +155,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some("up") => Command::Up,
         Some("migrate") => Command::Migrate,
         Some("demo") => {
-            let mut channel = PayChannel::Wechat;
+            let mut channels = Vec::new();
             while let Some(arg) = it.next() {
                 let value = match arg {
                     "--channel" => it.next().ok_or("--channel needs a value")?,
@@ -161,11 +163,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                         .strip_prefix("--channel=")
                         .ok_or_else(|| format!("unexpected argument {other:?}"))?,
                 };
-                channel = value
-                    .parse()
-                    .map_err(|e| format!("--channel {value:?}: {e}"))?;
+                channels.push(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--channel {value:?}: {e}"))?,
+                );
             }
-            return Ok(Command::Demo { channel });
+            if channels.is_empty() {
+                channels = PayChannel::ALL.to_vec();
+            }
+            return Ok(Command::Demo { channels });
         }
         Some("dlq") => return parse_dlq(it),
         Some("chaos") => return parse_chaos(it),
@@ -199,19 +206,19 @@ mod tests {
         assert_eq!(
             p(&["demo"]),
             Ok(Command::Demo {
-                channel: PayChannel::Wechat
+                channels: vec![PayChannel::Wechat, PayChannel::Alipay]
             })
         );
         assert_eq!(
             p(&["demo", "--channel", "alipay"]),
             Ok(Command::Demo {
-                channel: PayChannel::Alipay
+                channels: vec![PayChannel::Alipay]
             })
         );
         assert_eq!(
             p(&["demo", "--channel=wechat"]),
             Ok(Command::Demo {
-                channel: PayChannel::Wechat
+                channels: vec![PayChannel::Wechat]
             })
         );
         assert_eq!(

@@ -78,8 +78,20 @@ pub struct Outcome {
     pub learn_status: String,
 }
 
+/// Buys one course per channel, stopping at the first failure.
+pub async fn run_each(channels: &[PayChannel]) -> anyhow::Result<()> {
+    for channel in channels {
+        println!("\n==> buying with {channel}");
+        run(*channel).await?;
+    }
+    Ok(())
+}
+
 pub async fn run(channel: PayChannel) -> anyhow::Result<()> {
-    let user = UserId::parse(&format!("demo-{}", chrono::Utc::now().timestamp()))?;
+    let user = UserId::parse(&format!(
+        "demo-{channel}-{}",
+        chrono::Utc::now().timestamp()
+    ))?;
     let outcome = buy_paid_course(
         &Endpoints::default(),
         &token::auth_settings(),

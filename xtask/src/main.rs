@@ -3,7 +3,7 @@
 //! * `up`: create the databases, declare the broker topology, start the four services,
 //!   print their URLs, stop them all on Ctrl-C (or when one of them exits);
 //! * `migrate`: create the databases and let each service apply its migrations, then exit;
-//! * `demo [--channel wechat]`: buy a paid course through the HTTP API of a running platform;
+//! * `demo [--channel wechat|alipay]…`: buy a paid course with each channel (default: all) through the HTTP API of a running platform;
 //! * `token <user-id>`: print a 24 h dev JWT;
 //! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
 //! * `chaos [--n N] [--seed S]`: the chaos test (two instances per service, killed
@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
         }
         Command::Up => up::run().await,
         Command::Migrate => migrate::run().await,
-        Command::Demo { channel } => demo::run(channel).await,
+        Command::Demo { channels } => demo::run_each(&channels).await,
         Command::Token { user } => token::run(&user),
         Command::DlqList { vhost, queue } => {
             dlq::run_list(vhost.as_deref(), queue.as_deref()).await
