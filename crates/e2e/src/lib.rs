@@ -98,12 +98,30 @@ pub struct Options {
     pub attempt_ttl_secs: Option<u32>,
 }
 
+/// More settings a test may change (`Default` = as in `start`); kept apart from [`Options`]
+/// so that existing struct literals of it stay valid.
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// The gateway's compensation sweeper (`sweeper.*`); `None` keeps the service default
+    /// (first check a minute after an attempt is created).
+    pub sweeper: Option<payment_gateway::SweeperSettings>,
+    /// The gateway's channel call timeout (`wechat.timeout_ms` and `alipay.timeout_ms`).
+    pub channel_timeout_ms: Option<u64>,
+    /// The sandbox's `notify.time_compression`: notification retries come this many times
+    /// sooner than the channels' real schedules.
+    pub notify_time_compression: Option<f64>,
+}
+
 impl Platform {
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(Options::default()).await
     }
 
     pub async fn start_with(options: Options) -> anyhow::Result<Self> {
+        Self::start_tuned(options, Tuning::default()).await
+    }
+
+    pub async fn start_tuned(options: Options, tuning: Tuning) -> anyhow::Result<Self> {
         let vhost = TestVhost::create()?;
         let amqp = AmqpSettings {
             url: vhost.amqp_url.clone(),
@@ -125,6 +143,9 @@ impl Platform {
         sandbox.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
         sandbox.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
         sandbox.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
+        if let Some(c) = tuning.notify_time_compression {
+            sandbox.notify.time_compression = c;
+        }
         let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
         let sandbox_url = format!("http://127.0.0.1:{}", sandbox.port());
         spawn(&mut tasks, "channel-sandbox", sandbox.run());
@@ -160,6 +181,13 @@ impl Platform {
         gateway.alipay.alipay_public_key_path = test_key("alipay/alipay_public_key.pem");
         if let Some(ttl) = options.attempt_ttl_secs {
             gateway.payment.attempt_ttl_secs = ttl;
+        }
+        if let Some(sweeper) = tuning.sweeper {
+            gateway.sweeper = sweeper;
+        }
+        if let Some(ms) = tuning.channel_timeout_ms {
+            gateway.wechat.timeout_ms = ms;
+            gateway.alipay.timeout_ms = ms;
         }
         let gateway = payment_gateway::build(gateway)
             .await
@@ -234,6 +262,73 @@ impl Platform {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Replaces one scope's fault spec at the sandbox (`PUT /sandbox/admin/faults`), e.g.
+    /// `{"scope":"global","api":{"status_5xx":true}}`; answers the sandbox's fault view.
+    pub async fn set_fault(&self, spec: Value) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .put(format!("{}/sandbox/admin/faults", self.sandbox_url))
+            .json(&spec)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "fault spec refused: {}",
+            resp.status()
+        );
+        Ok(resp.json().await?)
+    }
+
+    /// Clears every fault spec at the sandbox (the record of injected faults stays).
+    pub async fn clear_faults(&self) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .delete(format!("{}/sandbox/admin/faults", self.sandbox_url))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "{}", resp.status());
+        Ok(())
+    }
+
+    /// The sandbox's record of the trade `out_trade_no` (a pay_no): state, notification
+    /// attempts and the faults injected for it.
+    pub async fn sandbox_trade(&self, out_trade_no: &str) -> anyhow::Result<Value> {
+        let trades: Vec<Value> = self
+            .http
+            .get(format!("{}/sandbox/trades", self.sandbox_url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        trades
+            .into_iter()
+            .find(|t| t["out_trade_no"] == out_trade_no)
+            .ok_or_else(|| anyhow::anyhow!("no sandbox trade {out_trade_no}"))
+    }
+
+    /// Calls a gateway internal endpoint (`/internal/...`) as the order service does, with
+    /// the service credential.
+    pub async fn gateway_internal(&self, path: &str) -> anyhow::Result<Answer> {
+        use secrecy::ExposeSecret as _;
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.gateway_url))
+            .header(
+                paywire_platform::auth::SERVICE_TOKEN_HEADER,
+                self.auth.service_token().expose_secret(),
+            )
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("non-JSON answer: {text}"))?
+        };
+        Ok((status, body))
     }
 
     /// The user scans `code` and pays in the channel's wallet (the sandbox).
