@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use paywire_domain::{OrderId, PayChannel, PayNo};
+use paywire_domain::{OrderId, PayChannel, PayNo, RefundNo};
 use paywire_platform::http::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,12 @@ pub enum GatewayError {
     PaymentNotFound(PayNo),
     #[error("payment {0} changed while it was being created; retry")]
     PaymentChanged(PayNo),
+    #[error("refund not allowed: {0}")]
+    RefundNotAllowed(String),
+    #[error("refund {0} not found")]
+    RefundNotFound(RefundNo),
+    #[error("idempotency key reused for another request: {0}")]
+    IdempotencyConflict(String),
     #[error("channel unavailable: {0}")]
     ChannelUnavailable(String),
     #[error("channel rejected the request: {code}: {message}")]
@@ -48,6 +54,9 @@ impl GatewayError {
             GatewayError::OrderBusy(_) => "order_busy",
             GatewayError::PaymentNotFound(_) => "payment_not_found",
             GatewayError::PaymentChanged(_) => "payment_changed",
+            GatewayError::RefundNotAllowed(_) => "refund_not_allowed",
+            GatewayError::RefundNotFound(_) => "refund_not_found",
+            GatewayError::IdempotencyConflict(_) => "idempotency_conflict",
             GatewayError::ChannelUnavailable(_) => "channel_unavailable",
             GatewayError::ChannelRejected { .. } => "channel_rejected",
             GatewayError::Database(_)
@@ -64,12 +73,14 @@ impl ResponseError for GatewayError {
             GatewayError::InvalidRequest(_) | GatewayError::ChannelNotEnabled(_) => {
                 StatusCode::BAD_REQUEST
             }
-            GatewayError::UnknownChannel(_) | GatewayError::PaymentNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            GatewayError::UnknownChannel(_)
+            | GatewayError::PaymentNotFound(_)
+            | GatewayError::RefundNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::OrderAlreadyPaid(_)
             | GatewayError::OrderClosed(_)
-            | GatewayError::PaymentChanged(_) => StatusCode::CONFLICT,
+            | GatewayError::PaymentChanged(_)
+            | GatewayError::RefundNotAllowed(_)
+            | GatewayError::IdempotencyConflict(_) => StatusCode::CONFLICT,
             // Retry later: the channel's answer is unknown, nothing was guessed or changed.
             GatewayError::ChannelUnavailable(_) | GatewayError::OrderBusy(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -55,6 +55,8 @@ diesel::table! {
         refunded_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        request_id -> Nullable<Text>,
+        note -> Nullable<Text>,
     }
 }
 

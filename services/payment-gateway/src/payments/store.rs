@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, UserId};
 
 use crate::error::GatewayError;
+use crate::refunds::model::RefundReason;
 use crate::schema::{channel_notifications, closed_orders, payment_checks, payments, refunds};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -315,8 +316,11 @@ pub async fn settling_attempt(
     payments::table
         .filter(payments::order_id.eq(order.get()))
         .filter(payments::status.eq_any(settled))
+        // Requested refunds do not make the attempt stray: it still settled the order.
         .filter(diesel::dsl::not(diesel::dsl::exists(
-            refunds::table.filter(refunds::pay_no.eq(payments::pay_no)),
+            refunds::table
+                .filter(refunds::pay_no.eq(payments::pay_no))
+                .filter(refunds::reason.ne(RefundReason::Requested.as_str())),
         )))
         .order(payments::paid_at.asc())
         .select(PaymentRow::as_select())

@@ -1,8 +1,9 @@
-//! Refunds of stray money: recorded by [`crate::payments::record`], driven to a final
-//! state by the [`worker`] (and by the channel's refund notifications), announced as
-//! `refund.result.v1`.
+//! Refunds of stray money (recorded by [`crate::payments::record`]) and refunds the
+//! order service asks for ([`request`]): driven to a final state by the one [`worker`]
+//! (and by the channel's refund notifications), announced as `refund.result.v1`.
 
 pub mod model;
+pub mod request;
 pub mod store;
 pub mod worker;
 

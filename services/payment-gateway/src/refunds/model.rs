@@ -87,6 +87,8 @@ pub enum RefundReason {
     OrderClosed,
     /// The order was already paid through another attempt.
     DuplicatePayment,
+    /// Asked for by the order service (a business decision), through `POST /internal/refunds`.
+    Requested,
 }
 
 impl RefundReason {
@@ -94,6 +96,7 @@ impl RefundReason {
         match self {
             RefundReason::OrderClosed => "order_closed",
             RefundReason::DuplicatePayment => "duplicate_payment",
+            RefundReason::Requested => "requested",
         }
     }
 
@@ -102,6 +105,7 @@ impl RefundReason {
         match self {
             RefundReason::OrderClosed => "订单已关闭，自动退款",
             RefundReason::DuplicatePayment => "订单重复支付，自动退款",
+            RefundReason::Requested => "退款",
         }
     }
 }
@@ -118,6 +122,7 @@ impl FromStr for RefundReason {
         match s {
             "order_closed" => Ok(RefundReason::OrderClosed),
             "duplicate_payment" => Ok(RefundReason::DuplicatePayment),
+            "requested" => Ok(RefundReason::Requested),
             other => Err(ParseError::new(
                 "refund reason",
                 format!("unknown value {other:?}"),
@@ -140,9 +145,23 @@ pub struct Refund {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub refunded_at: Option<DateTime<Utc>>,
+    /// The caller's idempotency key (requested refunds only).
+    pub request_id: Option<String>,
+    /// What the payer sees at the channel (requested refunds only).
+    pub note: Option<String>,
 }
 
-/// A refund of stray money reached a final state. Published on the pay-result exchange;
+impl Refund {
+    /// The text sent to the channel with the refund.
+    pub fn payer_text(&self) -> &str {
+        self.note
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(self.reason.payer_text())
+    }
+}
+
+/// A refund (of stray money, or requested) reached a final state. Published on the pay-result exchange;
 /// consumers that do not handle it ack and ignore it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundResultV1 {
@@ -226,6 +245,11 @@ mod tests {
             "order_closed".parse::<RefundReason>().unwrap(),
             RefundReason::OrderClosed
         );
+        assert_eq!(
+            "requested".parse::<RefundReason>().unwrap(),
+            RefundReason::Requested
+        );
+        assert_eq!(RefundReason::Requested.as_str(), "requested");
         assert!("other".parse::<RefundReason>().is_err());
     }
 }

@@ -25,6 +25,8 @@ struct RefundRow {
     attempts: i32,
     last_error: Option<String>,
     refunded_at: Option<DateTime<Utc>>,
+    request_id: Option<String>,
+    note: Option<String>,
 }
 
 impl TryFrom<RefundRow> for Refund {
@@ -46,6 +48,8 @@ impl TryFrom<RefundRow> for Refund {
             attempts: row.attempts,
             last_error: row.last_error,
             refunded_at: row.refunded_at,
+            request_id: row.request_id,
+            note: row.note,
         })
     }
 }
@@ -81,11 +85,88 @@ pub async fn insert(
             refunds::created_at.eq(now),
             refunds::updated_at.eq(now),
         ))
-        .on_conflict(refunds::pay_no)
+        // NULL for requested refunds, so only another stray refund of the payment conflicts.
+        .on_conflict(diesel::upsert::on_constraint("refunds_stray_pay_no_key"))
         .do_nothing()
         .execute(conn)
         .await?;
     Ok(rows == 1)
+}
+
+/// A refund the order service asked for.
+#[derive(Debug, Clone)]
+pub struct NewRequestedRefund {
+    pub refund_no: RefundNo,
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub channel: PayChannel,
+    pub amount: Fen,
+    pub request_id: String,
+    pub note: Option<String>,
+}
+
+/// Records a pending requested refund, due at once. Returns `false` when a refund with the
+/// same `request_id` exists (the caller reads it with [`find_by_request_id`]); a concurrent
+/// insert of the same key waits for the other transaction instead of failing.
+pub async fn insert_requested(
+    conn: &mut AsyncPgConnection,
+    new: &NewRequestedRefund,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
+    let rows = diesel::insert_into(refunds::table)
+        .values((
+            refunds::refund_no.eq(new.refund_no.get()),
+            refunds::pay_no.eq(new.pay_no.get()),
+            refunds::order_id.eq(new.order_id.get()),
+            refunds::channel.eq(new.channel.as_str()),
+            refunds::amount_fen.eq(new.amount.get()),
+            refunds::reason.eq(RefundReason::Requested.as_str()),
+            refunds::status.eq(RefundStatus::Pending.as_str()),
+            refunds::request_id.eq(&new.request_id),
+            refunds::note.eq(new.note.as_deref()),
+            refunds::next_attempt_at.eq(now),
+            refunds::created_at.eq(now),
+            refunds::updated_at.eq(now),
+        ))
+        .on_conflict(refunds::request_id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(rows == 1)
+}
+
+pub async fn find_by_request_id(
+    conn: &mut AsyncPgConnection,
+    request_id: &str,
+) -> Result<Option<Refund>, GatewayError> {
+    refunds::table
+        .filter(refunds::request_id.eq(request_id))
+        .select(RefundRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .map(Refund::try_from)
+        .transpose()
+}
+
+/// The sum of the payment's refunds in the given statuses.
+pub async fn total_for_payment(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    statuses: &[RefundStatus],
+) -> Result<Fen, GatewayError> {
+    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    // SUM(BIGINT) is NUMERIC; amounts are bounded by the payment's, so BIGINT holds it.
+    let sum: Option<i64> = refunds::table
+        .filter(refunds::pay_no.eq(pay_no.get()))
+        .filter(refunds::status.eq_any(names))
+        .select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        >("CAST(SUM(amount_fen) AS BIGINT)"))
+        .first(conn)
+        .await?;
+    Fen::new(sum.unwrap_or(0))
+        .map_err(|e| GatewayError::CorruptRow(format!("refund total of {pay_no}: {e}")))
 }
 
 pub async fn find(

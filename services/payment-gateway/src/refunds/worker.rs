@@ -4,7 +4,8 @@
 //! `pending` → `channel.refund` (same `refund_no` every time: the channel's idempotency
 //! key) → `processing` or final; `processing` → `channel.query_refund` (or the channel's
 //! refund notification) → final. A final state is applied in one transaction with the
-//! attempt's `paid → refunded` and the `refund.result.v1` outbox row.
+//! `refund.result.v1` outbox row and, once the succeeded refunds add up to the amount
+//! paid, the attempt's `paid → refunded`.
 
 use std::time::Duration;
 
@@ -85,10 +86,19 @@ pub async fn apply_refund_state(
         {
             return Ok(RefundApplied::Unchanged);
         }
-        if status == RefundStatus::Succeeded
-            && !payment_store::mark_refunded(conn, refund.pay_no, now).await?
-        {
-            tracing::warn!("refunded payment was not in status paid");
+        if status == RefundStatus::Succeeded {
+            // A partial refund leaves the attempt paid; the one that completes the amount
+            // moves it to refunded.
+            let payment = payment_store::find(conn, refund.pay_no)
+                .await?
+                .ok_or(GatewayError::PaymentNotFound(refund.pay_no))?;
+            let refunded =
+                store::total_for_payment(conn, refund.pay_no, &[RefundStatus::Succeeded]).await?;
+            if refunded >= payment.amount
+                && !payment_store::mark_refunded(conn, refund.pay_no, now).await?
+            {
+                tracing::warn!("refunded payment was not in status paid");
+            }
         }
         let event = RefundResultV1 {
             refund_no,
@@ -187,7 +197,7 @@ pub async fn drive(state: &AppState, refund: &Refund) -> Result<RefundApplied, G
                     channel_trade_no,
                     refund_amount: refund.amount,
                     total_amount: payment.amount,
-                    reason: refund.reason.payer_text().to_owned(),
+                    reason: refund.payer_text().to_owned(),
                 })
                 .await
         }

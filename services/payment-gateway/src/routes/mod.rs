@@ -3,6 +3,7 @@
 pub mod callbacks;
 pub mod orders;
 pub mod payments;
+pub mod refunds;
 
 use actix_web::web;
 use paywire_platform::auth::Authenticator;
@@ -26,6 +27,8 @@ pub fn configure(
             "/internal/orders/{order_id}/payments/close",
             web::post().to(orders::close),
         )
+        .route("/internal/refunds", web::post().to(refunds::create))
+        .route("/internal/refunds/{refund_no}", web::get().to(refunds::get))
         .route(
             "/api/callback/{channel}",
             web::post().to(callbacks::notification),
