@@ -151,31 +151,46 @@ async fn session(
     handler: &dyn MessageHandler,
     connected: &mut bool,
 ) -> Result<std::convert::Infallible, MessagingError> {
-    let connection =
-        topology::connect(amqp_url, &format!("paywire-consumer-{}", config.consumer)).await?;
-    // Retry and parking copies go out on their own connection: if the broker blocks a
-    // publishing connection, acks on the consuming one must still flow.
-    let republisher = topology::connect(
-        amqp_url,
-        &format!("paywire-consumer-{}-republish", config.consumer),
-    )
-    .await?;
-    let publish_channel = republisher.create_channel().await?;
-    publish_channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await?;
-    let mut deliveries = channel
-        .basic_consume(
-            config.queue.as_str().into(),
-            consumer_tag(&config.consumer).into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
+    let setup = async {
+        let connection =
+            topology::connect(amqp_url, &format!("paywire-consumer-{}", config.consumer)).await?;
+        // Retry and parking copies go out on their own connection: if the broker blocks a
+        // publishing connection, acks on the consuming one must still flow.
+        let republisher = topology::connect(
+            amqp_url,
+            &format!("paywire-consumer-{}-republish", config.consumer),
         )
         .await?;
+        let publish_channel = republisher.create_channel().await?;
+        publish_channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let deliveries = channel
+            .basic_consume(
+                config.queue.as_str().into(),
+                consumer_tag(&config.consumer).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, MessagingError>((
+            connection,
+            republisher,
+            publish_channel,
+            channel,
+            deliveries,
+        ))
+    };
+    // Set-up on a connection the broker is tearing down can stall; bound it so the
+    // reconnect loop always gets control back.
+    let (_connection, _republisher, publish_channel, _channel, mut deliveries) =
+        tokio::time::timeout(topology::CONNECT_TIMEOUT, setup)
+            .await
+            .map_err(|_| MessagingError::Timeout("setting up the consumer session"))??;
     *connected = true;
     tracing::info!(queue = %config.queue, "consumer connected");
     while let Some(delivery) = deliveries.next().await {

@@ -20,6 +20,8 @@ pub enum MessagingError {
     ConsumerClosed(String),
     #[error("publishing channel is unusable: {0}")]
     ChannelBroken(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
     #[error("acknowledgement for message {0} was not accepted by the broker")]
     AckLost(String),
 }

@@ -61,8 +61,16 @@ pub fn dead_letter_queue_name(queue: &str) -> String {
 /// (the relay and consumers rebuild connections in their own loops).
 pub async fn connect(amqp_url: &str, connection_name: &str) -> Result<Connection, MessagingError> {
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
-    Ok(Connection::connect(amqp_url, props).await?)
+    // A handshake cut off by the broker (restart, `close_all_connections`) can leave the
+    // connect future pending forever; the reconnect loops must get an error to retry on.
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(amqp_url, props))
+        .await
+        .map_err(|_| MessagingError::Timeout("connecting to the broker"))?
+        .map_err(MessagingError::from)
 }
+
+/// Upper bound for opening a connection and setting up a session on it.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
