@@ -100,10 +100,13 @@ status_enum! {
         Unpaid = "unpaid",
         Paid = "paid",
         Closed = "closed",
+        /// Paid, then refunded in full at the business's request (not stray money).
+        Refunded = "refunded",
     }
     transitions {
         Unpaid => Paid,
         Unpaid => Closed,
+        Paid => Refunded,
     }
 }
 
@@ -192,9 +195,24 @@ mod tests {
             let err = from.transition(to).unwrap_err();
             assert_eq!((err.from, err.to), (from.as_str(), to.as_str()));
         }
-        assert!(Paid.is_terminal() && Closed.is_terminal() && !Unpaid.is_terminal());
+        assert!(Closed.is_terminal() && !Unpaid.is_terminal());
         assert_eq!(Paid.sources(), vec![Unpaid]);
         assert_eq!(Closed.source_names(), vec!["unpaid"]);
+    }
+
+    #[test]
+    fn only_a_paid_order_can_be_refunded_and_that_is_final() {
+        use OrderStatus::*;
+        assert_eq!(Paid.transition(Refunded), Ok(Refunded));
+        for from in [Unpaid, Closed, Refunded] {
+            assert!(from.transition(Refunded).is_err(), "{from}");
+        }
+        for to in [Unpaid, Paid, Closed] {
+            assert!(!Refunded.can_become(to), "{to}");
+        }
+        assert!(Refunded.is_terminal() && !Paid.is_terminal());
+        assert_eq!(Refunded.source_names(), vec!["paid"]);
+        assert_eq!("refunded".parse::<OrderStatus>(), Ok(Refunded));
     }
 
     #[test]

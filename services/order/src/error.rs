@@ -23,6 +23,12 @@ pub enum OrderError {
     OrderAlreadyPaid(OrderId),
     #[error("order {0} is closed")]
     OrderClosed(OrderId),
+    #[error("order {0} was refunded")]
+    OrderRefunded(OrderId),
+    #[error("order {0} is not paid; there is nothing to refund")]
+    OrderNotPaid(OrderId),
+    #[error("the payment gateway refused the refund: {0}")]
+    RefundNotAllowed(String),
     #[error("channel {0} is not enabled")]
     ChannelNotEnabled(PayChannel),
     #[error("{service} is unavailable: {reason}")]
@@ -66,6 +72,9 @@ impl OrderError {
             OrderError::OrderNotFound(_) => "order_not_found",
             OrderError::OrderAlreadyPaid(_) => "order_already_paid",
             OrderError::OrderClosed(_) => "order_closed",
+            OrderError::OrderRefunded(_) => "order_refunded",
+            OrderError::OrderNotPaid(_) => "order_not_paid",
+            OrderError::RefundNotAllowed(_) => "refund_not_allowed",
             OrderError::ChannelNotEnabled(_) => "channel_not_enabled",
             OrderError::UpstreamUnavailable { .. } => "upstream_unavailable",
             OrderError::UpstreamRejected { .. } | OrderError::BadUpstreamResponse { .. } => {
@@ -97,7 +106,10 @@ impl ResponseError for OrderError {
             OrderError::BizNotFound | OrderError::OrderNotFound(_) => StatusCode::NOT_FOUND,
             OrderError::BizNotPayable(_)
             | OrderError::OrderAlreadyPaid(_)
-            | OrderError::OrderClosed(_) => StatusCode::CONFLICT,
+            | OrderError::OrderClosed(_)
+            | OrderError::OrderRefunded(_)
+            | OrderError::OrderNotPaid(_)
+            | OrderError::RefundNotAllowed(_) => StatusCode::CONFLICT,
             OrderError::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             OrderError::UpstreamRejected { .. } | OrderError::BadUpstreamResponse { .. } => {
                 StatusCode::BAD_GATEWAY

@@ -1,11 +1,19 @@
 //! Consuming pay results: an order becomes paid exactly once, and only by a result that
 //! matches it (amount, user, business record). Anything else is logged for investigation
 //! instead of being applied or retried forever.
+//!
+//! Refund results share the exchange: a `requested` refund that `succeeded` for the
+//! attempt that paid the order, in full, makes the order `refunded` (once). Refunds of
+//! stray money (`order_closed`, `duplicate_payment`) never touch the order.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use paywire_domain::{EventEnvelope, OrderStatus, PayResultV1};
+use paywire_domain::{
+    EventEnvelope, Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1, RefundNo,
+};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
+use serde::Deserialize;
 
 use crate::error::OrderError;
 use crate::store;
@@ -95,29 +103,125 @@ pub async fn mark_paid(
     })
 }
 
-/// Decodes `EventEnvelope<PayResultV1>` deliveries and applies them with [`mark_paid`].
+/// The gateway's `refund.result.v1`, as far as this service reads it. `reason` and
+/// `status` stay text: a reason or status this build does not know is ignored, not parked.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RefundResultV1 {
+    pub refund_no: RefundNo,
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub channel: PayChannel,
+    pub amount_fen: Fen,
+    pub reason: String,
+    pub status: String,
+    pub refunded_at: Option<DateTime<Utc>>,
+}
+
+impl RefundResultV1 {
+    pub const EVENT_TYPE: &'static str = "refund.result.v1";
+    /// A refund the business asked for (not stray money).
+    pub const REQUESTED: &'static str = "requested";
+    pub const SUCCEEDED: &'static str = "succeeded";
+}
+
+/// What [`mark_refunded`] did with a refund result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkRefunded {
+    /// The order moved `paid → refunded`.
+    Applied,
+    /// The order was already refunded by this attempt (a redelivery).
+    AlreadyApplied,
+    /// Not an order refund: stray money, a failed or partial refund, or another attempt.
+    Ignored,
+}
+
+/// Applies one refund result to its order with a guarded update, on the caller's
+/// connection (inside the consumer's transaction).
+#[tracing::instrument(skip_all, fields(order_id = %event.order_id, pay_no = %event.pay_no, refund_no = %event.refund_no))]
+pub async fn mark_refunded(
+    conn: &mut AsyncPgConnection,
+    event: &RefundResultV1,
+) -> Result<MarkRefunded, OrderError> {
+    if event.reason != RefundResultV1::REQUESTED {
+        // Stray money went back to the payer; the order never counted it.
+        tracing::debug!(reason = %event.reason, "refund of stray money; order unchanged");
+        return Ok(MarkRefunded::Ignored);
+    }
+    if event.status != RefundResultV1::SUCCEEDED {
+        tracing::warn!(status = %event.status, "requested refund did not succeed; order stays paid");
+        return Ok(MarkRefunded::Ignored);
+    }
+    let Some(refunded_at) = event.refunded_at else {
+        return Err(OrderError::BadUpstreamResponse {
+            service: "payment-gateway",
+            reason: format!("succeeded refund {} without refunded_at", event.refund_no),
+        });
+    };
+    let order = store::find(conn, event.order_id)
+        .await?
+        .ok_or(OrderError::OrderNotFound(event.order_id))?;
+    if order.pay_no != Some(event.pay_no) || event.amount_fen != order.total {
+        // A partial refund, or a refund of an attempt that did not pay this order.
+        tracing::warn!(
+            paid_by = ?order.pay_no.map(|p| p.get()),
+            amount_fen = event.amount_fen.get(),
+            total_fen = order.total.get(),
+            "requested refund is not the order's full refund; order unchanged"
+        );
+        return Ok(MarkRefunded::Ignored);
+    }
+    if store::set_refunded(conn, order.id, event.pay_no, refunded_at).await? {
+        tracing::info!(channel = %event.channel, "order refunded");
+        return Ok(MarkRefunded::Applied);
+    }
+    if order.status == OrderStatus::Refunded {
+        return Ok(MarkRefunded::AlreadyApplied);
+    }
+    tracing::warn!(order_status = %order.status, "refund result for an order that is not paid; order unchanged");
+    Ok(MarkRefunded::Ignored)
+}
+
+/// Decodes pay and refund results and applies them ([`mark_paid`], [`mark_refunded`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PayResultHandler;
 
-/// Decodes a delivery: `None` for another event type on the shared exchange (e.g.
-/// `refund.result.v1`), which is not for this service. A message without a type, or a pay
-/// result of a shape this build does not know, is refused.
-pub fn decode(msg: &IncomingMessage) -> Result<Option<PayResultV1>, HandleError> {
+/// One delivery from the pay-result exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Pay(PayResultV1),
+    Refund(RefundResultV1),
+    /// Another event type on the shared exchange, not for this service.
+    Other,
+}
+
+/// Decodes a delivery. A message without a type, or a known type of a shape this build
+/// does not know, is refused (parked); other types are acknowledged unread.
+pub fn decode(msg: &IncomingMessage) -> Result<Incoming, HandleError> {
     if msg.event_type.is_empty() {
         return Err(HandleError::Permanent("message without a type".into()));
     }
-    if msg.event_type != PayResultV1::EVENT_TYPE {
-        return Ok(None);
+    if msg.event_type == PayResultV1::EVENT_TYPE {
+        return envelope::<PayResultV1>(msg, PayResultV1::EVENT_TYPE).map(Incoming::Pay);
     }
-    let envelope: EventEnvelope<PayResultV1> = serde_json::from_slice(&msg.body)
-        .map_err(|e| HandleError::Permanent(format!("malformed pay result: {e}")))?;
-    if envelope.event_type != PayResultV1::EVENT_TYPE {
+    if msg.event_type == RefundResultV1::EVENT_TYPE {
+        return envelope::<RefundResultV1>(msg, RefundResultV1::EVENT_TYPE).map(Incoming::Refund);
+    }
+    Ok(Incoming::Other)
+}
+
+fn envelope<T: serde::de::DeserializeOwned>(
+    msg: &IncomingMessage,
+    event_type: &str,
+) -> Result<T, HandleError> {
+    let envelope: EventEnvelope<T> = serde_json::from_slice(&msg.body)
+        .map_err(|e| HandleError::Permanent(format!("malformed {event_type}: {e}")))?;
+    if envelope.event_type != event_type {
         return Err(HandleError::Permanent(format!(
             "unknown event type {:?}",
             envelope.event_type
         )));
     }
-    Ok(Some(envelope.data))
+    Ok(envelope.data)
 }
 
 #[async_trait]
@@ -128,14 +232,24 @@ impl MessageHandler for PayResultHandler {
         conn: &mut AsyncPgConnection,
         msg: &IncomingMessage,
     ) -> Result<(), HandleError> {
-        let Some(event) = decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))?
-        else {
-            tracing::debug!(event_type = %msg.event_type, "event type not handled here; acknowledged");
-            return Ok(());
+        let applied = match decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))? {
+            Incoming::Other => {
+                tracing::debug!(event_type = %msg.event_type, "event type not handled here; acknowledged");
+                return Ok(());
+            }
+            Incoming::Pay(event) => {
+                tracing::Span::current()
+                    .record("order_id", tracing::field::display(event.order_id));
+                mark_paid(conn, &event).await.map(drop)
+            }
+            Incoming::Refund(event) => {
+                tracing::Span::current()
+                    .record("order_id", tracing::field::display(event.order_id));
+                mark_refunded(conn, &event).await.map(drop)
+            }
         };
-        tracing::Span::current().record("order_id", tracing::field::display(event.order_id));
-        match mark_paid(conn, &event).await {
-            Ok(_) => Ok(()),
+        match applied {
+            Ok(()) => Ok(()),
             Err(e) if e.is_transient() => Err(HandleError::Transient(e.to_string())),
             Err(e) => {
                 tracing::error!(error = %e, "pay result cannot be applied");
@@ -177,15 +291,48 @@ mod tests {
     fn decodes_pay_results() {
         let env = event().into_envelope(EventId::from(1), chrono::Utc::now());
         let msg = message("pay.result.v1", serde_json::to_vec(&env).unwrap());
-        assert_eq!(decode(&msg).unwrap(), Some(event()));
+        assert_eq!(decode(&msg).unwrap(), Incoming::Pay(event()));
+    }
+
+    fn refund_envelope() -> serde_json::Value {
+        serde_json::json!({
+            "event_id": "3", "event_type": "refund.result.v1",
+            "occurred_at": "2026-11-22T10:00:00Z",
+            "data": {"refund_no": "5", "pay_no": "7", "order_id": "8", "channel": "alipay",
+                     "amount_fen": 100, "reason": "requested", "status": "succeeded",
+                     "refunded_at": "2026-11-22T10:00:00Z"}
+        })
+    }
+
+    #[test]
+    fn decodes_refund_results_and_parks_malformed_ones() {
+        let body = serde_json::to_vec(&refund_envelope()).unwrap();
+        let Incoming::Refund(r) = decode(&message("refund.result.v1", body)).unwrap() else {
+            panic!("not a refund result");
+        };
+        assert_eq!(
+            (r.refund_no, r.pay_no, r.order_id, r.amount_fen.get()),
+            (RefundNo::from(5), PayNo::from(7), OrderId::from(8), 100)
+        );
+        assert_eq!(
+            (r.reason.as_str(), r.status.as_str()),
+            ("requested", "succeeded")
+        );
+        for body in [b"{\"refund_no\": \"1\"}".to_vec(), b"{".to_vec()] {
+            assert!(matches!(
+                decode(&message("refund.result.v1", body)),
+                Err(HandleError::Permanent(_))
+            ));
+        }
     }
 
     #[test]
     fn other_event_types_are_skipped_not_parked() {
-        for kind in ["refund.result.v1", "pay.result.v2"] {
-            for body in [b"{\"refund_no\": \"1\"}".to_vec(), b"{".to_vec()] {
-                assert_eq!(decode(&message(kind, body)).unwrap(), None, "{kind}");
-            }
+        for body in [b"{\"refund_no\": \"1\"}".to_vec(), b"{".to_vec()] {
+            assert_eq!(
+                decode(&message("pay.result.v2", body)).unwrap(),
+                Incoming::Other
+            );
         }
     }
 

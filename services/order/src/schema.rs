@@ -16,6 +16,7 @@ diesel::table! {
         closed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        refunded_at -> Nullable<Timestamptz>,
     }
 }
 

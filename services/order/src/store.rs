@@ -31,6 +31,7 @@ pub struct Order {
     pub closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub refunded_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -50,6 +51,7 @@ struct OrderRow {
     closed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    refunded_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -79,6 +81,7 @@ impl TryFrom<OrderRow> for Order {
             closed_at: r.closed_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            refunded_at: r.refunded_at,
         })
     }
 }
@@ -240,6 +243,30 @@ pub async fn set_paid(
         orders::channel.eq(Some(event.channel.as_str())),
         orders::channel_trade_no.eq(Some(event.channel_trade_no.as_str())),
         orders::paid_at.eq(Some(event.paid_at)),
+        orders::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// Guarded `paid → refunded`, only for the attempt that paid the order. Returns whether
+/// this call moved it.
+pub async fn set_refunded(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+    pay_no: PayNo,
+    refunded_at: DateTime<Utc>,
+) -> Result<bool, OrderError> {
+    let rows = diesel::update(
+        orders::table
+            .filter(orders::id.eq(id.get()))
+            .filter(orders::pay_no.eq(pay_no.get()))
+            .filter(orders::status.eq_any(OrderStatus::Refunded.source_names())),
+    )
+    .set((
+        orders::status.eq(OrderStatus::Refunded.as_str()),
+        orders::refunded_at.eq(Some(refunded_at)),
         orders::updated_at.eq(diesel::dsl::now),
     ))
     .execute(conn)

@@ -16,7 +16,8 @@ use crate::error::OrderError;
 
 pub use learning_center::{ChooseCourseRecord, LearningCenterClient};
 pub use payment_gateway::{
-    CloseOutcome, CreatePayment, PaymentAttempt, PaymentGatewayClient, SyncResult,
+    CloseOutcome, CreatePayment, PaymentAttempt, PaymentGatewayClient, RefundAnswer, RefundTicket,
+    RequestRefund, SyncResult,
 };
 
 /// One `reqwest` client per upstream, with the service token as a default header marked

@@ -1,11 +1,11 @@
 //! The payment gateway's internal API: create (or reuse) a payment attempt for an order,
-//! actively query the channel for an order's attempts (`sync`), and close an expired
-//! order's attempts (`close`).
+//! actively query the channel for an order's attempts (`sync`), close an expired order's
+//! attempts (`close`), and ask for a refund of the attempt that paid an order.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, UserId};
+use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, RefundNo, UserId};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,34 @@ pub enum CloseOutcome {
     Paid,
     /// Every attempt is closed at its channel (or there was none); none can be paid now.
     Closed,
+}
+
+/// `POST /internal/refunds` body; the idempotency key travels as `Idempotency-Key`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRefund {
+    pub order_id: OrderId,
+    pub pay_no: PayNo,
+    pub amount_fen: Fen,
+    /// What the payer sees at the channel.
+    pub reason: String,
+}
+
+/// A refund as the gateway reports it; `status` is final when `succeeded` or `failed`
+/// (the order follows on `refund.result.v1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundTicket {
+    pub refund_no: RefundNo,
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub amount_fen: Fen,
+    pub status: String,
+}
+
+/// Whether the gateway recorded a new refund or answered an earlier request's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundAnswer {
+    pub created: bool,
+    pub refund: RefundTicket,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +179,58 @@ impl PaymentGatewayClient {
             });
         }
         Ok(result)
+    }
+
+    /// Asks the gateway to refund `amount_fen` of the attempt `pay_no`. `idempotency_key`
+    /// makes a retry answer the same refund instead of refunding twice.
+    #[tracing::instrument(skip_all, fields(order_id = %req.order_id, pay_no = %req.pay_no))]
+    pub async fn request_refund(
+        &self,
+        req: &RequestRefund,
+        idempotency_key: &str,
+    ) -> Result<RefundAnswer, OrderError> {
+        let url = format!("{}/internal/refunds", self.base_url);
+        let resp = self
+            .http
+            .post(url)
+            .header("Idempotency-Key", idempotency_key)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            let refund: RefundTicket = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+            if refund.order_id != req.order_id
+                || refund.pay_no != req.pay_no
+                || refund.amount_fen != req.amount_fen
+            {
+                return Err(OrderError::BadUpstreamResponse {
+                    service: SERVICE,
+                    reason: format!("asked to refund {req:?}, got {refund:?}"),
+                });
+            }
+            return Ok(RefundAnswer {
+                created: status == StatusCode::CREATED,
+                refund,
+            });
+        }
+        if status == StatusCode::CONFLICT {
+            let body = error_body(resp).await;
+            if let Some(body) = body.as_ref().filter(|b| b.error == "refund_not_allowed") {
+                return Err(OrderError::RefundNotAllowed(body.message.clone()));
+            }
+            let (code, message) = body
+                .map(|b| (b.error, b.message))
+                .unwrap_or_else(|| ("unknown".into(), String::new()));
+            return Err(OrderError::UpstreamRejected {
+                service: SERVICE,
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        Err(unexpected(SERVICE, resp).await)
     }
 
     /// Asks the gateway to settle an expired order's attempts: paid, or closed at the

@@ -1,5 +1,6 @@
 //! HTTP routes of the order service.
 
+pub mod internal;
 pub mod orders;
 
 use actix_web::web;
@@ -12,11 +13,18 @@ pub fn configure(
     state: web::Data<AppState>,
     auth: web::Data<Authenticator>,
 ) {
-    cfg.app_data(state).app_data(auth).service(
-        web::scope("/api/orders")
-            .route("", web::post().to(orders::create))
-            .route("/{order_id}", web::get().to(orders::get))
-            .route("/{order_id}/pay", web::post().to(orders::pay))
-            .route("/{order_id}/pay-result", web::get().to(orders::pay_result)),
-    );
+    cfg.app_data(state)
+        .app_data(auth)
+        .service(
+            web::scope("/api/orders")
+                .route("", web::post().to(orders::create))
+                .route("/{order_id}", web::get().to(orders::get))
+                .route("/{order_id}/pay", web::post().to(orders::pay))
+                .route("/{order_id}/pay-result", web::get().to(orders::pay_result)),
+        )
+        // Not for students: a refund is a business decision (operators, other services).
+        .route(
+            "/internal/orders/{order_id}/refund",
+            web::post().to(internal::refund),
+        );
 }

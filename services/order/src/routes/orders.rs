@@ -203,6 +203,7 @@ pub async fn pay(
         OrderStatus::Unpaid => {}
         OrderStatus::Paid => return Err(OrderError::OrderAlreadyPaid(order.id)),
         OrderStatus::Closed => return Err(OrderError::OrderClosed(order.id)),
+        OrderStatus::Refunded => return Err(OrderError::OrderRefunded(order.id)),
     }
     let attempt = state
         .payment_gateway
@@ -247,6 +248,8 @@ pub async fn pay_result(
     let (status, paid) = match order.status {
         OrderStatus::Paid => (OrderStatus::Paid, true),
         OrderStatus::Closed => (OrderStatus::Closed, false),
+        // It was paid; the money went back since.
+        OrderStatus::Refunded => (OrderStatus::Refunded, true),
         OrderStatus::Unpaid => {
             let synced = state.payment_gateway.sync_payments(order.id).await?;
             // The pay result may have landed while the gateway was asking the channel.

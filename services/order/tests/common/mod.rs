@@ -118,7 +118,14 @@ pub struct Gateway {
     pub sync_calls: Arc<Mutex<Vec<String>>>,
     /// `payments/sync` answers 503 `channel_unavailable`.
     pub channel_down: Arc<AtomicBool>,
+    /// `POST /internal/refunds` calls: the `Idempotency-Key` header and the body.
+    pub refund_calls: Arc<Mutex<Vec<RefundCall>>>,
+    /// `POST /internal/refunds` answers 409 `refund_not_allowed`.
+    pub refuse_refunds: Arc<AtomicBool>,
 }
+
+/// A `POST /internal/refunds` call: its `Idempotency-Key` header and its body.
+pub type RefundCall = (Option<String>, Value);
 
 /// What the gateway stand-in answers to `POST /internal/orders/{id}/payments/close`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +152,50 @@ impl Gateway {
 
     pub fn sync_calls(&self) -> Vec<String> {
         self.sync_calls.lock().unwrap().clone()
+    }
+
+    pub fn refund_calls(&self) -> Vec<RefundCall> {
+        self.refund_calls.lock().unwrap().clone()
+    }
+
+    /// Like the gateway: 201 for a new idempotency key, 200 with the same refund for a
+    /// key seen before.
+    pub async fn refund(
+        req: HttpRequest,
+        gw: web::Data<Gateway>,
+        body: web::Json<Value>,
+    ) -> HttpResponse {
+        if !has_service_token(&req) {
+            return unauthorized();
+        }
+        let key = req
+            .headers()
+            .get("Idempotency-Key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = body.into_inner();
+        let seen = {
+            let mut calls = gw.refund_calls.lock().unwrap();
+            let seen = calls.iter().any(|(k, _)| k.is_some() && *k == key);
+            calls.push((key, body.clone()));
+            seen
+        };
+        if gw.refuse_refunds.load(Ordering::SeqCst) {
+            return HttpResponse::Conflict().json(
+                json!({"error": "refund_not_allowed", "message": "payment 80 is refunded, not paid"}),
+            );
+        }
+        let view = json!({
+            "refund_no": "9900", "pay_no": body["pay_no"], "order_id": body["order_id"],
+            "channel": "wechat", "amount_fen": body["amount_fen"], "reason": "requested",
+            "status": if seen { "succeeded" } else { "pending" },
+            "request_id": null, "refunded_at": null,
+        });
+        if seen {
+            HttpResponse::Ok().json(view)
+        } else {
+            HttpResponse::Created().json(view)
+        }
     }
 
     pub fn script_close(&self, answers: &[CloseAnswer]) {
@@ -240,7 +291,8 @@ impl Gateway {
                 .route(
                     "/internal/orders/{order_id}/payments/close",
                     web::post().to(Gateway::close),
-                );
+                )
+                .route("/internal/refunds", web::post().to(Gateway::refund));
         })
     }
 }
