@@ -269,18 +269,7 @@ pub async fn mark_closed(
     pay_no: PayNo,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
-    let rows = diesel::update(
-        payments::table
-            .filter(payments::pay_no.eq(pay_no.get()))
-            .filter(payments::status.eq_any(PaymentStatus::Closed.source_names())),
-    )
-    .set((
-        payments::status.eq(PaymentStatus::Closed.as_str()),
-        payments::updated_at.eq(now),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(rows == 1)
+    transition(conn, pay_no, PaymentStatus::Closed, now).await
 }
 
 /// `paid → refunded`, once the channel confirmed the refund.
@@ -289,13 +278,24 @@ pub async fn mark_refunded(
     pay_no: PayNo,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
+    transition(conn, pay_no, PaymentStatus::Refunded, now).await
+}
+
+/// Guarded status change with no other column: moves the attempt to `to` only from a
+/// status the state machine allows; `false` when another writer got there first.
+async fn transition(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    to: PaymentStatus,
+    now: DateTime<Utc>,
+) -> Result<bool, GatewayError> {
     let rows = diesel::update(
         payments::table
             .filter(payments::pay_no.eq(pay_no.get()))
-            .filter(payments::status.eq_any(PaymentStatus::Refunded.source_names())),
+            .filter(payments::status.eq_any(to.source_names())),
     )
     .set((
-        payments::status.eq(PaymentStatus::Refunded.as_str()),
+        payments::status.eq(to.as_str()),
         payments::updated_at.eq(now),
     ))
     .execute(conn)
