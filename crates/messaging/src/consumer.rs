@@ -47,6 +47,25 @@ pub struct IncomingMessage {
     pub redelivered: bool,
 }
 
+impl IncomingMessage {
+    /// Decodes the body as an `EventEnvelope<T>` whose `event_type` must be `event_type`.
+    /// Anything else can never succeed, so it is a [`HandleError::Permanent`] (parked).
+    pub fn decode_envelope<T: serde::de::DeserializeOwned>(
+        &self,
+        event_type: &str,
+    ) -> Result<paywire_domain::EventEnvelope<T>, HandleError> {
+        let envelope: paywire_domain::EventEnvelope<T> = serde_json::from_slice(&self.body)
+            .map_err(|e| HandleError::Permanent(format!("malformed {event_type}: {e}")))?;
+        if envelope.event_type != event_type {
+            return Err(HandleError::Permanent(format!(
+                "unknown event type {:?}",
+                envelope.event_type
+            )));
+        }
+        Ok(envelope)
+    }
+}
+
 /// Why a handler did not apply a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandleError {
@@ -470,5 +489,34 @@ async fn park(
                 .await?;
             Err(MessagingError::ChannelBroken(e))
         }
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    fn message(body: &str) -> IncomingMessage {
+        IncomingMessage {
+            message_id: "1".into(),
+            event_type: "x.v1".into(),
+            body: body.as_bytes().to_vec(),
+            redelivered: false,
+        }
+    }
+
+    #[test]
+    fn envelopes_of_the_expected_type_decode_and_others_are_permanent() {
+        let ok =
+            r#"{"event_id":"1","event_type":"x.v1","occurred_at":"2026-11-22T10:00:00Z","data":5}"#;
+        assert_eq!(message(ok).decode_envelope::<u32>("x.v1").unwrap().data, 5);
+        assert!(matches!(
+            message(ok).decode_envelope::<u32>("y.v1"),
+            Err(HandleError::Permanent(_))
+        ));
+        assert!(matches!(
+            message("{").decode_envelope::<u32>("x.v1"),
+            Err(HandleError::Permanent(_))
+        ));
     }
 }

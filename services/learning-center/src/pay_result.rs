@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use paywire_domain::{BizType, ChooseCourseId, ChooseCourseStatus, EventEnvelope, PayResultV1};
+use paywire_domain::{BizType, ChooseCourseId, ChooseCourseStatus, PayResultV1};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
 use serde::Deserialize;
 
@@ -116,14 +116,7 @@ pub fn decode(msg: &IncomingMessage) -> Result<Decoded, HandleError> {
     if msg.event_type != PayResultV1::EVENT_TYPE {
         return Ok(Decoded::OtherEvent(msg.event_type.clone()));
     }
-    let envelope: EventEnvelope<serde_json::Value> = serde_json::from_slice(&msg.body)
-        .map_err(|e| HandleError::Permanent(format!("malformed envelope: {e}")))?;
-    if envelope.event_type != PayResultV1::EVENT_TYPE {
-        return Err(HandleError::Permanent(format!(
-            "unknown event type {:?}",
-            envelope.event_type
-        )));
-    }
+    let envelope = msg.decode_envelope::<serde_json::Value>(PayResultV1::EVENT_TYPE)?;
     let biz = BizTypeOnly::deserialize(&envelope.data)
         .map_err(|e| HandleError::Permanent(format!("malformed pay result: {e}")))?;
     if biz.biz_type != BizType::Course.as_str() {

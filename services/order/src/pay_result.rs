@@ -9,9 +9,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use paywire_domain::{
-    EventEnvelope, Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1, RefundNo,
-};
+use paywire_domain::{Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1, RefundNo};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
 use serde::Deserialize;
 
@@ -201,27 +199,16 @@ pub fn decode(msg: &IncomingMessage) -> Result<Incoming, HandleError> {
         return Err(HandleError::Permanent("message without a type".into()));
     }
     if msg.event_type == PayResultV1::EVENT_TYPE {
-        return envelope::<PayResultV1>(msg, PayResultV1::EVENT_TYPE).map(Incoming::Pay);
+        return msg
+            .decode_envelope::<PayResultV1>(PayResultV1::EVENT_TYPE)
+            .map(|e| Incoming::Pay(e.data));
     }
     if msg.event_type == RefundResultV1::EVENT_TYPE {
-        return envelope::<RefundResultV1>(msg, RefundResultV1::EVENT_TYPE).map(Incoming::Refund);
+        return msg
+            .decode_envelope::<RefundResultV1>(RefundResultV1::EVENT_TYPE)
+            .map(|e| Incoming::Refund(e.data));
     }
     Ok(Incoming::Other)
-}
-
-fn envelope<T: serde::de::DeserializeOwned>(
-    msg: &IncomingMessage,
-    event_type: &str,
-) -> Result<T, HandleError> {
-    let envelope: EventEnvelope<T> = serde_json::from_slice(&msg.body)
-        .map_err(|e| HandleError::Permanent(format!("malformed {event_type}: {e}")))?;
-    if envelope.event_type != event_type {
-        return Err(HandleError::Permanent(format!(
-            "unknown event type {:?}",
-            envelope.event_type
-        )));
-    }
-    Ok(envelope.data)
 }
 
 #[async_trait]
