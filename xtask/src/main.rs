@@ -1,4 +1,5 @@
-//! `cargo xtask <command>`: developer tooling for running Paywire locally.
+//! `cargo xtask <command>`: developer tooling for running Paywire locally (the command line
+//! is declared in [`cli`]).
 //!
 //! * `up`: create the databases, declare the broker topology, start the four services,
 //!   print their URLs, stop them all on Ctrl-C (or when one of them exits);
@@ -35,14 +36,12 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
+        // Prints help (status 0) or the usage error (status 2).
+        Err(e) => e.exit(),
     };
     let result = match command {
         Command::Help => {
-            println!("{}", cli::USAGE);
+            println!("{}", cli::help());
             Ok(())
         }
         Command::Up => up::run().await,
