@@ -19,6 +19,7 @@ pub use id::{ChooseCourseId, CourseId, EventId, IdGenerator, OrderId, PayNo, Ref
 pub use money::Fen;
 pub use status::{
     ChooseCourseStatus, CourseCharge, InvalidTransition, LearnStatus, OrderStatus, PaymentStatus,
+    RefundReason, RefundStatus, SideEdge, TextEnum,
 };
 pub use user::UserId;
 

@@ -3,14 +3,11 @@
 //! Each status is stored as its snake_case name in a `TEXT` column with a `CHECK`
 //! constraint. Services move a row only with a guarded update
 //! (`UPDATE … SET status = next WHERE id = $1 AND status = ANY(next.sources())`), so the
-//! database, not a read-then-write race, decides who wins.
-
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
-use crate::ParseError;
+//! database, not a read-then-write race, decides who wins. The few updates that must
+//! leave the ordinary table (stray money, a refund sent again, a QR code stored on an
+//! attempt that is still payable) take a named side edge declared beside it.
+//!
+//! Services declare their own machines with the exported [`status_enum!`](crate::status_enum).
 
 /// A transition that the state machine does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,19 +18,55 @@ pub struct InvalidTransition {
     pub to: &'static str,
 }
 
-macro_rules! status_enum {
+/// A named edge outside a machine's ordinary table: a guarded update that only one
+/// operation may make (e.g. money arriving for a closed attempt, which that operation
+/// always pairs with a refund). [`status_enum!`] declares them beside the table, so every
+/// guarded update still takes its guard from a declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideEdge<S: 'static> {
+    pub name: &'static str,
+    /// The statuses the row may be in.
+    pub from: &'static [S],
+    /// The status it ends in (may equal a source: the update changes other columns only
+    /// while the row stays in that status).
+    pub to: S,
+}
+
+/// What [`status_enum!`] and [`text_enum!`] generate: a closed set of values stored and
+/// sent as their snake_case names.
+pub trait TextEnum: Copy + Eq + 'static {
+    fn as_str(self) -> &'static str;
+}
+
+impl<S: TextEnum> SideEdge<S> {
+    /// Whether a row in `from` may take this edge.
+    pub fn allows(&self, from: S) -> bool {
+        self.from.contains(&from)
+    }
+
+    /// The guard of the update, as the strings stored in the database.
+    pub fn source_names(&self) -> Vec<&'static str> {
+        self.from.iter().map(|s| s.as_str()).collect()
+    }
+}
+
+/// A closed set of values stored as text and serialised as snake_case names:
+/// `ALL`, `as_str`, `Display`, `FromStr` (an unknown name is a [`ParseError`]) and serde.
+/// The crate using it must depend on `serde`.
+///
+/// [`ParseError`]: crate::ParseError
+#[macro_export]
+macro_rules! text_enum {
     (
         $(#[$doc:meta])*
         $name:ident, $what:literal {
             $( $(#[$vdoc:meta])* $variant:ident = $text:literal ),+ $(,)?
         }
-        transitions { $( $from:ident => $to:ident ),* $(,)? }
     ) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name {
-            $( $(#[$vdoc])* $variant ),+
+            $( $(#[$vdoc])* #[serde(rename = $text)] $variant ),+
         }
 
         impl $name {
@@ -42,8 +75,70 @@ macro_rules! status_enum {
             pub const fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
+        }
 
-            /// Whether the state machine allows `self → next`.
+        impl $crate::status::TextEnum for $name {
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::ParseError;
+            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::ParseError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::ParseError::new($what, format!("unknown value {other:?}"))),
+                }
+            }
+        }
+    };
+}
+
+/// A status and its state machine: a [`text_enum!`] plus the ordinary transitions
+/// (`can_become`, `transition`, `sources`: the guard of a guarded update into a status)
+/// and, optionally, named side edges ([`SideEdge`] constants) that only one operation takes.
+/// The crate using it must depend on `serde`.
+#[macro_export]
+macro_rules! status_enum {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $what:literal {
+            $( $(#[$vdoc:meta])* $variant:ident = $text:literal ),+ $(,)?
+        }
+        transitions { $( $from:ident => $to:ident ),* $(,)? }
+        $( side_edges {
+            $( $(#[$edoc:meta])* $edge:ident: [$($efrom:ident),+ $(,)?] => $eto:ident ),* $(,)?
+        } )?
+    ) => {
+        $crate::text_enum! {
+            $(#[$doc])*
+            $name, $what {
+                $( $(#[$vdoc])* $variant = $text ),+
+            }
+        }
+
+        impl $name {
+            $($(
+                $(#[$edoc])*
+                pub const $edge: $crate::status::SideEdge<$name> = $crate::status::SideEdge {
+                    name: stringify!($edge),
+                    from: &[$($name::$efrom),+],
+                    to: $name::$eto,
+                };
+            )*)?
+
+            /// Every side edge of this machine.
+            pub const SIDE_EDGES: &'static [$crate::status::SideEdge<$name>] =
+                &[$($($name::$edge),*)?];
+
+            /// Whether the ordinary table allows `self → next` (side edges excluded).
             #[allow(unreachable_patterns)]
             pub const fn can_become(self, next: $name) -> bool {
                 match (self, next) {
@@ -63,32 +158,17 @@ macro_rules! status_enum {
             }
 
             /// Checks `self → next` and returns `next`.
-            pub fn transition(self, next: $name) -> Result<$name, InvalidTransition> {
+            pub fn transition(self, next: $name) -> Result<$name, $crate::InvalidTransition> {
                 if self.can_become(next) {
                     Ok(next)
                 } else {
-                    Err(InvalidTransition { kind: $what, from: self.as_str(), to: next.as_str() })
+                    Err($crate::InvalidTransition { kind: $what, from: self.as_str(), to: next.as_str() })
                 }
             }
 
+            /// No ordinary transition leaves `self` (side edges excluded).
             pub fn is_terminal(self) -> bool {
                 !Self::ALL.iter().any(|n| self.can_become(*n))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = ParseError;
-            fn from_str(s: &str) -> Result<Self, ParseError> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(ParseError::new($what, format!("unknown value {other:?}"))),
-                }
             }
         }
     };
@@ -126,6 +206,66 @@ status_enum! {
         Unpaid => Paid,
         Unpaid => Closed,
         Paid => Refunded,
+    }
+    side_edges {
+        /// Money the channel took for an attempt that must not settle its order: `unpaid`
+        /// (another attempt already paid the order) or `closed` (the channel accepted a
+        /// payment after we closed it). Only the stray-payment path takes it, and always
+        /// records a refund in the same transaction; `closed → paid` is therefore not an
+        /// ordinary transition.
+        STRAY_PAID: [Unpaid, Closed] => Paid,
+        /// The channel's QR code is stored on an attempt only while it can still be paid.
+        SHOW_CODE: [Unpaid] => Unpaid,
+    }
+}
+
+status_enum! {
+    /// Where a refund stands (requested, or of stray money).
+    RefundStatus, "refund status" {
+        /// Recorded; not yet accepted by the channel.
+        Pending = "pending",
+        /// Accepted by the channel, not final yet.
+        Processing = "processing",
+        /// The money is on its way back: final.
+        Succeeded = "succeeded",
+        /// The channel gave up: final, needs a human.
+        Failed = "failed",
+    }
+    transitions {
+        Pending => Processing,
+        Pending => Succeeded,
+        Pending => Failed,
+        Processing => Succeeded,
+        Processing => Failed,
+    }
+    side_edges {
+        /// The channel does not know an accepted refund after all: it is sent again (same
+        /// `refund_no`, the channel's idempotency key). Not ordinary: refunds otherwise
+        /// only move forward.
+        RESEND: [Processing] => Pending,
+    }
+}
+
+text_enum! {
+    /// Why money goes back.
+    RefundReason, "refund reason" {
+        /// Paid on an attempt (or order) that was already closed.
+        OrderClosed = "order_closed",
+        /// The order was already paid through another attempt.
+        DuplicatePayment = "duplicate_payment",
+        /// Asked for by the order service (a business decision).
+        Requested = "requested",
+    }
+}
+
+impl RefundReason {
+    /// What the payer sees at the channel.
+    pub const fn payer_text(self) -> &'static str {
+        match self {
+            RefundReason::OrderClosed => "订单已关闭，自动退款",
+            RefundReason::DuplicatePayment => "订单重复支付，自动退款",
+            RefundReason::Requested => "退款",
+        }
     }
 }
 
@@ -233,6 +373,85 @@ mod tests {
         assert!(AwaitingPayment.can_become(Chosen));
         assert!(!Chosen.can_become(AwaitingPayment));
         assert!(Chosen.is_terminal());
+    }
+
+    #[test]
+    fn stray_money_and_qr_codes_take_declared_side_edges_only() {
+        use PaymentStatus::*;
+        let stray = PaymentStatus::STRAY_PAID;
+        assert_eq!(stray.to, Paid);
+        assert!(stray.allows(Unpaid) && stray.allows(Closed));
+        assert!(!stray.allows(Paid) && !stray.allows(Refunded));
+        assert_eq!(stray.source_names(), vec!["unpaid", "closed"]);
+        // The ordinary table still refuses it: a plain `mark_paid` never settles a closed
+        // attempt.
+        assert!(!Closed.can_become(Paid));
+        assert_eq!(Paid.source_names(), vec!["unpaid"]);
+
+        let show = PaymentStatus::SHOW_CODE;
+        assert_eq!((show.from, show.to), (&[Unpaid][..], Unpaid));
+        assert_eq!(show.source_names(), vec!["unpaid"]);
+        assert_eq!(
+            PaymentStatus::SIDE_EDGES
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>(),
+            ["STRAY_PAID", "SHOW_CODE"]
+        );
+        assert!(OrderStatus::SIDE_EDGES.is_empty());
+    }
+
+    #[test]
+    fn refunds_move_forward_except_along_the_resend_edge() {
+        use RefundStatus::*;
+        assert_eq!(Processing.sources(), vec![Pending]);
+        assert_eq!(Succeeded.sources(), vec![Pending, Processing]);
+        assert_eq!(Failed.source_names(), vec!["pending", "processing"]);
+        assert!(Pending.sources().is_empty());
+        for from in [Succeeded, Failed] {
+            assert!(from.is_terminal(), "{from}");
+            for to in RefundStatus::ALL {
+                assert!(from.transition(*to).is_err(), "{from} -> {to}");
+            }
+        }
+        assert!(!Processing.can_become(Pending));
+        let resend = RefundStatus::RESEND;
+        assert_eq!((resend.from, resend.to), (&[Processing][..], Pending));
+        assert!(!resend.allows(Pending) && !resend.allows(Succeeded) && !resend.allows(Failed));
+    }
+
+    #[test]
+    fn text_enums_store_and_serialise_their_names_and_refuse_others() {
+        fn check<T>(all: &[T])
+        where
+            T: TextEnum + std::fmt::Debug + std::str::FromStr + serde::Serialize,
+            T::Err: std::fmt::Debug,
+        {
+            for v in all {
+                let text = v.as_str();
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(text));
+                assert!(text.parse::<T>().is_ok_and(|p| p == *v), "{text}");
+            }
+        }
+        check(crate::PayChannel::ALL);
+        check(crate::BizType::ALL);
+        check(RefundReason::ALL);
+        check(RefundStatus::ALL);
+        check(PaymentStatus::ALL);
+        let err = "paypal".parse::<crate::PayChannel>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid channel: unknown value "paypal""#
+        );
+        assert!("Course".parse::<crate::BizType>().is_err());
+        assert_eq!(
+            "duplicate_payment".parse::<RefundReason>(),
+            Ok(RefundReason::DuplicatePayment)
+        );
+        assert!(
+            serde_json::from_str::<RefundStatus>(r#""done""#).is_err(),
+            "unknown names do not deserialise"
+        );
     }
 
     #[test]

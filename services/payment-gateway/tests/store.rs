@@ -275,3 +275,109 @@ async fn refund_states_from_the_channel_move_refunds_forward_once() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_edges_move_only_the_rows_their_declarations_allow() {
+    let d = db().await;
+    let now = Utc::now();
+    let mut conn = d.conn().await;
+
+    // SHOW_CODE: a QR code goes on an unpaid attempt once, never on a closed one.
+    let open = d.attempt(7, 500).await;
+    assert!(
+        store::set_code_url(&mut conn, open, "weixin://a", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store::set_code_url(&mut conn, open, "weixin://b", now)
+            .await
+            .unwrap()
+    );
+    let closed = d.attempt(7, 500).await;
+    assert!(store::mark_closed(&mut conn, closed, now).await.unwrap());
+    assert!(
+        !store::set_code_url(&mut conn, closed, "weixin://c", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(d.status(closed).await, PaymentStatus::Closed);
+    let shown = store::find(&mut conn, open).await.unwrap().unwrap();
+    assert_eq!(
+        (shown.status, shown.code_url.as_deref()),
+        (PaymentStatus::Unpaid, Some("weixin://a"))
+    );
+
+    // STRAY_PAID: the ordinary `mark_paid` refuses a closed attempt; the stray path takes it.
+    assert!(
+        !store::mark_paid(&mut conn, closed, "S1", now, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store::mark_stray_paid(&mut conn, closed, "S1", now, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(d.status(closed).await, PaymentStatus::Paid);
+    assert!(
+        !store::mark_stray_paid(&mut conn, closed, "S1", now, now)
+            .await
+            .unwrap()
+    );
+
+    // RESEND: only a processing refund goes back to pending.
+    let paid = d.attempt(8, 500).await;
+    assert_eq!(d.record(paid, 500, "P7").await, "applied");
+    let stray = d.attempt(8, 500).await;
+    assert_eq!(d.record(stray, 500, "P8").await, "stray_payment");
+    let refund = RefundNo::from(
+        d.count(&format!(
+            "SELECT refund_no AS n FROM refunds WHERE pay_no = {}",
+            stray.get()
+        ))
+        .await,
+    );
+    let refund_status = async |conn: &mut AsyncPgConnection| {
+        refund_store::find(conn, refund)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert!(
+        !refund_store::back_to_pending(&mut conn, refund, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        refund_store::mark_processing(&mut conn, refund, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        refund_store::back_to_pending(&mut conn, refund, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(refund_status(&mut conn).await, RefundStatus::Pending);
+    assert!(
+        refund_store::mark_final(
+            &mut conn,
+            refund,
+            RefundStatus::Failed,
+            None,
+            None,
+            Some("x"),
+            now
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !refund_store::back_to_pending(&mut conn, refund, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(refund_status(&mut conn).await, RefundStatus::Failed);
+}

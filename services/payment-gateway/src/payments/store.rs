@@ -186,21 +186,23 @@ pub async fn find_for_update(
         .transpose()
 }
 
-/// Stores the channel's QR code on an attempt that is still unpaid and has none yet.
-/// Returns `false` when the attempt moved on in the meantime.
+/// Stores the channel's QR code on an attempt that is still payable and has none yet
+/// ([`PaymentStatus::SHOW_CODE`]). Returns `false` when the attempt moved on meanwhile.
 pub async fn set_code_url(
     conn: &mut AsyncPgConnection,
     pay_no: PayNo,
     code_url: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
+    let edge = PaymentStatus::SHOW_CODE;
     let rows = diesel::update(
         payments::table
             .filter(payments::pay_no.eq(pay_no.get()))
-            .filter(payments::status.eq(PaymentStatus::Unpaid.as_str()))
+            .filter(payments::status.eq_any(edge.source_names()))
             .filter(payments::code_url.is_null()),
     )
     .set((
+        payments::status.eq(edge.to.as_str()),
         payments::code_url.eq(code_url),
         payments::updated_at.eq(now),
     ))
@@ -222,11 +224,9 @@ pub async fn mark_paid(
     set_paid(conn, pay_no, &sources, channel_trade_no, paid_at, now).await
 }
 
-/// Records money the channel took for an attempt that must not settle its order: the
-/// attempt is `unpaid` (another attempt already paid the order) or `closed` (the channel
-/// accepted a payment after we closed it). `closed → paid` is not a transition of the
-/// state machine on purpose: only this path, which always creates a refund in the same
-/// transaction, may take it.
+/// Records money the channel took for an attempt that must not settle its order, along
+/// the side edge [`PaymentStatus::STRAY_PAID`] (`unpaid` or `closed` → `paid`): only this
+/// path, which always creates a refund in the same transaction, may take it.
 pub async fn mark_stray_paid(
     conn: &mut AsyncPgConnection,
     pay_no: PayNo,
@@ -234,8 +234,7 @@ pub async fn mark_stray_paid(
     paid_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
-    let mut sources = PaymentStatus::Paid.source_names();
-    sources.push(PaymentStatus::Closed.as_str());
+    let sources = PaymentStatus::STRAY_PAID.source_names();
     set_paid(conn, pay_no, &sources, channel_trade_no, paid_at, now).await
 }
 

@@ -1,135 +1,11 @@
 //! Refund vocabulary: statuses, reasons, the stored refund and the `refund.result.v1` event.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
-use paywire_domain::{
-    EventEnvelope, EventId, Fen, OrderId, ParseError, PayChannel, PayNo, RefundNo,
-};
+use paywire_domain::{EventEnvelope, EventId, Fen, OrderId, PayChannel, PayNo, RefundNo};
 use serde::{Deserialize, Serialize};
 
-/// Where a refund of stray money stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefundStatus {
-    /// Recorded; not yet accepted by the channel.
-    Pending,
-    /// Accepted by the channel, not final yet.
-    Processing,
-    /// The money is on its way back: final.
-    Succeeded,
-    /// The channel gave up: final, needs a human.
-    Failed,
-}
-
-impl RefundStatus {
-    pub const ALL: &'static [RefundStatus] = &[
-        RefundStatus::Pending,
-        RefundStatus::Processing,
-        RefundStatus::Succeeded,
-        RefundStatus::Failed,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RefundStatus::Pending => "pending",
-            RefundStatus::Processing => "processing",
-            RefundStatus::Succeeded => "succeeded",
-            RefundStatus::Failed => "failed",
-        }
-    }
-
-    pub const fn can_become(self, next: RefundStatus) -> bool {
-        use RefundStatus::*;
-        matches!(
-            (self, next),
-            (Pending, Processing) | (Pending | Processing, Succeeded | Failed)
-        )
-    }
-
-    /// The guard of a guarded update into `self`.
-    pub fn source_names(self) -> Vec<&'static str> {
-        Self::ALL
-            .iter()
-            .filter(|s| s.can_become(self))
-            .map(|s| s.as_str())
-            .collect()
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, RefundStatus::Succeeded | RefundStatus::Failed)
-    }
-}
-
-impl fmt::Display for RefundStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RefundStatus {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| ParseError::new("refund status", format!("unknown value {s:?}")))
-    }
-}
-
-/// Why money goes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefundReason {
-    /// Paid on an attempt (or order) that was already closed.
-    OrderClosed,
-    /// The order was already paid through another attempt.
-    DuplicatePayment,
-    /// Asked for by the order service (a business decision), through `POST /internal/refunds`.
-    Requested,
-}
-
-impl RefundReason {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RefundReason::OrderClosed => "order_closed",
-            RefundReason::DuplicatePayment => "duplicate_payment",
-            RefundReason::Requested => "requested",
-        }
-    }
-
-    /// What the payer sees at the channel.
-    pub const fn payer_text(self) -> &'static str {
-        match self {
-            RefundReason::OrderClosed => "订单已关闭，自动退款",
-            RefundReason::DuplicatePayment => "订单重复支付，自动退款",
-            RefundReason::Requested => "退款",
-        }
-    }
-}
-
-impl fmt::Display for RefundReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RefundReason {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        match s {
-            "order_closed" => Ok(RefundReason::OrderClosed),
-            "duplicate_payment" => Ok(RefundReason::DuplicatePayment),
-            "requested" => Ok(RefundReason::Requested),
-            other => Err(ParseError::new(
-                "refund reason",
-                format!("unknown value {other:?}"),
-            )),
-        }
-    }
-}
+/// Declared with the other state machines in the domain crate.
+pub use paywire_domain::{RefundReason, RefundStatus};
 
 /// One refund, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +88,9 @@ mod tests {
             assert_eq!(s.as_str().parse::<RefundStatus>().unwrap(), *s);
         }
         assert!("done".parse::<RefundStatus>().is_err());
-        assert!(Succeeded.is_final() && Failed.is_final() && !Pending.is_final());
+        assert!(Succeeded.is_terminal() && Failed.is_terminal() && !Pending.is_terminal());
+        // Sending an accepted refund again is a declared side edge, not an ordinary step.
+        assert!(RefundStatus::RESEND.allows(Processing) && RefundStatus::RESEND.to == Pending);
     }
 
     #[test]

@@ -262,20 +262,22 @@ pub async fn mark_processing(
     Ok(rows == 1)
 }
 
-/// `processing → pending`: the channel does not know the refund after all, so it is sent
-/// again (same `refund_no`: the channel's idempotency key).
+/// `processing → pending` along the side edge [`RefundStatus::RESEND`]: the channel does
+/// not know the refund after all, so it is sent again (same `refund_no`: the channel's
+/// idempotency key).
 pub async fn back_to_pending(
     conn: &mut AsyncPgConnection,
     refund_no: RefundNo,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
+    let edge = RefundStatus::RESEND;
     let rows = diesel::update(
         refunds::table
             .filter(refunds::refund_no.eq(refund_no.get()))
-            .filter(refunds::status.eq(RefundStatus::Processing.as_str())),
+            .filter(refunds::status.eq_any(edge.source_names())),
     )
     .set((
-        refunds::status.eq(RefundStatus::Pending.as_str()),
+        refunds::status.eq(edge.to.as_str()),
         refunds::next_attempt_at.eq(now),
         refunds::updated_at.eq(now),
     ))
