@@ -1,7 +1,10 @@
 //! Layered configuration: compiled-in defaults → optional TOML file → environment.
 //!
 //! * file: `$PAYWIRE_CONFIG` if set, else `config/<service>.toml` if it exists;
-//! * environment: `PAYWIRE__<SECTION>__<KEY>`, e.g. `PAYWIRE__HTTP__PORT=9000`.
+//! * environment: `PAYWIRE__<SECTION>__<KEY>`, e.g. `PAYWIRE__HTTP__PORT=9000`;
+//! * secret files: `PAYWIRE__<SECTION>__<KEY>_FILE=/run/secrets/x` sets `<section>.<key>`
+//!   to the file's content (one trailing newline dropped), as container secrets are
+//!   mounted; it wins over the plain variable.
 //!
 //! Each service has one settings struct built from the shared sections below; its
 //! `Default` is what a developer gets with a bare `cargo run -p <service>`.
@@ -32,7 +35,38 @@ where
             .separator("__")
             .try_parsing(true),
     );
+    for (key, value) in secret_files(std::env::vars())? {
+        builder = builder.set_override(key, value)?;
+    }
     Ok(builder.build()?.try_deserialize()?)
+}
+
+/// `(section.key, content)` for every `PAYWIRE__SECTION__KEY_FILE` variable.
+fn secret_files(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, PlatformError> {
+    let mut out = Vec::new();
+    for (var, path) in vars {
+        let Some(key) = var
+            .strip_prefix("PAYWIRE__")
+            .and_then(|rest| rest.strip_suffix("_FILE"))
+            .filter(|key| key.contains("__"))
+        else {
+            continue;
+        };
+        let content = std::fs::read_to_string(&path).map_err(|e| {
+            PlatformError::Config(::config::ConfigError::Message(format!(
+                "{var}: reading {path}: {e}"
+            )))
+        })?;
+        let content = content
+            .strip_suffix('\n')
+            .map(|c| c.strip_suffix('\r').unwrap_or(c))
+            .unwrap_or(&content)
+            .to_owned();
+        out.push((key.to_lowercase().replace("__", "."), content));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +207,36 @@ impl Default for IdSettings {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    #[test]
+    fn secret_files_set_their_setting_and_missing_ones_are_errors() {
+        let dir = std::env::temp_dir().join(format!("paywire-secret-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jwt");
+        std::fs::write(&file, "s3cret-from-a-file\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let vars = vec![
+            ("PAYWIRE__AUTH__JWT_SECRET_FILE".to_owned(), path.clone()),
+            ("PAYWIRE__HTTP__PORT".to_owned(), "1".to_owned()),
+            ("OTHER__X_FILE".to_owned(), "/nonexistent".to_owned()),
+            // Not SECTION__KEY: ignored rather than guessed.
+            ("PAYWIRE__CONFIG_FILE".to_owned(), "/nonexistent".to_owned()),
+        ];
+        assert_eq!(
+            secret_files(vars.into_iter()).unwrap(),
+            vec![(
+                "auth.jwt_secret".to_owned(),
+                "s3cret-from-a-file".to_owned()
+            )]
+        );
+        let missing = vec![(
+            "PAYWIRE__AUTH__SERVICE_TOKEN_FILE".to_owned(),
+            dir.join("absent").to_string_lossy().into_owned(),
+        )];
+        let err = secret_files(missing.into_iter()).unwrap_err().to_string();
+        assert!(err.contains("PAYWIRE__AUTH__SERVICE_TOKEN_FILE"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[derive(Debug, Default, Serialize, Deserialize)]
     #[serde(default)]

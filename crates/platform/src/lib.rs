@@ -1,11 +1,13 @@
 //! Plumbing written once and shared by every Paywire service:
-//! configuration, telemetry, HTTP bootstrap, authentication and the database.
+//! configuration, telemetry, HTTP bootstrap, authentication, the database, and the
+//! production-mode checks.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod production;
 pub mod telemetry;
 
 pub use error::PlatformError;

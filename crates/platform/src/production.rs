@@ -1,0 +1,638 @@
+//! Production mode: a service started with `PAYWIRE__ENVIRONMENT=production` refuses to run
+//! with anything meant for development, and says in one message every setting at fault.
+//!
+//! Each service implements [`ProductionChecks`] on its settings (using the reusable checks
+//! of [`Findings`]) and calls [`enforce`] once at start-up. The findings name settings and
+//! what is wrong with them, never their values: secrets stay out of messages and logs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::PlatformError;
+use crate::config::{AuthSettings, DEV_JWT_SECRET, DEV_SERVICE_TOKEN};
+
+/// Shortest secret accepted in production (HS256 keys and shared tokens).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Where a service runs. Read like every other setting: `environment` in the config file,
+/// `PAYWIRE__ENVIRONMENT` in the environment; development when unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        })
+    }
+}
+
+/// One setting unfit for production.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// `section.key`, as in the config file.
+    pub setting: String,
+    /// What is wrong, without the value.
+    pub problem: String,
+}
+
+impl Finding {
+    /// The environment variable that sets it: `auth.jwt_secret` → `PAYWIRE__AUTH__JWT_SECRET`.
+    pub fn env_var(&self) -> String {
+        format!(
+            "PAYWIRE__{}",
+            self.setting.replace('.', "__").to_ascii_uppercase()
+        )
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.setting.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "{} ({}): {}", self.setting, self.env_var(), self.problem)
+        }
+    }
+}
+
+/// What a service's checks found, with the checks every service shares.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings(Vec<Finding>);
+
+impl Findings {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, setting: &str, problem: impl Into<String>) {
+        self.0.push(Finding {
+            setting: setting.to_owned(),
+            problem: problem.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Finding> {
+        self.0.iter()
+    }
+
+    /// The settings named, for tests and summaries.
+    pub fn settings(&self) -> BTreeSet<&str> {
+        self.0.iter().map(|f| f.setting.as_str()).collect()
+    }
+
+    /// A secret must not be empty, shorter than `min_bytes`, or one of the development
+    /// values compiled into the binaries.
+    pub fn secret(
+        &mut self,
+        setting: &str,
+        secret: &SecretString,
+        min_bytes: usize,
+        development_values: &[&str],
+    ) {
+        let value = secret.expose_secret();
+        if value.is_empty() {
+            self.push(setting, "is empty");
+        } else if development_values.contains(&value) {
+            self.push(
+                setting,
+                "is the development value compiled into the binaries",
+            );
+        } else if value.len() < min_bytes {
+            self.push(
+                setting,
+                format!(
+                    "is {} bytes long; at least {min_bytes} are required",
+                    value.len()
+                ),
+            );
+        }
+    }
+
+    /// The JWT secret and the service token.
+    pub fn auth(&mut self, auth: &AuthSettings) {
+        self.secret(
+            "auth.jwt_secret",
+            &auth.jwt_secret,
+            MIN_SECRET_BYTES,
+            &[DEV_JWT_SECRET],
+        );
+        self.secret(
+            "auth.service_token",
+            &auth.service_token,
+            MIN_SECRET_BYTES,
+            &[DEV_SERVICE_TOKEN],
+        );
+    }
+
+    /// An RSA key file (private or public, PEM, PKCS#8 or PKCS#1) whose public half is one
+    /// of the test-only keys in `deploy/test-keys/`. A file that cannot be read is left to
+    /// the service's own loading, which reports it with its path.
+    pub fn key_file(&mut self, setting: &str, path: &str) {
+        let Ok(pem) = std::fs::read_to_string(Path::new(path)) else {
+            return;
+        };
+        if let Some(fingerprint) = public_key_fingerprint(&pem)
+            && test_key_fingerprints().contains(&fingerprint)
+        {
+            self.push(
+                setting,
+                "is a TEST-ONLY key from deploy/test-keys (its public key matches)",
+            );
+        }
+    }
+
+    /// A URL the service calls or publishes must be HTTPS and must not name this machine
+    /// (where the channel sandbox and local development run).
+    pub fn external_https_url(&mut self, setting: &str, url: &str, what: &str) {
+        match url_host(url) {
+            None => self.push(setting, format!("is not an absolute URL ({what})")),
+            Some((scheme, host)) => {
+                if is_local_host(&host) {
+                    self.push(
+                        setting,
+                        format!(
+                            "points at this machine ({what}: the channel sandbox or a local development address)"
+                        ),
+                    );
+                } else if scheme != "https" {
+                    self.push(setting, format!("is not HTTPS ({what})"));
+                }
+            }
+        }
+    }
+
+    /// A flag that must be off in production.
+    pub fn disabled(&mut self, setting: &str, enabled: bool, what: &str) {
+        if enabled {
+            self.push(setting, format!("is enabled ({what}); set it to false"));
+        }
+    }
+
+    /// A value that must differ from a development identifier.
+    pub fn not_development_value(&mut self, setting: &str, value: &str, development: &str) {
+        if value == development {
+            self.push(setting, "is the channel sandbox's test identity");
+        }
+    }
+
+    /// RabbitMQ URLs with its built-in `guest` account (which RabbitMQ allows only from
+    /// the local machine).
+    pub fn amqp_url(&mut self, setting: &str, url: &str) {
+        let userinfo = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo);
+        match userinfo {
+            Some(u) if u == "guest" || u.starts_with("guest:") => {
+                self.push(setting, "uses RabbitMQ's default guest account")
+            }
+            Some(u) if !u.contains(':') || u.ends_with(':') => {
+                self.push(setting, "has no password")
+            }
+            None => self.push(setting, "has no credentials"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// `(scheme, host)` of an absolute URL, host lower-cased and without brackets.
+fn url_host(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?.to_owned()
+    } else {
+        host_port.split(':').next()?.to_owned()
+    };
+    (!scheme.is_empty() && !host.is_empty())
+        .then(|| (scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+}
+
+fn is_local_host(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "0.0.0.0"
+        || host == "::"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        // The compose service name of the sandbox.
+        || host == "channel-sandbox"
+}
+
+/// The test-only public keys, compiled in (their private halves match them).
+const TEST_PUBLIC_KEYS: &[&str] = &[
+    include_str!("../../../deploy/test-keys/wechat/merchant_public_key.pem"),
+    include_str!("../../../deploy/test-keys/wechat/wechatpay_public_key.pem"),
+    include_str!("../../../deploy/test-keys/alipay/app_public_key.pem"),
+    include_str!("../../../deploy/test-keys/alipay/alipay_public_key.pem"),
+];
+
+fn test_key_fingerprints() -> &'static BTreeSet<String> {
+    static FINGERPRINTS: OnceLock<BTreeSet<String>> = OnceLock::new();
+    FINGERPRINTS.get_or_init(|| {
+        TEST_PUBLIC_KEYS
+            .iter()
+            .filter_map(|pem| public_key_fingerprint(pem))
+            .collect()
+    })
+}
+
+/// SHA-256 (hex) of the DER SubjectPublicKeyInfo of the key's public half, whatever PEM
+/// form it comes in; `None` for anything that is not an RSA key.
+pub fn public_key_fingerprint(pem: &str) -> Option<String> {
+    let public = RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+        .ok()
+        .or_else(|| {
+            RsaPrivateKey::from_pkcs8_pem(pem)
+                .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
+                .ok()
+                .map(|k| k.to_public_key())
+        })?;
+    let der = public.to_public_key_der().ok()?;
+    Some(
+        Sha256::digest(der.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+/// Implemented by each service's settings: push every setting unfit for production.
+pub trait ProductionChecks {
+    fn production_findings(&self, findings: &mut Findings);
+}
+
+/// Why a production start was refused: every finding, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub service: String,
+    pub findings: Findings,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} refuses to start with PAYWIRE__ENVIRONMENT=production: {} setting{} not fit for production",
+            self.service,
+            self.findings.len(),
+            if self.findings.len() == 1 {
+                " is"
+            } else {
+                "s are"
+            }
+        )?;
+        for finding in self.findings.iter() {
+            write!(f, "\n  - {finding}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Pure decision: in production, any finding refuses the start.
+pub fn check(
+    service: &str,
+    environment: Environment,
+    settings: &impl ProductionChecks,
+) -> Result<Environment, Refusal> {
+    match environment {
+        Environment::Development => Ok(environment),
+        Environment::Production => {
+            let mut findings = Findings::new();
+            settings.production_findings(&mut findings);
+            if findings.is_empty() {
+                Ok(environment)
+            } else {
+                Err(Refusal {
+                    service: service.to_owned(),
+                    findings,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct EnvironmentOnly {
+    environment: Environment,
+}
+
+/// The environment `service` runs in, from the same layers as its settings.
+pub fn environment(service: &str) -> Result<Environment, PlatformError> {
+    Ok(crate::config::load::<EnvironmentOnly>(service)?.environment)
+}
+
+/// Call once at start-up, after telemetry is set up: in production, refuses to start
+/// (returns the [`Refusal`]) on any finding; in development, says loudly that it is.
+pub fn enforce(service: &str, settings: &impl ProductionChecks) -> anyhow::Result<Environment> {
+    let environment = environment(service)?;
+    match check(service, environment, settings)? {
+        Environment::Production => {
+            tracing::info!(environment = "production", "production settings checked");
+        }
+        Environment::Development => {
+            tracing::warn!(
+                environment = "development",
+                "DEVELOPMENT MODE: development secrets, test keys and the channel sandbox are \
+                 accepted; set PAYWIRE__ENVIRONMENT=production in any real deployment"
+            );
+        }
+    }
+    Ok(environment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/test-keys");
+
+    struct Sample(Vec<(&'static str, &'static str)>);
+
+    impl ProductionChecks for Sample {
+        fn production_findings(&self, findings: &mut Findings) {
+            for (setting, problem) in &self.0 {
+                findings.push(setting, *problem);
+            }
+        }
+    }
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    const STRONG: &str = "f3c1b2a49d8e7f60a1b2c3d4e5f60718293a4b5c";
+
+    #[test]
+    fn development_accepts_anything_and_production_refuses_any_finding() {
+        let bad = Sample(vec![("auth.jwt_secret", "is empty")]);
+        assert_eq!(
+            check("order", Environment::Development, &bad),
+            Ok(Environment::Development)
+        );
+        let refusal = check("order", Environment::Production, &bad).unwrap_err();
+        assert_eq!(refusal.findings.len(), 1);
+        assert_eq!(
+            check("order", Environment::Production, &Sample(vec![])),
+            Ok(Environment::Production)
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_every_setting_and_its_variable() {
+        let refusal = check(
+            "payment-gateway",
+            Environment::Production,
+            &Sample(vec![
+                ("auth.jwt_secret", "is empty"),
+                ("wechat.api_base", "points at this machine"),
+            ]),
+        )
+        .unwrap_err();
+        let text = refusal.to_string();
+        assert!(
+            text.starts_with(
+                "payment-gateway refuses to start with PAYWIRE__ENVIRONMENT=production: 2 settings are"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  - auth.jwt_secret (PAYWIRE__AUTH__JWT_SECRET): is empty"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  - wechat.api_base (PAYWIRE__WECHAT__API_BASE): points at this machine"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn development_secrets_are_refused_and_never_shown() {
+        let mut f = Findings::new();
+        f.auth(&AuthSettings::default());
+        assert_eq!(
+            f.settings(),
+            BTreeSet::from(["auth.jwt_secret", "auth.service_token"])
+        );
+        let text = f
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("development value"), "{text}");
+        assert!(!text.contains(DEV_JWT_SECRET) && !text.contains(DEV_SERVICE_TOKEN));
+    }
+
+    #[test]
+    fn empty_and_short_secrets_are_refused_without_their_value() {
+        let mut f = Findings::new();
+        f.secret("a.empty", &secret(""), MIN_SECRET_BYTES, &[]);
+        f.secret("a.short", &secret("hunter2-hunter2"), MIN_SECRET_BYTES, &[]);
+        f.secret("a.ok", &secret(STRONG), MIN_SECRET_BYTES, &[]);
+        f.secret(
+            "a.exactly_32",
+            &secret("0123456789abcdef0123456789abcdef"),
+            MIN_SECRET_BYTES,
+            &[],
+        );
+        assert_eq!(f.settings(), BTreeSet::from(["a.empty", "a.short"]));
+        let text = format!("{f:?}");
+        assert!(text.contains("is empty"), "{text}");
+        assert!(text.contains("is 15 bytes long; at least 32"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn strong_auth_secrets_pass() {
+        let mut f = Findings::new();
+        f.auth(&AuthSettings {
+            jwt_secret: secret(STRONG),
+            service_token: secret(&STRONG.repeat(2)),
+        });
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Every key in deploy/test-keys — private or public — is recognised, so adding a
+    /// test key without listing its public half fails here.
+    #[test]
+    fn every_test_key_is_recognised() {
+        let mut seen = 0;
+        for channel in ["wechat", "alipay"] {
+            for entry in std::fs::read_dir(Path::new(TEST_KEYS).join(channel)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_none_or(|e| e != "pem") {
+                    continue;
+                }
+                let mut f = Findings::new();
+                f.key_file("k.path", path.to_str().unwrap());
+                assert_eq!(f.len(), 1, "{} not recognised", path.display());
+                assert!(f.iter().all(|x| x.problem.contains("TEST-ONLY")));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 8);
+        assert_eq!(test_key_fingerprints().len(), 4);
+    }
+
+    #[test]
+    fn a_test_key_in_another_form_or_place_is_still_recognised() {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::LineEnding;
+        let pem =
+            std::fs::read_to_string(Path::new(TEST_KEYS).join("wechat/merchant_private_key.pem"))
+                .unwrap();
+        let key = RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
+        let pkcs1 = key.to_pkcs1_pem(LineEnding::CRLF).unwrap();
+        let dir = tempdir("pkcs1");
+        let path = dir.join("renamed.pem");
+        std::fs::write(&path, pkcs1.as_bytes()).unwrap();
+        let mut f = Findings::new();
+        f.key_file("wechat.merchant_private_key_path", path.to_str().unwrap());
+        assert_eq!(
+            f.settings(),
+            BTreeSet::from(["wechat.merchant_private_key_path"])
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_freshly_generated_key_passes() {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let dir = tempdir("fresh");
+        let private = dir.join("private.pem");
+        let public = dir.join("public.pem");
+        std::fs::write(
+            &private,
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        std::fs::write(
+            &public,
+            key.to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+        )
+        .unwrap();
+        let mut f = Findings::new();
+        f.key_file("a", private.to_str().unwrap());
+        f.key_file("b", public.to_str().unwrap());
+        // Unreadable or non-key files are the loader's business, not a finding.
+        f.key_file("c", dir.join("missing.pem").to_str().unwrap());
+        assert!(f.is_empty(), "{f:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn channel_urls_must_be_external_https() {
+        let mut f = Findings::new();
+        for (setting, url) in [
+            ("sandbox_default", "http://127.0.0.1:8090"),
+            ("localhost", "https://localhost/gateway.do"),
+            ("v6", "http://[::1]:8090/"),
+            ("compose_name", "http://channel-sandbox:8090"),
+            ("plain_http", "http://openapi.alipay.com/gateway.do"),
+            ("relative", "/gateway.do"),
+            ("empty", ""),
+        ] {
+            f.external_https_url(setting, url, "the channel API");
+        }
+        for ok in [
+            "https://api.mch.weixin.qq.com",
+            "https://openapi.alipay.com/gateway.do",
+            "https://user:pw@pay.example.com:8443/x",
+        ] {
+            f.external_https_url("ok", ok, "the channel API");
+        }
+        assert_eq!(
+            f.settings(),
+            BTreeSet::from([
+                "sandbox_default",
+                "localhost",
+                "v6",
+                "compose_name",
+                "plain_http",
+                "relative",
+                "empty"
+            ])
+        );
+    }
+
+    #[test]
+    fn amqp_urls_need_a_real_account() {
+        let mut f = Findings::new();
+        f.amqp_url("guest", "amqp://guest:guest@127.0.0.1:5672/%2f");
+        f.amqp_url("no_password", "amqp://paywire@mq:5672/%2f");
+        f.amqp_url("empty_password", "amqp://paywire:@mq:5672/%2f");
+        f.amqp_url("anonymous", "amqp://mq:5672/%2f");
+        f.amqp_url("ok", "amqps://paywire:s3cr3t-long-password@mq:5671/paywire");
+        assert_eq!(
+            f.settings(),
+            BTreeSet::from(["guest", "no_password", "empty_password", "anonymous"])
+        );
+        assert!(!format!("{f:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn flags_and_identities() {
+        let mut f = Findings::new();
+        f.disabled("dev_login.enabled", true, "the dev sign-in");
+        f.disabled("other.enabled", false, "x");
+        f.not_development_value("wechat.mchid", "1900009191", "1900009191");
+        f.not_development_value("alipay.app_id", "2021004100000000", "2021000000000001");
+        assert_eq!(
+            f.settings(),
+            BTreeSet::from(["dev_login.enabled", "wechat.mchid"])
+        );
+    }
+
+    #[test]
+    fn the_environment_defaults_to_development_and_parses() {
+        assert_eq!(Environment::default(), Environment::Development);
+        let parsed: EnvironmentOnly =
+            serde_json::from_str(r#"{"environment":"production"}"#).unwrap();
+        assert_eq!(parsed.environment, Environment::Production);
+        assert!(serde_json::from_str::<EnvironmentOnly>(r#"{"environment":"prod"}"#).is_err());
+    }
+
+    fn tempdir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "paywire-production-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
