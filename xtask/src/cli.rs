@@ -7,6 +7,7 @@ use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use paywire_domain::{PayChannel, UserId};
 
 use crate::dlq::Selection;
+use crate::images::Binaries;
 
 const ENVIRONMENT_HELP: &str = "\
 environment:
@@ -59,6 +60,14 @@ enum Sub {
         /// Seed of the fault schedule (default: random, printed)
         #[arg(long, value_name = "s")]
         seed: Option<u64>,
+    },
+    /// Build every container image on this machine: the Debian base (debootstrap +
+    /// import), a Rust builder, one image per service, PostgreSQL and RabbitMQ
+    Images {
+        /// Ship the host's dev-profile binaries (tag host-build) instead of compiling
+        /// release binaries in the builder stage (tag latest)
+        #[arg(long)]
+        prebuilt: bool,
     },
 }
 
@@ -116,6 +125,9 @@ pub enum Command {
         n: usize,
         seed: Option<u64>,
     },
+    Images {
+        binaries: Binaries,
+    },
 }
 
 /// Default size of `cargo xtask chaos`.
@@ -130,6 +142,14 @@ fn parse_positive(raw: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn binaries(prebuilt: bool) -> Binaries {
+    if prebuilt {
+        Binaries::Prebuilt
+    } else {
+        Binaries::Source
     }
 }
 
@@ -173,6 +193,9 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
             },
         },
         Some(Sub::Chaos { n, seed }) => Command::Chaos { n, seed },
+        Some(Sub::Images { prebuilt }) => Command::Images {
+            binaries: binaries(prebuilt),
+        },
     })
 }
 
@@ -207,6 +230,18 @@ mod tests {
         assert_eq!(p(&[]).unwrap(), Command::Help);
         assert_eq!(p(&["up"]).unwrap(), Command::Up);
         assert_eq!(p(&["migrate"]).unwrap(), Command::Migrate);
+        assert_eq!(
+            p(&["images"]).unwrap(),
+            Command::Images {
+                binaries: Binaries::Source
+            }
+        );
+        assert_eq!(
+            p(&["images", "--prebuilt"]).unwrap(),
+            Command::Images {
+                binaries: Binaries::Prebuilt
+            }
+        );
         assert_eq!(
             p(&["demo"]).unwrap(),
             Command::Demo {
@@ -248,6 +283,7 @@ mod tests {
             "token",
             "dlq",
             "chaos",
+            "images",
             "PAYWIRE_PG",
             "PAYWIRE__AMQP__URL",
             "PAYWIRE__AUTH__JWT_SECRET",

@@ -9,6 +9,7 @@ use paywire_domain::topology::{PAY_RESULT_EXCHANGE, PAY_RESULT_SUBSCRIBERS};
 use paywire_domain::{BizType, EventId, Fen, OrderId, PayChannel, PayNo, PayResultV1, UserId};
 use serde_norway::Value;
 
+use crate::compose;
 use crate::layout::{self, SERVICES};
 
 fn read(rel: &str) -> String {
@@ -374,8 +375,38 @@ fn compose_env(service: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The port of every `http://127.0.0.1:<port>…` value.
+fn loopback_port(url: &str) -> Option<u16> {
+    let rest = url.strip_prefix("http://127.0.0.1:")?;
+    rest.split(['/', '?']).next()?.parse().ok()
+}
+
+/// Both compose files: no top-level `name:` (Compose 1.29 rejects it; `-p paywire` works
+/// with both versions), only `services`, `volumes`, `secrets` and `x-` extensions.
 #[test]
-fn compose_runs_every_service_with_its_documented_port_and_database() {
+fn compose_files_stay_within_what_compose_1_29_accepts() {
+    for file in ["deploy/compose.yaml", "deploy/compose.production.yaml"] {
+        let compose = yaml(file);
+        for key in compose.as_mapping().unwrap().keys() {
+            let key = key.as_str().unwrap();
+            assert!(
+                ["services", "volumes", "secrets"].contains(&key) || key.starts_with("x-"),
+                "{file}: top-level {key:?}"
+            );
+        }
+        for (name, s) in compose["services"].as_mapping().unwrap() {
+            assert_eq!(
+                str_at(s, &["network_mode"]),
+                Some("host"),
+                "{file}: {name:?} (no bridge network on this kind of machine)"
+            );
+            assert!(s.get("ports").is_none(), "{file}: {name:?} publishes ports");
+        }
+    }
+}
+
+#[test]
+fn compose_runs_every_service_on_its_own_loopback_port_with_its_database() {
     let compose = yaml("deploy/compose.yaml");
     let services = &compose["services"];
     let mut on_disk: Vec<String> = std::fs::read_dir(layout::repo_root().join("services"))
@@ -397,6 +428,11 @@ fn compose_runs_every_service_with_its_documented_port_and_database() {
             str_at(s, &["build", "dockerfile"]),
             Some("deploy/Dockerfile")
         );
+        assert_eq!(
+            str_at(s, &["image"]),
+            Some(format!("paywire/{name}:${{PAYWIRE_IMAGE_TAG:-latest}}").as_str()),
+            "{name}: the tag `cargo xtask images` builds"
+        );
         let context = layout::repo_root()
             .join("deploy")
             .join(str_at(s, &["build", "context"]).unwrap());
@@ -404,40 +440,47 @@ fn compose_runs_every_service_with_its_documented_port_and_database() {
 
         let port = default_port_in_code(name);
         assert_eq!(port, known.port, "xtask's table vs services/{name}");
-        let ports: Vec<&str> = s["ports"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        assert_eq!(
-            ports,
-            vec![format!("{port}:{port}")],
-            "{name}: published ports"
-        );
-
         let env = compose_env(s);
         assert_eq!(
             env.get("PAYWIRE__HTTP__PORT"),
-            Some(&port.to_string()),
-            "{name}"
+            Some(&compose::port(known).to_string()),
+            "{name}: default port + {}",
+            compose::COMPOSE_PORT_OFFSET
         );
+        // Host networking: 0.0.0.0 would publish every API (the sandbox's unauthenticated
+        // admin and wallet API included) on all of the machine's interfaces.
         assert_eq!(
             env.get("PAYWIRE__HTTP__HOST").map(String::as_str),
-            Some("0.0.0.0")
+            Some("127.0.0.1"),
+            "{name}"
         );
         assert_eq!(
             env.get("PAYWIRE__TELEMETRY__JSON").map(String::as_str),
             Some("true")
         );
+        assert_eq!(
+            env.get("PAYWIRE__ENVIRONMENT").map(String::as_str),
+            Some("development"),
+            "{name}: the development stack says so"
+        );
         match known.database {
             Some(db) => {
                 assert_eq!(
                     env.get("PAYWIRE__DATABASE__URL"),
-                    Some(&format!("postgres://postgres@postgres:5432/{db}")),
+                    Some(&format!(
+                        "postgres://postgres@127.0.0.1:{}/{db}",
+                        compose::COMPOSE_PG_PORT
+                    )),
                     "{name}"
                 );
-                assert!(env.contains_key("PAYWIRE__AMQP__URL"), "{name}");
+                assert_eq!(
+                    env.get("PAYWIRE__AMQP__URL"),
+                    Some(&format!(
+                        "amqp://guest:guest@127.0.0.1:{}/%2f",
+                        compose::COMPOSE_AMQP_PORT
+                    )),
+                    "{name}"
+                );
                 for dep in ["postgres", "rabbitmq"] {
                     assert_eq!(
                         str_at(s, &["depends_on", dep, "condition"]),
@@ -469,20 +512,158 @@ fn compose_runs_every_service_with_its_documented_port_and_database() {
             "{name}: keys mounted read-only"
         );
     }
-    for infra in ["postgres", "rabbitmq"] {
-        assert!(
-            services[infra]["healthcheck"]["test"].is_sequence(),
-            "{infra}"
+}
+
+/// Every `http://127.0.0.1:<port>` in a service's environment names the compose port of
+/// the service it means: the channels' APIs are the sandbox, notify URLs are the
+/// gateway's own callback routes, upstreams are the services their setting names.
+#[test]
+fn compose_urls_point_at_the_containers_they_mean() {
+    let compose = yaml("deploy/compose.yaml");
+    let expected: &[(&str, &str, &str, &str)] = &[
+        (
+            "payment-gateway",
+            "PAYWIRE__WECHAT__API_BASE",
+            "channel-sandbox",
+            "",
+        ),
+        (
+            "payment-gateway",
+            "PAYWIRE__ALIPAY__GATEWAY_URL",
+            "channel-sandbox",
+            "/gateway.do",
+        ),
+        (
+            "payment-gateway",
+            "PAYWIRE__WECHAT__NOTIFY_URL",
+            "payment-gateway",
+            "/api/callback/wechat",
+        ),
+        (
+            "payment-gateway",
+            "PAYWIRE__ALIPAY__NOTIFY_URL",
+            "payment-gateway",
+            "/api/callback/alipay",
+        ),
+        (
+            "order",
+            "PAYWIRE__UPSTREAM__LEARNING_CENTER_URL",
+            "learning-center",
+            "",
+        ),
+        (
+            "order",
+            "PAYWIRE__UPSTREAM__PAYMENT_GATEWAY_URL",
+            "payment-gateway",
+            "",
+        ),
+        (
+            "web",
+            "PAYWIRE__UPSTREAM__LEARNING_CENTER_URL",
+            "learning-center",
+            "",
+        ),
+        ("web", "PAYWIRE__UPSTREAM__ORDER_URL", "order", ""),
+        (
+            "web",
+            "PAYWIRE__PAGES__WALLET_URL",
+            "channel-sandbox",
+            "/sandbox/wallet",
+        ),
+    ];
+    for (service, var, target, path) in expected {
+        let env = compose_env(&compose["services"][*service]);
+        assert_eq!(
+            env.get(*var),
+            Some(&format!("{}{path}", compose::url(layout::service(target)))),
+            "{service}: {var}"
         );
     }
+    // The gateway really routes the notify paths it is told to publish.
+    let gateway = route_literals(&service_source("payment-gateway"));
+    assert!(gateway.contains("/api/callback/{channel}"), "{gateway:?}");
+    for channel in ["wechat", "alipay"] {
+        channel
+            .parse::<PayChannel>()
+            .unwrap_or_else(|e| panic!("/api/callback/{channel}: {e}"));
+    }
+    // No other loopback URL hides anywhere.
+    let ports: BTreeSet<u16> = SERVICES.iter().map(compose::port).collect();
+    for s in SERVICES {
+        for (var, value) in compose_env(&compose["services"][s.name]) {
+            if let Some(port) = loopback_port(&value) {
+                assert!(ports.contains(&port), "{}: {var} → port {port}", s.name);
+                assert!(
+                    expected
+                        .iter()
+                        .any(|(svc, v, _, _)| *svc == s.name && *v == var),
+                    "{}: {var} is a loopback URL this test does not know",
+                    s.name
+                );
+            }
+        }
+    }
+}
+
+/// PostgreSQL and RabbitMQ: images made here from Debian's packages, their own ports, and
+/// for RabbitMQ its own node name, distribution port and epmd beside the machine's.
+#[test]
+fn compose_infrastructure_has_ports_of_its_own() {
+    let compose = yaml("deploy/compose.yaml");
+    let pg = &compose["services"]["postgres"];
+    assert_eq!(str_at(pg, &["image"]), Some("paywire/postgres:15"));
+    assert_eq!(str_at(pg, &["build", "context"]), Some("images/postgres"));
+    let env = compose_env(pg);
+    assert_eq!(env["PGPORT"], compose::COMPOSE_PG_PORT.to_string());
+    let command: Vec<&str> = pg["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(
-        str_at(services, &["postgres", "image"]),
-        Some("postgres:15")
+        command,
+        ["postgres", "-c", "listen_addresses=127.0.0.1"],
+        "PostgreSQL listens on loopback only"
+    );
+    let health = format!("{:?}", pg["healthcheck"]["test"]);
+    assert!(
+        health.contains(&compose::COMPOSE_PG_PORT.to_string()),
+        "{health}"
+    );
+
+    let mq = &compose["services"]["rabbitmq"];
+    assert_eq!(str_at(mq, &["image"]), Some("paywire/rabbitmq:3.10"));
+    assert_eq!(str_at(mq, &["build", "context"]), Some("images/rabbitmq"));
+    let env = compose_env(mq);
+    assert_eq!(
+        env["RABBITMQ_NODE_PORT"],
+        compose::COMPOSE_AMQP_PORT.to_string()
     );
     assert_eq!(
-        str_at(services, &["rabbitmq", "image"]),
-        Some("rabbitmq:3.10")
+        env["RABBITMQ_DIST_PORT"],
+        compose::COMPOSE_AMQP_DIST_PORT.to_string()
     );
+    assert_eq!(env["ERL_EPMD_PORT"], compose::COMPOSE_EPMD_PORT.to_string());
+    assert_eq!(env["RABBITMQ_NODE_IP_ADDRESS"], "127.0.0.1");
+    assert!(
+        !env["RABBITMQ_NODENAME"].starts_with("rabbit@"),
+        "the machine's broker is rabbit@…"
+    );
+    for (name, port) in [
+        ("AMQP", compose::COMPOSE_AMQP_PORT),
+        ("distribution", compose::COMPOSE_AMQP_DIST_PORT),
+        ("epmd", compose::COMPOSE_EPMD_PORT),
+        ("PostgreSQL", compose::COMPOSE_PG_PORT),
+    ] {
+        assert!(
+            ![5432, 5672, 25672, 4369].contains(&port) && !(8080..=8090).contains(&port),
+            "{name} port {port} is taken on a developer's machine"
+        );
+    }
+    for infra in [pg, mq] {
+        assert!(infra["healthcheck"]["test"].is_sequence());
+    }
 }
 
 /// `section.key` of a `PAYWIRE__SECTION__KEY` variable names a settings field: the
@@ -496,23 +677,7 @@ fn compose_environment_names_real_settings_and_existing_keys() {
         let lib = read(&format!("services/{}/src/lib.rs", s.name));
         let source = format!("{platform}\n{}", service_source(s.name));
         for (var, value) in compose_env(&compose["services"][s.name]) {
-            let rest = var
-                .strip_prefix("PAYWIRE__")
-                .unwrap_or_else(|| panic!("{}: {var} is not a PAYWIRE__ variable", s.name));
-            let (section, key) = rest
-                .split_once("__")
-                .unwrap_or_else(|| panic!("{}: {var} is not SECTION__KEY", s.name));
-            let (section, key) = (section.to_lowercase(), key.to_lowercase());
-            assert!(
-                lib.contains(&format!("pub {section}:")),
-                "{}: {var}: Settings has no section {section}",
-                s.name
-            );
-            assert!(
-                source.contains(&format!("pub {key}:")),
-                "{}: {var}: no settings field {key}",
-                s.name
-            );
+            check_setting_var(s.name, &var, &lib, &source);
             if let Some(file) = value.strip_prefix("/keys/") {
                 let path = layout::repo_root().join("deploy/test-keys").join(file);
                 assert!(
@@ -526,31 +691,192 @@ fn compose_environment_names_real_settings_and_existing_keys() {
     }
 }
 
+/// `PAYWIRE__SECTION__KEY` (optionally `…_FILE`, read from that file) names a real
+/// setting of `service`; `PAYWIRE__ENVIRONMENT` is the production-mode switch.
+fn check_setting_var(service: &str, var: &str, lib: &str, source: &str) {
+    let rest = var
+        .strip_prefix("PAYWIRE__")
+        .unwrap_or_else(|| panic!("{service}: {var} is not a PAYWIRE__ variable"));
+    if rest == "ENVIRONMENT" {
+        assert!(
+            read("crates/platform/src/production.rs").contains("environment: Environment"),
+            "the environment setting moved"
+        );
+        return;
+    }
+    let (section, key) = rest
+        .split_once("__")
+        .unwrap_or_else(|| panic!("{service}: {var} is not SECTION__KEY"));
+    let (section, mut key) = (section.to_lowercase(), key.to_lowercase());
+    if let Some(k) = key.strip_suffix("_file")
+        && !source.contains(&format!("pub {key}:"))
+    {
+        key = k.to_owned();
+    }
+    assert!(
+        lib.contains(&format!("pub {section}:")),
+        "{service}: {var}: Settings has no section {section}"
+    );
+    assert!(
+        source.contains(&format!("pub {key}:")),
+        "{service}: {var}: no settings field {key}"
+    );
+}
+
 #[test]
-fn dockerfile_builds_one_locked_service_into_a_non_root_image() {
+fn dockerfile_compiles_every_service_once_into_non_root_images() {
     let dockerfile = read("deploy/Dockerfile");
     for needle in [
-        "FROM rust:1.95-bookworm AS builder",
+        "ARG BUILDER_IMAGE=rust:1.95-bookworm",
+        "ARG RUNTIME_IMAGE=debian:bookworm-slim",
+        "FROM ${BUILDER_IMAGE} AS builder",
+        "FROM ${RUNTIME_IMAGE} AS runtime",
+        "cargo build --release --locked",
+        "--mount=type=cache,target=/usr/local/cargo/registry",
+        "--mount=type=cache,target=/src/target",
         "ARG SERVICE",
-        "cargo build --release --locked -p \"${SERVICE}\"",
-        "FROM debian:bookworm-slim",
         "ca-certificates",
-        "/usr/local/bin/service",
+        "COPY --from=binaries /out/${SERVICE} /usr/local/bin/service",
         "ENTRYPOINT [\"/usr/local/bin/service\"]",
     ] {
         assert!(dockerfile.contains(needle), "Dockerfile lacks {needle:?}");
     }
-    let user = dockerfile
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("USER "))
-        .expect("the runtime stage sets a USER");
-    assert!(
-        !user.starts_with("root") && !user.starts_with('0'),
-        "USER {user}"
-    );
+    for s in SERVICES {
+        assert!(
+            dockerfile.contains(&format!("-p {}", s.name)),
+            "the builder stage does not compile {}",
+            s.name
+        );
+    }
     let ignore = read(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target/"));
+    // Keys are mounted, never copied into an image.
+    assert!(!dockerfile.contains("test-keys"));
+}
+
+/// Every Dockerfile: base images are build arguments defaulting to public images, no
+/// `# syntax=` line (it pulls a frontend image), and the last stage runs as a non-root user.
+#[test]
+fn dockerfiles_build_without_a_registry_and_run_as_non_root() {
+    for rel in [
+        "deploy/Dockerfile",
+        "deploy/images/rust-builder/Dockerfile",
+        "deploy/images/postgres/Dockerfile",
+        "deploy/images/rabbitmq/Dockerfile",
+    ] {
+        let text = read(rel);
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().to_lowercase().starts_with("# syntax")),
+            "{rel}: a syntax directive pulls a frontend image"
+        );
+        for line in text.lines().filter(|l| l.starts_with("FROM ")) {
+            let image = line.split_whitespace().nth(1).unwrap();
+            assert!(
+                image.starts_with("${")
+                    || image == "scratch"
+                    || text.contains(&format!("AS {image}")),
+                "{rel}: {line:?} names an image instead of a build argument"
+            );
+        }
+        for arg in text.lines().filter_map(|l| l.strip_prefix("ARG ")) {
+            if let Some((name, default)) = arg.split_once('=')
+                && name.ends_with("_IMAGE")
+            {
+                assert!(
+                    ["rust:1.95-bookworm", "debian:bookworm-slim"].contains(&default),
+                    "{rel}: {name} defaults to {default}"
+                );
+            }
+        }
+        if rel.contains("rust-builder") {
+            continue;
+        }
+        let user = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("USER "))
+            .unwrap_or_else(|| panic!("{rel}: the runtime stage sets no USER"));
+        assert!(
+            !user.starts_with("root") && !user.starts_with('0'),
+            "{rel}: USER {user}"
+        );
+    }
+}
+
+/// The production-shaped stack: production mode everywhere, no sandbox, no test keys, no
+/// dev sign-in, and every secret a mounted file (never a value in the file or environment).
+#[test]
+fn production_compose_reads_secrets_from_files_and_runs_no_sandbox() {
+    let compose = yaml("deploy/compose.production.yaml");
+    let services = &compose["services"];
+    let declared: BTreeSet<&str> = compose["secrets"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(Value::as_str)
+        .collect();
+    let platform = read("crates/platform/src/config.rs");
+    assert!(services.get("channel-sandbox").is_none());
+    for s in SERVICES.iter().filter(|s| s.name != "channel-sandbox") {
+        let svc = &services[s.name];
+        let env = compose_env(svc);
+        assert_eq!(env["PAYWIRE__ENVIRONMENT"], "production", "{}", s.name);
+        assert!(
+            svc.get("volumes").is_none(),
+            "{}: mounts no test keys",
+            s.name
+        );
+        let mounted: BTreeSet<&str> = svc["secrets"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{}: no secrets", s.name))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let lib = read(&format!("services/{}/src/lib.rs", s.name));
+        let source = format!("{platform}\n{}", service_source(s.name));
+        for (var, value) in &env {
+            check_setting_var(s.name, var, &lib, &source);
+            let lower = var.to_lowercase();
+            if ["secret", "token", "apiv3_key", "database__url", "amqp__url"]
+                .iter()
+                .any(|w| lower.contains(w))
+            {
+                assert!(
+                    var.ends_with("_FILE"),
+                    "{}: {var} must come from a secret file",
+                    s.name
+                );
+            }
+            if let Some(secret) = value.strip_prefix("/run/secrets/") {
+                assert!(
+                    mounted.contains(secret),
+                    "{}: {var}: {secret} not mounted",
+                    s.name
+                );
+                assert!(declared.contains(secret), "{secret} not declared");
+            }
+            assert!(
+                !value.contains("test-keys") && !value.contains("/keys/"),
+                "{}: {var} names a test key",
+                s.name
+            );
+            if var.ends_with("__API_BASE") || var.ends_with("__GATEWAY_URL") {
+                assert!(value.starts_with("https://"), "{}: {var}", s.name);
+            }
+        }
+    }
+    assert_eq!(
+        compose_env(&services["web"])["PAYWIRE__DEV_LOGIN__ENABLED"],
+        "false"
+    );
+    // The database password is a file too.
+    assert_eq!(
+        compose_env(&services["postgres"])["POSTGRES_PASSWORD_FILE"],
+        "/run/secrets/postgres_password"
+    );
+    assert!(!compose_env(&services["postgres"]).contains_key("POSTGRES_HOST_AUTH_METHOD"));
 }
 
 /// `deploy/config/<service>.example.toml`: sections and keys are real settings, the port,

@@ -8,19 +8,24 @@
 //! * `token <user-id>`: print a 24 h dev JWT;
 //! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
 //! * `chaos [--n N] [--seed S]`: the chaos test (two instances per service, killed
-//!   processes, RabbitMQ restarts, callback faults) with its invariant checks.
+//!   processes, RabbitMQ restarts, callback faults) with its invariant checks;
+//! * `images`: every container image built on this machine (see [`images`]).
 
 // A command-line tool: its output is stdout.
 #![allow(clippy::print_stdout)]
 
 mod chaos;
 mod cli;
+// Used by the drift tests until the compose smoke lands.
+#[cfg(test)]
+mod compose;
 mod demo;
 mod dlq;
 #[cfg(test)]
 mod drift;
 #[cfg(test)]
 mod fake;
+mod images;
 mod layout;
 mod migrate;
 mod procs;
@@ -57,6 +62,8 @@ async fn main() -> ExitCode {
             selection,
         } => dlq::run_replay(vhost.as_deref(), &queue, &selection).await,
         Command::Chaos { n, seed } => chaos::run(n, seed).await,
+        // Blocking: docker and debootstrap run with the terminal attached.
+        Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,4 +72,9 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a blocking command (docker, debootstrap with the terminal attached) off the runtime.
+async fn blocking(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(f).await?
 }
