@@ -7,8 +7,6 @@
 //! broker's confirm, so a failure in between leaves a duplicate (absorbed by the
 //! consumers' inbox), never a loss.
 
-use std::process::Command;
-
 use anyhow::{Context, bail};
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -89,19 +87,17 @@ pub fn vhost_of(amqp_url: &str) -> String {
 /// Every `*.dlq` queue of the vhost according to `rabbitmqctl`; if that tool is not
 /// available, the dead-letter queues of the known pay-result subscribers.
 pub fn discover(vhost: &str) -> Vec<String> {
-    let listed = Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-p",
-            vhost,
-            "-q",
-            "--no-table-headers",
-            "name",
-        ])
-        .output();
+    let listed = paywire_testkit::rabbitmq::rabbitmqctl(&[
+        "list_queues",
+        "-p",
+        vhost,
+        "-q",
+        "--no-table-headers",
+        "name",
+    ]);
     match listed {
-        Ok(out) if out.status.success() => {
-            let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        Ok(out) => {
+            let mut names: Vec<String> = out
                 .lines()
                 .map(str::trim)
                 .filter(|l| l.ends_with(DLQ_SUFFIX))

@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use paywire_platform::auth::Authenticator;
 use paywire_platform::config::AuthSettings;
+use paywire_testkit::rabbitmq::{self, Rabbitmqctl, rabbitmqctl, rabbitmqctl_async};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -196,7 +197,7 @@ impl BrokerGuard {
     async fn restart(&self, down: Duration) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         self.stopped.store(true, Ordering::SeqCst);
-        let stopped = procs::rabbitmqctl_async(vec!["stop_app".into()]).await;
+        let stopped = rabbitmqctl_async(vec!["stop_app".into()]).await;
         tokio::time::sleep(down).await;
         let started = self.start().await;
         stopped?;
@@ -205,8 +206,10 @@ impl BrokerGuard {
 
     async fn start(&self) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
-        procs::rabbitmqctl_async(vec!["start_app".into()]).await?;
-        procs::rabbitmqctl_async(vec!["await_startup".into()]).await?;
+        rabbitmqctl_async(vec!["start_app".into()]).await?;
+        Rabbitmqctl::default()
+            .wait_until_started_async(rabbitmq::START_BOUND)
+            .await?;
         self.stopped.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -215,8 +218,8 @@ impl BrokerGuard {
 impl Drop for BrokerGuard {
     fn drop(&mut self) {
         if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
-            let _ = procs::rabbitmqctl(&["start_app"]);
-            let _ = procs::rabbitmqctl(&["await_startup"]);
+            let _ = rabbitmqctl(&["start_app"]);
+            let _ = Rabbitmqctl::default().wait_until_started(rabbitmq::START_BOUND);
         }
     }
 }
@@ -236,7 +239,7 @@ impl Drop for Resources {
         if self.keep {
             return;
         }
-        let _ = procs::rabbitmqctl(&["delete_vhost", &self.vhost]);
+        let _ = rabbitmqctl(&["delete_vhost", &self.vhost]);
         let urls: Vec<String> = self
             .databases
             .iter()
@@ -291,8 +294,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Summary> {
             .await
             .with_context(|| format!("creating database {db}"))?;
     }
-    procs::rabbitmqctl_async(vec!["add_vhost".into(), run_id.clone()]).await?;
-    procs::rabbitmqctl_async(
+    rabbitmqctl_async(vec!["add_vhost".into(), run_id.clone()]).await?;
+    rabbitmqctl_async(
         ["set_permissions", "-p", &run_id, "guest", ".*", ".*", ".*"]
             .map(String::from)
             .to_vec(),
@@ -485,7 +488,7 @@ async fn drive(
                                 guard.restart(Duration::from_secs(3)).await?;
                             }
                             BrokerFault::DropConnections => {
-                                procs::rabbitmqctl_async(vec![
+                                rabbitmqctl_async(vec![
                                     "close_all_connections".into(),
                                     "-p".into(),
                                     vhost.clone(),

@@ -139,33 +139,9 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Runs `rabbitmqctl` with `args`; its output on failure.
-pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .context("running rabbitmqctl")?;
-    if !out.status.success() {
-        bail!(
-            "rabbitmqctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `rabbitmqctl` off the async threads.
-pub async fn rabbitmqctl_async(args: Vec<String>) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        rabbitmqctl(&refs)
-    })
-    .await?
-}
-
 /// Message counts (ready + unacknowledged) of every queue in `vhost`.
 pub async fn queue_depths(vhost: &str) -> anyhow::Result<Vec<(String, u64)>> {
-    let text = rabbitmqctl_async(vec![
+    let text = paywire_testkit::rabbitmq::rabbitmqctl_async(vec![
         "list_queues".into(),
         "-p".into(),
         vhost.into(),

@@ -3,11 +3,13 @@
 //!
 //! Server locations come from `PAYWIRE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`)
 //! and `PAYWIRE_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672`); vhosts are
-//! managed with `rabbitmqctl`, which needs no management plugin.
-
-use std::process::Command;
+//! managed with `rabbitmqctl` ([`rabbitmq`]), which needs no management plugin.
 
 use rand::Rng;
+
+pub mod rabbitmq;
+
+use rabbitmq::rabbitmqctl;
 
 pub fn pg_server() -> String {
     std::env::var("PAYWIRE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -69,16 +71,6 @@ pub struct TestVhost {
     pub amqp_url: String,
 }
 
-fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("rabbitmqctl").args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 impl TestVhost {
     pub fn create() -> anyhow::Result<Self> {
         let name = format!("t_{}", unique_suffix());
@@ -95,23 +87,21 @@ impl TestVhost {
             "-p",
             &self.name,
             "test fault injection",
-        ])
+        ])?;
+        Ok(())
     }
 
     /// Number of messages ready in `queue` (0 if the queue does not exist).
     pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
-        let out = Command::new("rabbitmqctl")
-            .args([
-                "list_queues",
-                "-p",
-                &self.name,
-                "-q",
-                "--no-table-headers",
-                "name",
-                "messages",
-            ])
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = rabbitmqctl(&[
+            "list_queues",
+            "-p",
+            &self.name,
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages",
+        ])?;
         Ok(text
             .lines()
             .filter_map(|l| {
