@@ -7,6 +7,7 @@
 
 use rand::Rng;
 
+pub mod production;
 pub mod rabbitmq;
 
 use rabbitmq::rabbitmqctl;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::web;
 use paywire_platform::config::{HttpSettings, TelemetrySettings};
+use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
 pub use alipay::AlipaySettings;
@@ -50,6 +51,18 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             faults: FaultSettings::default(),
         }
+    }
+}
+
+/// The sandbox imitates the channels with test keys and an unauthenticated wallet and
+/// admin API: it never runs in production, whatever its settings.
+impl ProductionChecks for Settings {
+    fn production_findings(&self, findings: &mut Findings) {
+        findings.push(
+            "",
+            "the channel sandbox imitates WeChat Pay and Alipay (test keys, unauthenticated \
+             wallet and fault injection) and never runs in production",
+        );
     }
 }
 

@@ -5,5 +5,7 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = paywire_platform::config::load(SERVICE_NAME)?;
     // The binary owns the global subscriber; `build` (also used by tests) does not.
     paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
+    // PAYWIRE__ENVIRONMENT=production: refuse development secrets, test keys, the sandbox.
+    paywire_platform::production::enforce(SERVICE_NAME, &settings)?;
     build(settings).await?.run().await
 }

@@ -21,6 +21,7 @@ use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
 use paywire_platform::db::{DbPool, PooledConn};
+use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::LearningError;
@@ -51,6 +52,14 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             ids: IdSettings::default(),
         }
+    }
+}
+
+/// Production mode: development secrets and the broker's guest account are refused.
+impl ProductionChecks for Settings {
+    fn production_findings(&self, findings: &mut Findings) {
+        findings.auth(&self.auth);
+        findings.amqp_url("amqp.url", &self.amqp.url);
     }
 }
 

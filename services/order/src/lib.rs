@@ -25,6 +25,7 @@ use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
 use paywire_platform::db::{DbPool, PooledConn};
+use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
 use crate::clients::{LearningCenterClient, PaymentGatewayClient};
@@ -62,6 +63,14 @@ impl Default for Settings {
             upstream: UpstreamSettings::default(),
             timeout: TimeoutSettings::default(),
         }
+    }
+}
+
+/// Production mode: development secrets and the broker's guest account are refused.
+impl ProductionChecks for Settings {
+    fn production_findings(&self, findings: &mut Findings) {
+        findings.auth(&self.auth);
+        findings.amqp_url("amqp.url", &self.amqp.url);
     }
 }
 

@@ -4,6 +4,8 @@ use order::{MIGRATIONS, SERVICE_NAME, Settings, build};
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = paywire_platform::config::load(SERVICE_NAME)?;
     paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
+    // PAYWIRE__ENVIRONMENT=production: refuse development secrets, test keys, the sandbox.
+    paywire_platform::production::enforce(SERVICE_NAME, &settings)?;
     // `order migrate`: create the database and apply migrations, nothing else (deploy
     // pipelines, `cargo xtask migrate`).
     if std::env::args().nth(1).as_deref() == Some("migrate") {

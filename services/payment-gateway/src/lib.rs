@@ -25,6 +25,7 @@ use paywire_platform::config::{
     expose_for_layering,
 };
 use paywire_platform::db::{DbPool, PooledConn};
+use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,56 @@ impl Default for Settings {
             sweeper: SweeperSettings::default(),
             wechat: WechatSettings::default(),
             alipay: AlipaySettings::default(),
+        }
+    }
+}
+
+/// Production mode: real secrets, no test keys, the channels' real HTTPS endpoints and
+/// public HTTPS notify URLs, merchant identities other than the sandbox's.
+impl ProductionChecks for Settings {
+    fn production_findings(&self, findings: &mut Findings) {
+        findings.auth(&self.auth);
+        findings.amqp_url("amqp.url", &self.amqp.url);
+        if self.wechat.enabled {
+            let w = &self.wechat;
+            findings.secret(
+                "wechat.apiv3_key",
+                &w.apiv3_key,
+                MIN_SECRET_BYTES,
+                &[paywire_channels::wechat::DEV_APIV3_KEY],
+            );
+            findings.key_file(
+                "wechat.merchant_private_key_path",
+                &w.merchant_private_key_path,
+            );
+            findings.key_file(
+                "wechat.wechatpay_public_key_path",
+                &w.wechatpay_public_key_path,
+            );
+            findings.external_https_url("wechat.api_base", &w.api_base, "WeChat Pay's API");
+            findings.external_https_url(
+                "wechat.notify_url",
+                &w.notify_url,
+                "WeChat Pay posts callbacks there",
+            );
+            findings.not_development_value(
+                "wechat.mchid",
+                &w.mchid,
+                paywire_channels::wechat::DEV_MCHID,
+            );
+        }
+        if self.alipay.enabled {
+            use paywire_channels::alipay as dev;
+            let a = &self.alipay;
+            findings.key_file("alipay.app_private_key_path", &a.app_private_key_path);
+            findings.key_file("alipay.alipay_public_key_path", &a.alipay_public_key_path);
+            findings.external_https_url("alipay.gateway_url", &a.gateway_url, "Alipay's gateway");
+            findings.external_https_url(
+                "alipay.notify_url",
+                &a.notify_url,
+                "Alipay posts callbacks there",
+            );
+            findings.not_development_value("alipay.app_id", &a.app_id, dev::DEV_APP_ID);
         }
     }
 }

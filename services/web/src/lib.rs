@@ -13,7 +13,9 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::web;
 use paywire_platform::auth::Authenticator;
+use paywire_platform::config::DEV_JWT_SECRET;
 use paywire_platform::config::{AuthSettings, HttpSettings, TelemetrySettings};
+use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::WebError;
@@ -41,6 +43,30 @@ impl Default for Settings {
             upstream: UpstreamSettings::default(),
             dev_login: DevLoginSettings::default(),
             pages: PageSettings::default(),
+        }
+    }
+}
+
+/// Production mode: the JWT secret (it signs nothing else here), no dev sign-in, no link
+/// to the sandbox wallet.
+impl ProductionChecks for Settings {
+    fn production_findings(&self, findings: &mut Findings) {
+        findings.secret(
+            "auth.jwt_secret",
+            &self.auth.jwt_secret,
+            MIN_SECRET_BYTES,
+            &[DEV_JWT_SECRET],
+        );
+        findings.disabled(
+            "dev_login.enabled",
+            self.dev_login.enabled,
+            "anyone could sign in as any student",
+        );
+        if !self.pages.wallet_url.is_empty() {
+            findings.push(
+                "pages.wallet_url",
+                "links the channel sandbox's wallet; leave it empty in production",
+            );
         }
     }
 }
