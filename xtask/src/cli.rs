@@ -69,6 +69,14 @@ enum Sub {
         #[arg(long)]
         prebuilt: bool,
     },
+    /// Build the images, run the development compose stack, buy with every channel
+    /// through its HTTP ports, kill a service mid-purchase, check nothing was lost, and
+    /// tear it all down (also on failure)
+    ComposeSmoke {
+        /// Ship the host's dev-profile binaries instead of compiling release binaries
+        #[arg(long)]
+        prebuilt: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +134,9 @@ pub enum Command {
         seed: Option<u64>,
     },
     Images {
+        binaries: Binaries,
+    },
+    ComposeSmoke {
         binaries: Binaries,
     },
 }
@@ -196,6 +207,9 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
         Some(Sub::Images { prebuilt }) => Command::Images {
             binaries: binaries(prebuilt),
         },
+        Some(Sub::ComposeSmoke { prebuilt }) => Command::ComposeSmoke {
+            binaries: binaries(prebuilt),
+        },
     })
 }
 
@@ -243,6 +257,18 @@ mod tests {
             }
         );
         assert_eq!(
+            p(&["compose-smoke"]).unwrap(),
+            Command::ComposeSmoke {
+                binaries: Binaries::Source
+            }
+        );
+        assert_eq!(
+            p(&["compose-smoke", "--prebuilt"]).unwrap(),
+            Command::ComposeSmoke {
+                binaries: Binaries::Prebuilt
+            }
+        );
+        assert_eq!(
             p(&["demo"]).unwrap(),
             Command::Demo {
                 channels: vec![PayChannel::Wechat, PayChannel::Alipay]
@@ -284,6 +310,7 @@ mod tests {
             "dlq",
             "chaos",
             "images",
+            "compose-smoke",
             "PAYWIRE_PG",
             "PAYWIRE__AMQP__URL",
             "PAYWIRE__AUTH__JWT_SECRET",

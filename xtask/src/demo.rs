@@ -118,15 +118,49 @@ pub async fn buy_paid_course(
     channel: PayChannel,
     settle_timeout: Duration,
 ) -> anyhow::Result<Outcome> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let bearer = format!("Bearer {}", token::issue(auth, user));
-    let api = Api {
-        http: &http,
-        bearer: &bearer,
-    };
-    println!("==> student {user} (dev token signed with the configured JWT secret)");
+    let api = Api::new(auth, user)?;
+    let started = start_purchase(ep, &api, channel).await?;
+    pay_with_wallet(ep, &api, &started).await?;
+    let deadline = tokio::time::Instant::now() + settle_timeout;
+    let order_status = await_paid(ep, &api, &started, deadline).await?;
+    let learn_status = await_learnable(ep, &api, &started, deadline).await?;
+    Ok(started.outcome(user, order_status, learn_status))
+}
+
+/// A purchase up to the QR code: course chosen, order created, payment started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub course: Course,
+    pub choose_course_id: String,
+    pub order_id: String,
+    pub pay_no: String,
+    pub code_url: String,
+}
+
+impl Started {
+    fn outcome(self, user: &UserId, order_status: String, learn_status: String) -> Outcome {
+        Outcome {
+            user_id: user.to_string(),
+            course_id: self.course.id,
+            choose_course_id: self.choose_course_id,
+            order_id: self.order_id,
+            pay_no: self.pay_no,
+            order_status,
+            learn_status,
+        }
+    }
+}
+
+/// Picks the first paid course, chooses it, orders it and starts paying with `channel`.
+pub async fn start_purchase(
+    ep: &Endpoints,
+    api: &Api,
+    channel: PayChannel,
+) -> anyhow::Result<Started> {
+    println!(
+        "==> student {} (dev token signed with the configured JWT secret)",
+        api.user
+    );
 
     let courses: Vec<Course> = api
         .get(&format!("{}/api/learning/courses", ep.learning_center))
@@ -180,18 +214,36 @@ pub async fn buy_paid_course(
         "==> payment {} via {channel}: scan {}",
         payment.pay_no, payment.code_url
     );
+    Ok(Started {
+        course,
+        choose_course_id: chosen.choose_course_id,
+        order_id: order.order_id,
+        pay_no: payment.pay_no,
+        code_url: payment.code_url,
+    })
+}
 
+/// The payer scans the QR code in the sandbox wallet; the channel then sends its callback.
+pub async fn pay_with_wallet(ep: &Endpoints, api: &Api, started: &Started) -> anyhow::Result<()> {
     let _: serde_json::Value = api
         .post_anonymous(
             &format!("{}/sandbox/wallet/pay", ep.sandbox),
-            &json!({ "code": payment.code_url }),
+            &json!({ "code": started.code_url }),
         )
         .await
         .context("paying with the sandbox wallet")?;
     println!("==> sandbox wallet paid; the channel sends its signed callback");
+    Ok(())
+}
 
-    let deadline = tokio::time::Instant::now() + settle_timeout;
-    let order_url = format!("{}/api/orders/{}", ep.order, order.order_id);
+/// Waits until the order service reports the order paid.
+pub async fn await_paid(
+    ep: &Endpoints,
+    api: &Api,
+    started: &Started,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<String> {
+    let order_url = format!("{}/api/orders/{}", ep.order, started.order_id);
     let order_status = poll(deadline, "order to become paid", async || {
         let o: Order = api.get(&order_url).await?;
         match o.status.as_str() {
@@ -201,28 +253,31 @@ pub async fn buy_paid_course(
         }
     })
     .await?;
-    println!("==> order {} is {order_status}", order.order_id);
+    println!("==> order {} is {order_status}", started.order_id);
+    Ok(order_status)
+}
 
+/// Waits until the learning center lets the student learn the course.
+pub async fn await_learnable(
+    ep: &Endpoints,
+    api: &Api,
+    started: &Started,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<String> {
     let learn_url = format!(
         "{}/api/learning/learn-status/{}",
-        ep.learning_center, course.id
+        ep.learning_center, started.course.id
     );
     let learn_status = poll(deadline, "course to become learnable", async || {
         let s: LearnStatus = api.get(&learn_url).await?;
         Ok((s.learn_status == "can_learn").then_some(s.learn_status))
     })
     .await?;
-    println!("==> learn status of course {}: {learn_status}", course.id);
-
-    Ok(Outcome {
-        user_id: user.to_string(),
-        course_id: course.id,
-        choose_course_id: chosen.choose_course_id,
-        order_id: order.order_id,
-        pay_no: payment.pay_no,
-        order_status,
-        learn_status,
-    })
+    println!(
+        "==> learn status of course {}: {learn_status}",
+        started.course.id
+    );
+    Ok(learn_status)
 }
 
 /// Calls `probe` every 300 ms until it yields a value, fails, or `deadline` passes.
@@ -242,14 +297,27 @@ async fn poll<T>(
     }
 }
 
-struct Api<'a> {
-    http: &'a reqwest::Client,
-    bearer: &'a str,
+/// The public API as one student: a dev JWT on every call but the wallet's.
+#[derive(Debug)]
+pub struct Api {
+    http: reqwest::Client,
+    bearer: String,
+    user: UserId,
 }
 
-impl Api<'_> {
-    async fn get<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
-        let req = self.http.get(url).header("Authorization", self.bearer);
+impl Api {
+    pub fn new(auth: &AuthSettings, user: &UserId) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            bearer: format!("Bearer {}", token::issue(auth, user)),
+            user: user.clone(),
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        let req = self.http.get(url).header("Authorization", &self.bearer);
         decode(url, req.send().await).await
     }
 
@@ -261,7 +329,7 @@ impl Api<'_> {
         let req = self
             .http
             .post(url)
-            .header("Authorization", self.bearer)
+            .header("Authorization", &self.bearer)
             .json(body);
         decode(url, req.send().await).await
     }

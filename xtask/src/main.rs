@@ -9,15 +9,15 @@
 //! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
 //! * `chaos [--n N] [--seed S]`: the chaos test (two instances per service, killed
 //!   processes, RabbitMQ restarts, callback faults) with its invariant checks;
-//! * `images`: every container image built on this machine (see [`images`]).
+//! * `images`: every container image built on this machine (see [`images`]);
+//! * `compose-smoke`: the development compose stack, bought from and torn down (see
+//!   [`compose`]).
 
 // A command-line tool: its output is stdout.
 #![allow(clippy::print_stdout)]
 
 mod chaos;
 mod cli;
-// Used by the drift tests until the compose smoke lands.
-#[cfg(test)]
 mod compose;
 mod demo;
 mod dlq;
@@ -64,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Chaos { n, seed } => chaos::run(n, seed).await,
         // Blocking: docker and debootstrap run with the terminal attached.
         Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
+        Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
