@@ -2,6 +2,8 @@
 //! with its own database, sharing one fresh RabbitMQ vhost — the same wiring as
 //! `cargo xtask up`, isolated per test.
 
+pub mod browser;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;

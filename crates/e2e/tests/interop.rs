@@ -3,7 +3,10 @@
 //! callbacks our sandbox sends. It proves both sides speak the real protocol, not just
 //! each other.
 //!
-//! Needs Node ≥ 18 and npm; `npm ci` runs here when `node_modules` is missing.
+//! Needs Node ≥ 18 and npm (Debian 12's `nodejs` 18.19+ and `npm` do); `npm ci` runs here
+//! when `node_modules` is missing or older than `package-lock.json`. `package.json`
+//! pins `urllib` 4.4.0 under `alipay-sdk`: later 4.x use `undici` 7, which needs Node 20
+//! ("ReferenceError: File is not defined" on 18).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,7 +88,7 @@ fn ensure_sdks() -> anyhow::Result<()> {
     require_tool("node")?;
     require_tool("npm")?;
     let modules = Path::new(INTEROP_DIR).join("node_modules");
-    if SDKS.iter().all(|sdk| modules.join(sdk).is_dir()) {
+    if SDKS.iter().all(|sdk| modules.join(sdk).is_dir()) && installed_from_current_lock(&modules) {
         return Ok(());
     }
     let out = std::process::Command::new("npm")
@@ -100,6 +103,20 @@ fn ensure_sdks() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
+}
+
+/// Whether `node_modules` was installed from today's `package-lock.json`: npm writes its
+/// own copy (`node_modules/.package-lock.json`) when it installs, so a lock file changed
+/// since (a pin moved, say) is newer than that copy and calls for `npm ci` again.
+fn installed_from_current_lock(modules: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (
+        modified(&Path::new(INTEROP_DIR).join("package-lock.json")),
+        modified(&modules.join(".package-lock.json")),
+    ) {
+        (Some(lock), Some(installed)) => installed >= lock,
+        _ => false,
+    }
 }
 
 /// The channel sandbox in-process, with the test keys.

@@ -29,6 +29,27 @@ pub fn unique_suffix() -> String {
         .collect()
 }
 
+/// A fresh directory under the system temp dir (`<prefix>-<random>`), removed with
+/// everything in it on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", unique_suffix()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A fresh, empty database; dropped (with `FORCE`) when the value is dropped.
 #[derive(Debug)]
 pub struct TestDatabase {

@@ -10,24 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use paywire_testkit::rabbitmq::{Rabbitmqctl, START_BOUND};
-use paywire_testkit::unique_suffix;
-
-/// A directory under the system temp dir, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(prefix: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}", unique_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use paywire_testkit::{TempDir, unique_suffix};
 
 /// What the real `rabbitmqctl` does against a node that registers with epmd after
 /// `status` has been asked `registers_after` times: until then `status` and
@@ -79,10 +62,10 @@ fn calls(dir: &Path) -> Vec<String> {
 
 #[test]
 fn await_startup_runs_only_once_the_node_answers_status() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
-    let ctl = Rabbitmqctl::default().with_program(fake_rabbitmqctl(&scratch.0, 2, true));
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
+    let ctl = Rabbitmqctl::default().with_program(fake_rabbitmqctl(&scratch.path, 2, true));
     ctl.wait_until_started(Duration::from_secs(60)).unwrap();
-    let calls = calls(&scratch.0);
+    let calls = calls(&scratch.path);
     assert_eq!(calls[..3], ["status", "status", "status"], "{calls:?}");
     assert_eq!(calls.len(), 4, "{calls:?}");
     let timeout: u64 = calls[3]
@@ -96,8 +79,8 @@ fn await_startup_runs_only_once_the_node_answers_status() {
 
 #[test]
 fn a_node_that_never_answers_is_reported_within_the_bound() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
-    let ctl = Rabbitmqctl::default().with_program(fake_rabbitmqctl(&scratch.0, u32::MAX, true));
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
+    let ctl = Rabbitmqctl::default().with_program(fake_rabbitmqctl(&scratch.path, u32::MAX, true));
     let err = ctl
         .wait_until_started(Duration::from_secs(2))
         .unwrap_err()
@@ -112,7 +95,7 @@ fn a_node_that_never_answers_is_reported_within_the_bound() {
         assert!(err.contains(needle), "{needle:?} missing from: {err}");
     }
     assert!(!err.contains("DIAGNOSTICS"), "{err}");
-    let calls = calls(&scratch.0);
+    let calls = calls(&scratch.path);
     assert!(
         calls.len() >= 2,
         "it probed again before giving up: {calls:?}"
@@ -122,8 +105,8 @@ fn a_node_that_never_answers_is_reported_within_the_bound() {
 
 #[test]
 fn a_node_that_answers_but_never_boots_is_reported() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
-    let ctl = Rabbitmqctl::default().with_program(fake_rabbitmqctl(&scratch.0, 0, false));
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
+    let ctl = Rabbitmqctl::default().with_program(fake_rabbitmqctl(&scratch.path, 0, false));
     let err = format!(
         "{:#}",
         ctl.wait_until_started(Duration::from_secs(30)).unwrap_err()
@@ -137,12 +120,12 @@ fn a_node_that_answers_but_never_boots_is_reported() {
 
 #[test]
 fn a_named_node_is_addressed_with_n() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
     let ctl = Rabbitmqctl::default()
-        .with_program(fake_rabbitmqctl(&scratch.0, 0, true))
+        .with_program(fake_rabbitmqctl(&scratch.path, 0, true))
         .with_node("other@localhost");
     ctl.wait_until_started(Duration::from_secs(30)).unwrap();
-    let calls = calls(&scratch.0);
+    let calls = calls(&scratch.path);
     assert_eq!(calls[0], "-n other@localhost status", "{calls:?}");
     assert!(
         calls[1].starts_with("-n other@localhost await_startup"),
@@ -163,7 +146,7 @@ fn a_missing_rabbitmqctl_names_the_package() {
 /// A private RabbitMQ node, stopped (and its data removed) on drop.
 struct PrivateNode {
     ctl: Rabbitmqctl,
-    _data: Scratch,
+    _data: TempDir,
 }
 
 impl Drop for PrivateNode {
@@ -184,7 +167,7 @@ fn free_port() -> u16 {
 /// so an immediate `await_startup` would fail; `start_detached` waits and succeeds.
 #[test]
 fn a_freshly_started_node_is_waited_for() {
-    let data = Scratch::new("paywire-rabbitmq-node");
+    let data = TempDir::new("paywire-rabbitmq-node").unwrap();
     // Debian's wrapper runs the server as the `rabbitmq` user when called as root.
     let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if as_root {
@@ -193,24 +176,24 @@ fn a_freshly_started_node_is_waited_for() {
             .output()
             .unwrap();
         let uid: u32 = String::from_utf8_lossy(&ids.stdout).trim().parse().unwrap();
-        std::os::unix::fs::chown(&data.0, Some(uid), None).unwrap();
+        std::os::unix::fs::chown(&data.path, Some(uid), None).unwrap();
     }
-    let plugins = data.0.join("enabled_plugins");
+    let plugins = data.path.join("enabled_plugins");
     // No plugins: the management listener would collide with the shared node's.
     std::fs::write(&plugins, "[].\n").unwrap();
     let name = format!("paywire-t-{}@localhost", unique_suffix());
     let node_port = free_port().to_string();
     let dist_port = free_port().to_string();
     // Its own configuration: the machine's /etc/rabbitmq/rabbitmq.conf names port 5672.
-    let config = data.0.join("rabbitmq.conf");
+    let config = data.path.join("rabbitmq.conf");
     std::fs::write(
         &config,
         format!("listeners.tcp.local = 127.0.0.1:{node_port}\n"),
     )
     .unwrap();
-    let mnesia = data.0.join("mnesia");
-    let logs = data.0.join("log");
-    let pid = data.0.join("pid");
+    let mnesia = data.path.join("mnesia");
+    let logs = data.path.join("log");
+    let pid = data.path.join("pid");
     let env: [(&str, &OsStr); 8] = [
         ("RABBITMQ_CONFIG_FILE", config.as_os_str()),
         ("RABBITMQ_NODENAME", name.as_ref()),
@@ -270,11 +253,11 @@ fn ci_wait_for_rabbitmq(dir: &Path, bound_secs: u32) -> std::process::Output {
 
 #[test]
 fn ci_run_waits_for_status_before_await_startup() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
-    fake_rabbitmqctl(&scratch.0, 2, true);
-    let out = ci_wait_for_rabbitmq(&scratch.0, 60);
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
+    fake_rabbitmqctl(&scratch.path, 2, true);
+    let out = ci_wait_for_rabbitmq(&scratch.path, 60);
     assert!(out.status.success(), "{out:?}");
-    let calls = calls(&scratch.0);
+    let calls = calls(&scratch.path);
     assert_eq!(calls[..3], ["status", "status", "status"], "{calls:?}");
     assert_eq!(calls.len(), 4, "{calls:?}");
     assert!(
@@ -285,9 +268,9 @@ fn ci_run_waits_for_status_before_await_startup() {
 
 #[test]
 fn ci_run_reports_a_node_that_never_answers() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
-    fake_rabbitmqctl(&scratch.0, u32::MAX, true);
-    let out = ci_wait_for_rabbitmq(&scratch.0, 2);
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
+    fake_rabbitmqctl(&scratch.path, u32::MAX, true);
+    let out = ci_wait_for_rabbitmq(&scratch.path, 2);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -297,14 +280,14 @@ fn ci_run_reports_a_node_that_never_answers() {
     ] {
         assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
     }
-    assert!(calls(&scratch.0).iter().all(|c| c == "status"));
+    assert!(calls(&scratch.path).iter().all(|c| c == "status"));
 }
 
 #[test]
 fn ci_run_reports_a_node_that_never_boots() {
-    let scratch = Scratch::new("paywire-fake-rabbitmqctl");
-    fake_rabbitmqctl(&scratch.0, 0, false);
-    let out = ci_wait_for_rabbitmq(&scratch.0, 30);
+    let scratch = TempDir::new("paywire-fake-rabbitmqctl").unwrap();
+    fake_rabbitmqctl(&scratch.path, 0, false);
+    let out = ci_wait_for_rabbitmq(&scratch.path, 30);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
