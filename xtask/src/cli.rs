@@ -77,6 +77,10 @@ enum Sub {
         #[arg(long)]
         prebuilt: bool,
     },
+    /// Run a fresh clone's .ci/run in a bare Debian 12 container with only the README's
+    /// prerequisites and report the outcome and time; stops this machine's PostgreSQL and
+    /// RabbitMQ meanwhile (they are started again afterwards)
+    FreshCheck,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +143,7 @@ pub enum Command {
     ComposeSmoke {
         binaries: Binaries,
     },
+    FreshCheck,
 }
 
 /// Default size of `cargo xtask chaos`.
@@ -210,6 +215,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
         Some(Sub::ComposeSmoke { prebuilt }) => Command::ComposeSmoke {
             binaries: binaries(prebuilt),
         },
+        Some(Sub::FreshCheck) => Command::FreshCheck,
     })
 }
 
@@ -268,6 +274,7 @@ mod tests {
                 binaries: Binaries::Prebuilt
             }
         );
+        assert_eq!(p(&["fresh-check"]).unwrap(), Command::FreshCheck);
         assert_eq!(
             p(&["demo"]).unwrap(),
             Command::Demo {
@@ -311,6 +318,7 @@ mod tests {
             "chaos",
             "images",
             "compose-smoke",
+            "fresh-check",
             "PAYWIRE_PG",
             "PAYWIRE__AMQP__URL",
             "PAYWIRE__AUTH__JWT_SECRET",
@@ -438,6 +446,10 @@ mod tests {
     fn bad_arguments_are_rejected() {
         assert_eq!(usage_error(&["deploy"]), ErrorKind::InvalidSubcommand);
         assert_eq!(usage_error(&["up", "now"]), ErrorKind::UnknownArgument);
+        assert_eq!(
+            usage_error(&["fresh-check", "--keep"]),
+            ErrorKind::UnknownArgument
+        );
         assert_eq!(usage_error(&["token"]), ErrorKind::MissingRequiredArgument);
         assert_eq!(
             usage_error(&["token", "bad id"]),

@@ -269,10 +269,10 @@ fn prepare_rootfs(root: &Path, mirror: &str) -> anyhow::Result<()> {
 
 /// A directory removed on drop (also when a step fails half-way).
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(parent: &Path, prefix: &str) -> anyhow::Result<Self> {
+    pub fn new(parent: &Path, prefix: &str) -> anyhow::Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -282,7 +282,7 @@ impl TempDir {
         Ok(Self(path))
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -460,7 +460,8 @@ pub fn stage_prebuilt_binaries() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_infra_image(docker: &Docker, base: &str, dir: &str, tag: &str) -> anyhow::Result<()> {
+/// Builds `deploy/images/<dir>` on `base` as `tag`.
+pub fn build_infra_image(docker: &Docker, base: &str, dir: &str, tag: &str) -> anyhow::Result<()> {
     let context = layout::repo_root().join("deploy/images").join(dir);
     run(
         docker

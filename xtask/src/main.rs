@@ -11,7 +11,9 @@
 //!   processes, RabbitMQ restarts, callback faults) with its invariant checks;
 //! * `images`: every container image built on this machine (see [`images`]);
 //! * `compose-smoke`: the development compose stack, bought from and torn down (see
-//!   [`compose`]).
+//!   [`compose`]);
+//! * `fresh-check`: a fresh clone's `.ci/run` on a bare Debian 12 with only the README's
+//!   prerequisites (see [`fresh_check`]).
 
 // A command-line tool: its output is stdout.
 #![allow(clippy::print_stdout)]
@@ -25,6 +27,7 @@ mod dlq;
 mod drift;
 #[cfg(test)]
 mod fake;
+mod fresh_check;
 mod images;
 mod layout;
 mod migrate;
@@ -65,6 +68,7 @@ async fn main() -> ExitCode {
         // Blocking: docker and debootstrap run with the terminal attached.
         Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
         Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,
+        Command::FreshCheck => fresh_check::run().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
