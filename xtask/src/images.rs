@@ -248,11 +248,14 @@ fn prepare_rootfs(root: &Path, mirror: &str) -> anyhow::Result<()> {
         ),
     )
     .context("writing sources.list")?;
-    // Keep images small: no recommended packages, no cached .debs.
+    // Keep images small: no recommended packages, no cached .debs, no package caches
+    // (/var/cache/apt/*.bin, tens of megabytes), as in the official slim image.
     std::fs::write(
         root.join("etc/apt/apt.conf.d/90paywire-container"),
         "APT::Install-Recommends \"false\";\n\
-         DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb || true\"; };\n",
+         DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb || true\"; };\n\
+         Dir::Cache::pkgcache \"\";\n\
+         Dir::Cache::srcpkgcache \"\";\n",
     )
     .context("writing apt settings")?;
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
