@@ -7,6 +7,7 @@
 
 use rand::Rng;
 
+pub mod postgres;
 pub mod production;
 pub mod rabbitmq;
 
@@ -57,10 +58,16 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// On the shared server ([`pg_server`]).
     pub async fn create(prefix: &str) -> anyhow::Result<Self> {
+        Self::create_on(&pg_server(), prefix).await
+    }
+
+    /// On `server` (`postgres://user@host:port`, e.g. a [`postgres::PrivatePostgres`]).
+    pub async fn create_on(server: &str, prefix: &str) -> anyhow::Result<Self> {
         let url = format!(
             "{}/t_{}_{}",
-            pg_server(),
+            server.trim_end_matches('/'),
             prefix.replace('-', "_"),
             unique_suffix()
         );
