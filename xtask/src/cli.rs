@@ -80,7 +80,12 @@ enum Sub {
     /// Run a fresh clone's .ci/run in a bare Debian 12 container with only the README's
     /// prerequisites and report the outcome and time; stops this machine's PostgreSQL and
     /// RabbitMQ meanwhile (they are started again afterwards)
-    FreshCheck,
+    FreshCheck {
+        /// Keep the clone's build output in a tmpfs of this size (e.g. 12g) instead of on
+        /// disk
+        #[arg(long, value_name = "size")]
+        target_tmpfs: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,7 +148,7 @@ pub enum Command {
     ComposeSmoke {
         binaries: Binaries,
     },
-    FreshCheck,
+    FreshCheck(crate::fresh_check::Options),
 }
 
 /// Default size of `cargo xtask chaos`.
@@ -215,7 +220,9 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
         Some(Sub::ComposeSmoke { prebuilt }) => Command::ComposeSmoke {
             binaries: binaries(prebuilt),
         },
-        Some(Sub::FreshCheck) => Command::FreshCheck,
+        Some(Sub::FreshCheck { target_tmpfs }) => {
+            Command::FreshCheck(crate::fresh_check::Options { target_tmpfs })
+        }
     })
 }
 
@@ -274,7 +281,16 @@ mod tests {
                 binaries: Binaries::Prebuilt
             }
         );
-        assert_eq!(p(&["fresh-check"]).unwrap(), Command::FreshCheck);
+        assert_eq!(
+            p(&["fresh-check"]).unwrap(),
+            Command::FreshCheck(Default::default())
+        );
+        assert_eq!(
+            p(&["fresh-check", "--target-tmpfs", "12g"]).unwrap(),
+            Command::FreshCheck(crate::fresh_check::Options {
+                target_tmpfs: Some("12g".into())
+            })
+        );
         assert_eq!(
             p(&["demo"]).unwrap(),
             Command::Demo {

@@ -44,6 +44,8 @@ const CA_IN_CONTAINER: &str = "/etc/paywire-host-ca/ca-certificates.crt";
 /// Where the container sees the host's toolchain (its sysroot: bin/ and lib/).
 const TOOLCHAIN_IN_CONTAINER: &str = "/usr/local/rust";
 const BUNDLE_IN_CONTAINER: &str = "/fresh/paywire.bundle";
+/// The build output's tmpfs, with `--target-tmpfs`.
+const TARGET_TMPFS: &str = "/fresh/target";
 /// Ports the container's own servers take on the shared network.
 const SERVER_PORTS: [(u16, &str); 3] = [
     (5432, "PostgreSQL"),
@@ -54,7 +56,15 @@ const HEARTBEAT: Duration = Duration::from_secs(60);
 /// How long the machine's PostgreSQL may take to accept connections again.
 const PG_START_BOUND: Duration = Duration::from_secs(60);
 
-pub async fn run() -> anyhow::Result<()> {
+/// Options of `cargo xtask fresh-check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the clone's build output in a tmpfs of this size (e.g. `12g`) instead of on
+    /// disk: a cold build of the workspace takes gigabytes a busy shared disk may not have.
+    pub target_tmpfs: Option<String>,
+}
+
+pub async fn run(options: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let docker = Docker::locate()?;
     let toolchain = Toolchain::host()?;
@@ -116,6 +126,7 @@ pub async fn run() -> anyhow::Result<()> {
         bundle: &bundle,
         docker_data: &docker_data,
         commit: &commit,
+        target_tmpfs: options.target_tmpfs.as_deref(),
     });
 
     // Caught from here on, so that an interrupted run still restores the servers.
@@ -206,6 +217,7 @@ struct RunSpec<'a> {
     bundle: &'a Path,
     docker_data: &'a Path,
     commit: &'a str,
+    target_tmpfs: Option<&'a str>,
 }
 
 /// `docker run …`: the container that plays the newcomer's machine.
@@ -265,6 +277,13 @@ fn run_args(spec: &RunSpec<'_>) -> Vec<OsString> {
         "-v".into(),
         mount(spec.docker_data, "/var/lib/docker", false),
     ];
+    if let Some(size) = spec.target_tmpfs {
+        // exec: build scripts and test binaries run from there.
+        args.push("--tmpfs".into());
+        args.push(format!("{TARGET_TMPFS}:rw,exec,size={size}").into());
+        args.push("-e".into());
+        args.push(format!("CARGO_TARGET_DIR={TARGET_TMPFS}").into());
+    }
     for (key, value) in [
         (
             "PATH",
@@ -276,6 +295,8 @@ fn run_args(spec: &RunSpec<'_>) -> Vec<OsString> {
         ("CARGO_HTTP_CAINFO", CA_IN_CONTAINER.to_owned()),
         ("NODE_EXTRA_CA_CERTS", CA_IN_CONTAINER.to_owned()),
         ("CI", "true".to_owned()),
+        // As CI systems do: incremental caches double the size of a one-off build.
+        ("CARGO_INCREMENTAL", "0".to_owned()),
     ] {
         args.push("-e".into());
         args.push(format!("{key}={value}").into());
@@ -640,6 +661,10 @@ mod tests {
     use super::*;
 
     fn spec() -> Vec<String> {
+        spec_with(None)
+    }
+
+    fn spec_with(target_tmpfs: Option<&str>) -> Vec<String> {
         run_args(&RunSpec {
             name: "paywire-fresh-check-1",
             image: IMAGE,
@@ -648,6 +673,7 @@ mod tests {
             bundle: Path::new("/var/tmp/w/paywire.bundle"),
             docker_data: Path::new("/var/tmp/w/docker"),
             commit: "0123abcd",
+            target_tmpfs,
         })
         .into_iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -691,6 +717,19 @@ mod tests {
                 .iter()
                 .any(|m| m.ends_with(":/etc/ssl/certs/ca-certificates.crt:ro"))
         );
+    }
+
+    #[test]
+    fn the_build_output_can_live_in_memory() {
+        assert!(values(&spec(), "--tmpfs").is_empty());
+        assert!(
+            !values(&spec(), "-e")
+                .iter()
+                .any(|e| e.starts_with("CARGO_TARGET_DIR"))
+        );
+        let args = spec_with(Some("12g"));
+        assert_eq!(values(&args, "--tmpfs"), ["/fresh/target:rw,exec,size=12g"]);
+        assert!(values(&args, "-e").contains(&"CARGO_TARGET_DIR=/fresh/target".to_owned()));
     }
 
     #[test]

@@ -68,7 +68,7 @@ async fn main() -> ExitCode {
         // Blocking: docker and debootstrap run with the terminal attached.
         Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
         Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,
-        Command::FreshCheck => fresh_check::run().await,
+        Command::FreshCheck(options) => fresh_check::run(&options).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
