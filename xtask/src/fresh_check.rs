@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use paywire_testkit::postgres::{PgControl, Shutdown};
 use paywire_testkit::rabbitmq::{self, Rabbitmqctl};
 use tokio::io::AsyncBufReadExt;
 
@@ -53,8 +54,6 @@ const SERVER_PORTS: [(u16, &str); 3] = [
     (25672, "RabbitMQ (distribution)"),
 ];
 const HEARTBEAT: Duration = Duration::from_secs(60);
-/// How long the machine's PostgreSQL may take to accept connections again.
-const PG_START_BOUND: Duration = Duration::from_secs(60);
 
 /// Options of `cargo xtask fresh-check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -522,26 +521,21 @@ struct MachineServers {
 }
 
 impl MachineServers {
-    /// Stops the machine's PostgreSQL clusters and RabbitMQ node that are running.
+    /// Stops the machine's PostgreSQL (the cluster on 5432) and RabbitMQ node if they run.
     fn stop() -> anyhow::Result<Self> {
         let mut servers = Self {
             stopped: Vec::new(),
             since: Instant::now(),
         };
-        let clusters = Command::new("pg_lsclusters")
-            .arg("--no-header")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for (version, cluster) in online_clusters(&clusters) {
-            println!("==> stopping the machine's PostgreSQL {version}/{cluster}");
-            pg_ctlcluster(&version, &cluster, "stop")?;
+        // The cluster on 5432, the port the container's own PostgreSQL needs.
+        if let Ok(pg) = PgControl::machine_cluster(5432)
+            && block(pg.is_accepting())
+        {
+            println!("==> stopping {}", pg.describe());
+            block(pg.stop(Shutdown::Fast))?;
             servers.stopped.push(Stopped {
-                what: format!("PostgreSQL {version}/{cluster}"),
-                start: Box::new(move || {
-                    pg_ctlcluster(&version, &cluster, "start")?;
-                    wait_for_port(5432, PG_START_BOUND)
-                }),
+                what: pg.describe(),
+                start: Box::new(move || block(pg.start())),
             });
         }
         let ctl = Rabbitmqctl::default();
@@ -589,45 +583,14 @@ impl Drop for MachineServers {
     }
 }
 
-/// `(version, cluster)` of every online cluster in `pg_lsclusters --no-header` output.
-fn online_clusters(listing: &str) -> Vec<(String, String)> {
-    listing
-        .lines()
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() >= 4 && cols[3].starts_with("online"))
-                .then(|| (cols[0].to_owned(), cols[1].to_owned()))
-        })
-        .collect()
-}
-
-fn pg_ctlcluster(version: &str, cluster: &str, action: &str) -> anyhow::Result<()> {
-    let out = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", version, cluster, action])
-        .output()
-        .context("running pg_ctlcluster")?;
-    if !out.status.success() {
-        bail!(
-            "pg_ctlcluster {version} {cluster} {action}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn wait_for_port(port: u16, bound: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + bound;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() >= deadline {
-            bail!("nothing accepts connections on 127.0.0.1:{port} after {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Ok(())
+/// Runs `f` to completion from synchronous code (a guard's drop) on the runtime's
+/// multi-threaded scheduler.
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 fn unix_seconds() -> u64 {
@@ -748,21 +711,6 @@ mod tests {
         // Its own engine, not the host's: no socket of the host's is passed in.
         assert!(!args.iter().any(|a| a.contains("docker.sock")));
         assert!(args.contains(&"--rm".to_owned()));
-    }
-
-    #[test]
-    fn online_clusters_are_read_from_pg_lsclusters() {
-        let listing = "15 main 5432 online postgres /var/lib/postgresql/15/main /var/log/x.log\n\
-                       15 other 5433 down postgres /var/lib/postgresql/15/other /var/log/y.log\n\
-                       16 main 5434 online,recovery postgres /d /l\n";
-        assert_eq!(
-            online_clusters(listing),
-            [
-                ("15".to_owned(), "main".to_owned()),
-                ("16".to_owned(), "main".to_owned())
-            ]
-        );
-        assert!(online_clusters("").is_empty());
     }
 
     fn recording(log: &Rc<RefCell<Vec<String>>>, what: &str, fails: bool) -> Stopped {
