@@ -51,8 +51,8 @@ enum Sub {
         #[command(subcommand)]
         command: DlqSub,
     },
-    /// Buy N courses with two instances per service while killing services and restarting
-    /// RabbitMQ, then check the invariants
+    /// Buy N courses with two instances per service while killing services, restarting
+    /// RabbitMQ and a private PostgreSQL, then check the invariants
     Chaos {
         /// How many courses to buy
         #[arg(long, default_value_t = CHAOS_DEFAULT_N, value_parser = parse_positive)]
@@ -60,6 +60,26 @@ enum Sub {
         /// Seed of the fault schedule (default: random, printed)
         #[arg(long, value_name = "s")]
         seed: Option<u64>,
+        /// Restarts of the run's own PostgreSQL server, immediate and fast shutdowns
+        /// alternating (default 2)
+        #[arg(long, value_name = "N")]
+        pg_restarts: Option<usize>,
+    },
+    /// Restart a private PostgreSQL once while students buy courses back to back without
+    /// retrying; print how many purchases failed and with which answers
+    PgOutage {
+        /// Purchases in all
+        #[arg(long, default_value_t = 600, value_parser = parse_positive)]
+        purchases: usize,
+        /// Students buying at once
+        #[arg(long, default_value_t = 8, value_parser = parse_positive)]
+        students: usize,
+        /// Seconds PostgreSQL stays down
+        #[arg(long, default_value_t = 3)]
+        down_secs: u64,
+        /// Immediate shutdown (a crash) instead of fast (an orderly restart)
+        #[arg(long)]
+        immediate: bool,
     },
     /// Build every container image on this machine: the Debian base (debootstrap +
     /// import), a Rust builder, one image per service, PostgreSQL and RabbitMQ
@@ -141,6 +161,13 @@ pub enum Command {
     Chaos {
         n: usize,
         seed: Option<u64>,
+        pg_restarts: Option<usize>,
+    },
+    PgOutage {
+        purchases: usize,
+        students: usize,
+        down_secs: u64,
+        immediate: bool,
     },
     Images {
         binaries: Binaries,
@@ -213,7 +240,26 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
                 _ => Selection::All,
             },
         },
-        Some(Sub::Chaos { n, seed }) => Command::Chaos { n, seed },
+        Some(Sub::Chaos {
+            n,
+            seed,
+            pg_restarts,
+        }) => Command::Chaos {
+            n,
+            seed,
+            pg_restarts,
+        },
+        Some(Sub::PgOutage {
+            purchases,
+            students,
+            down_secs,
+            immediate,
+        }) => Command::PgOutage {
+            purchases,
+            students,
+            down_secs,
+            immediate,
+        },
         Some(Sub::Images { prebuilt }) => Command::Images {
             binaries: binaries(prebuilt),
         },
@@ -332,6 +378,7 @@ mod tests {
             "token",
             "dlq",
             "chaos",
+            "pg-outage",
             "images",
             "compose-smoke",
             "fresh-check",
@@ -423,19 +470,54 @@ mod tests {
     }
 
     #[test]
+    fn pg_outage_arguments_parse() {
+        assert_eq!(
+            p(&["pg-outage"]).unwrap(),
+            Command::PgOutage {
+                purchases: 600,
+                students: 8,
+                down_secs: 3,
+                immediate: false,
+            }
+        );
+        assert_eq!(
+            p(&[
+                "pg-outage",
+                "--purchases",
+                "50",
+                "--students=2",
+                "--immediate"
+            ])
+            .unwrap(),
+            Command::PgOutage {
+                purchases: 50,
+                students: 2,
+                down_secs: 3,
+                immediate: true,
+            }
+        );
+        assert_eq!(
+            usage_error(&["pg-outage", "--students", "0"]),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
     fn chaos_arguments_parse() {
         assert_eq!(
             p(&["chaos"]).unwrap(),
             Command::Chaos {
                 n: CHAOS_DEFAULT_N,
-                seed: None
+                seed: None,
+                pg_restarts: None,
             }
         );
         assert_eq!(
-            p(&["chaos", "--n", "20", "--seed=7"]).unwrap(),
+            p(&["chaos", "--n", "20", "--seed=7", "--pg-restarts", "4"]).unwrap(),
             Command::Chaos {
                 n: 20,
-                seed: Some(7)
+                seed: Some(7),
+                pg_restarts: Some(4),
             }
         );
         assert_eq!(

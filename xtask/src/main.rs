@@ -7,8 +7,11 @@
 //! * `demo [--channel wechat|alipay]…`: buy a paid course with each channel (default: all) through the HTTP API of a running platform;
 //! * `token <user-id>`: print a 24 h dev JWT;
 //! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
-//! * `chaos [--n N] [--seed S]`: the chaos test (two instances per service, killed
-//!   processes, RabbitMQ restarts, callback faults) with its invariant checks;
+//! * `chaos [--n N] [--seed S] [--pg-restarts N]`: the chaos test (two instances per
+//!   service, killed processes, RabbitMQ restarts, restarts of a private PostgreSQL,
+//!   callback faults) with its invariant checks;
+//! * `pg-outage`: one PostgreSQL restart under steady purchases without client retries:
+//!   how many fail, with which answers;
 //! * `images`: every container image built on this machine (see [`images`]);
 //! * `compose-smoke`: the development compose stack, bought from and torn down (see
 //!   [`compose`]);
@@ -64,7 +67,17 @@ async fn main() -> ExitCode {
             queue,
             selection,
         } => dlq::run_replay(vhost.as_deref(), &queue, &selection).await,
-        Command::Chaos { n, seed } => chaos::run(n, seed).await,
+        Command::Chaos {
+            n,
+            seed,
+            pg_restarts,
+        } => chaos::run(n, seed, pg_restarts).await,
+        Command::PgOutage {
+            purchases,
+            students,
+            down_secs,
+            immediate,
+        } => chaos::pg_outage(purchases, students, down_secs, immediate).await,
         // Blocking: docker and debootstrap run with the terminal attached.
         Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
         Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,

@@ -103,6 +103,19 @@ pub struct Tally {
     pub duplicated: usize,
 }
 
+impl Tally {
+    /// The summary tables' rows, label and count.
+    pub fn rows(&self) -> [(&'static str, usize); 5] {
+        [
+            ("paid (one order, one enrolment)", self.paid),
+            ("refunded", self.refunded),
+            ("closed orders", self.closed),
+            ("lost", self.lost),
+            ("duplicated", self.duplicated),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
     pub tally: Tally,

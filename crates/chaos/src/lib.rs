@@ -1,18 +1,22 @@
 //! The chaos test (`cargo xtask chaos`, reduced in `tests/reduced.rs`).
 //!
 //! Processes, not threads: one channel sandbox and two instances each of learning-center,
-//! order and payment-gateway, sharing fresh `chaos_*` databases and a fresh vhost. A load
+//! order and payment-gateway, sharing fresh databases on a PostgreSQL server of the run's
+//! own and a fresh vhost. A load
 //! driver buys N courses concurrently through the HTTP API (some students never pay, some
-//! pay twice) while a fault driver SIGKILLs and restarts random instances and restarts
+//! pay twice) while a fault driver SIGKILLs and restarts random instances, restarts
 //! RabbitMQ (or, in the reduced run inside the parallel test suite, drops the vhost's
-//! connections), and the sandbox drops, delays and duplicates a share of the callbacks.
+//! connections) and restarts the run's own PostgreSQL server (fast and immediate
+//! shutdowns), and the sandbox drops, delays and duplicates a share of the callbacks.
 //! Then it waits for quiescence and checks the money invariants from the databases and
 //! the sandbox's own records ([`check::verify`]).
 
 pub mod check;
 pub mod load;
+pub mod outage;
 pub mod procs;
 pub mod settings;
+pub mod stack;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,19 +25,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use paywire_platform::auth::Authenticator;
-use paywire_platform::config::AuthSettings;
+use paywire_testkit::postgres::Shutdown;
 use paywire_testkit::rabbitmq::{self, Rabbitmqctl, rabbitmqctl, rabbitmqctl_async};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tokio::sync::Mutex;
 
-use crate::check::{Snapshot, Tally};
+use crate::check::Tally;
 use crate::load::{Driver, Intent, Outcome, Urls};
-use crate::procs::{Instance, Launcher};
-use crate::settings::Topology;
+use crate::procs::Launcher;
+use crate::stack::{HEALTH_TIMEOUT, Stack};
 
 pub use procs::NODE_ENV;
 
@@ -62,10 +64,14 @@ pub struct ChaosConfig {
     pub broker_fault: BrokerFault,
     pub broker_faults: usize,
     pub kills: usize,
+    /// Restarts of the run's own PostgreSQL server, immediate and fast shutdowns
+    /// alternating (immediate first).
+    pub pg_restarts: usize,
+    /// How long PostgreSQL stays down in each restart.
+    pub pg_down: Duration,
     /// Probability that each callback fault (drop, delay, duplicate) fires.
     pub callback_fault_probability: f64,
     pub quiescence_timeout: Duration,
-    pub pg_server: String,
     pub amqp_server: String,
 }
 
@@ -84,15 +90,16 @@ impl ChaosConfig {
             broker_fault: BrokerFault::Restart,
             broker_faults: 3,
             kills: 8,
+            pg_restarts: 2,
+            pg_down: Duration::from_secs(3),
             callback_fault_probability: 0.15,
             quiescence_timeout: Duration::from_secs(600),
-            pg_server: "postgres://postgres@127.0.0.1:5432".into(),
             amqp_server: "amqp://guest:guest@127.0.0.1:5672".into(),
         }
     }
 
     /// The test-suite run: small, one connection drop for the run's vhost, one kill per
-    /// service.
+    /// service, one PostgreSQL restart (its own server: the suite's shared one stays up).
     pub fn reduced(n: usize, seed: u64, launcher: Launcher, repo_root: PathBuf) -> Self {
         Self {
             concurrency: 10,
@@ -100,6 +107,7 @@ impl ChaosConfig {
             broker_fault: BrokerFault::DropConnections,
             broker_faults: 1,
             kills: 3,
+            pg_restarts: 1,
             quiescence_timeout: Duration::from_secs(240),
             ..Self::full(n, seed, launcher, repo_root)
         }
@@ -111,6 +119,7 @@ impl ChaosConfig {
 pub struct Injected {
     pub kills: Vec<String>,
     pub broker: usize,
+    pub pg_restarts: Vec<Shutdown>,
     pub callbacks: BTreeMap<String, usize>,
 }
 
@@ -155,18 +164,29 @@ impl std::fmt::Display for Summary {
             BrokerFault::DropConnections => "faults: vhost connection drops",
         };
         row(f, broker, self.injected.broker.to_string())?;
+        let modes = |mode| {
+            self.injected
+                .pg_restarts
+                .iter()
+                .filter(|m| **m == mode)
+                .count()
+        };
+        row(
+            f,
+            "faults: PostgreSQL restarts",
+            format!(
+                "{} ({} immediate, {} fast)",
+                self.injected.pg_restarts.len(),
+                modes(Shutdown::Immediate),
+                modes(Shutdown::Fast)
+            ),
+        )?;
         for (k, v) in &self.injected.callbacks {
             row(f, &format!("faults: sandbox {k}"), v.to_string())?;
         }
-        row(
-            f,
-            "paid (one order, one enrolment)",
-            self.tally.paid.to_string(),
-        )?;
-        row(f, "refunded", self.tally.refunded.to_string())?;
-        row(f, "closed orders", self.tally.closed.to_string())?;
-        row(f, "lost", self.tally.lost.to_string())?;
-        row(f, "duplicated", self.tally.duplicated.to_string())?;
+        for (k, v) in self.tally.rows() {
+            row(f, k, v.to_string())?;
+        }
         row(
             f,
             "load phase",
@@ -224,160 +244,78 @@ impl Drop for BrokerGuard {
     }
 }
 
-/// Databases and vhost of one run, removed on drop unless the run failed (kept for
-/// inspection then).
-#[derive(Debug)]
-struct Resources {
-    pg_server: String,
-    databases: Vec<String>,
-    vhost: String,
-    keep: bool,
-}
-
-impl Drop for Resources {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        let _ = rabbitmqctl(&["delete_vhost", &self.vhost]);
-        let urls: Vec<String> = self
-            .databases
-            .iter()
-            .map(|d| format!("{}/{d}", self.pg_server))
-            .collect();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                for url in urls {
-                    let _ = rt.block_on(paywire_platform::db::drop_database(&url));
-                }
-            }
-        })
-        .join();
-    }
-}
-
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
-
-type Instances = Arc<Mutex<Vec<Instance>>>;
-
 /// Runs the whole chaos test and returns its summary; `Err` only when the run itself
 /// could not be carried out. Invariant violations are in `Summary::violations`.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<Summary> {
     let mut rng = StdRng::seed_from_u64(config.seed);
-    // Names are unique per run, not per seed: a replayed seed must not meet the kept
-    // databases of an earlier failed run.
-    let suffix: String = {
-        let mut names = rand::thread_rng();
-        (0..8)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[names.gen_range(0..36)]))
-            .collect()
-    };
-    let run_id = format!("chaos_{suffix}");
-    let run_dir = std::env::temp_dir().join(format!("paywire-{run_id}"));
-    std::fs::create_dir_all(&run_dir)?;
-    let pg = config.pg_server.trim_end_matches('/').to_owned();
-
-    let mut resources = Resources {
-        pg_server: pg.clone(),
-        databases: ["order", "payment", "learning"]
-            .iter()
-            .map(|d| format!("{run_id}_{d}"))
-            .collect(),
-        vhost: run_id.clone(),
-        keep: true,
-    };
-    for db in &resources.databases {
-        paywire_platform::db::ensure_database(&format!("{pg}/{db}"))
-            .await
-            .with_context(|| format!("creating database {db}"))?;
-    }
-    rabbitmqctl_async(vec!["add_vhost".into(), run_id.clone()]).await?;
-    rabbitmqctl_async(
-        ["set_permissions", "-p", &run_id, "guest", ".*", ".*", ".*"]
-            .map(String::from)
-            .to_vec(),
+    let mut stack = Stack::start(
+        &config.launcher,
+        &config.repo_root,
+        &config.amqp_server,
+        config.seed,
     )
     .await?;
-
-    let topology = Topology {
-        amqp_url: format!("{}/{run_id}", config.amqp_server.trim_end_matches('/')),
-        order_db: format!("{pg}/{run_id}_order"),
-        payment_db: format!("{pg}/{run_id}_payment"),
-        learning_db: format!("{pg}/{run_id}_learning"),
-        sandbox_port: procs::free_port()?,
-        learning_ports: [procs::free_port()?, procs::free_port()?],
-        order_ports: [procs::free_port()?, procs::free_port()?],
-        gateway_ports: [procs::free_port()?, procs::free_port()?],
-        seed: config.seed,
-    };
-    let mut list = vec![Instance::new(
-        "channel-sandbox",
-        0,
-        topology.sandbox_port,
-        &run_dir,
-    )];
-    std::fs::write(&list[0].config_path, settings::sandbox(&topology))?;
-    for (service, ports) in [
-        ("learning-center", topology.learning_ports),
-        ("payment-gateway", topology.gateway_ports),
-        ("order", topology.order_ports),
-    ] {
-        for (i, port) in ports.iter().enumerate() {
-            let inst = Instance::new(service, i, *port, &run_dir);
-            let text = match service {
-                "learning-center" => settings::learning(&topology, i),
-                "payment-gateway" => settings::gateway(&topology, i),
-                _ => settings::order(&topology, i),
-            };
-            std::fs::write(&inst.config_path, text)?;
-            list.push(inst);
-        }
-    }
-
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()?;
-    // One at a time: the first instance of each service migrates its database.
-    for inst in list.iter_mut() {
-        inst.spawn(&config.launcher, &config.repo_root)?;
-        inst.wait_healthy(&http, HEALTH_TIMEOUT).await?;
-    }
-    let instances: Instances = Arc::new(Mutex::new(list));
     let guard = Arc::new(BrokerGuard {
         stopped: std::sync::atomic::AtomicBool::new(false),
     });
-    let outcome = drive(
-        &config, &mut rng, &topology, &run_id, &run_dir, &http, &instances, &guard,
-    )
-    .await;
+    let outcome = drive(&config, &mut rng, &stack, &guard).await;
 
-    // Whatever happened: broker up, processes gone.
+    // Whatever happened: broker and database up, processes gone.
     if guard.stopped.load(std::sync::atomic::Ordering::SeqCst) {
         let _ = guard.start().await;
     }
-    for inst in instances.lock().await.iter_mut() {
-        inst.kill().await;
-    }
+    stack.kill_all().await;
     let summary = outcome?;
-    resources.keep = !summary.violations.is_empty();
+    if !summary.violations.is_empty() {
+        stack.keep();
+    }
     Ok(summary)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One fault of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL the instance at this index, start it again.
+    Kill(usize),
+    Broker,
+    /// Stop the run's PostgreSQL in this mode, keep it down [`ChaosConfig::pg_down`], start it.
+    PgRestart(Shutdown),
+}
+
+/// The fault plan: kills of random service instances (never the sandbox at index 0: it
+/// is the outside world and keeps its state in memory), broker faults and PostgreSQL
+/// restarts (immediate and fast shutdowns alternating), shuffled.
+fn fault_plan(config: &ChaosConfig, rng: &mut StdRng) -> Vec<Fault> {
+    let mut plan: Vec<Fault> = (0..config.kills)
+        .map(|k| {
+            // One kill per service first, then random instances.
+            if k < 3 {
+                Fault::Kill(1 + 2 * k + rng.gen_range(0..2))
+            } else {
+                Fault::Kill(rng.gen_range(1..7))
+            }
+        })
+        .chain((0..config.broker_faults).map(|_| Fault::Broker))
+        .chain((0..config.pg_restarts).map(|i| {
+            Fault::PgRestart(if i % 2 == 0 {
+                Shutdown::Immediate
+            } else {
+                Shutdown::Fast
+            })
+        }))
+        .collect();
+    plan.shuffle(rng);
+    plan
+}
+
 async fn drive(
     config: &ChaosConfig,
     rng: &mut StdRng,
-    topology: &Topology,
-    run_id: &str,
-    run_dir: &std::path::Path,
-    http: &reqwest::Client,
-    instances: &Instances,
+    stack: &Stack,
     guard: &Arc<BrokerGuard>,
 ) -> anyhow::Result<Summary> {
-    let sandbox_url = format!("http://127.0.0.1:{}", topology.sandbox_port);
+    let (http, sandbox_url) = (&stack.http, &stack.sandbox_url);
+    let topology = &stack.topology;
     let p = config.callback_fault_probability;
     let resp = http
         .put(format!("{sandbox_url}/sandbox/admin/faults"))
@@ -397,21 +335,7 @@ async fn drive(
         );
     }
 
-    let urls = Urls {
-        learning: topology
-            .learning_ports
-            .map(|p| format!("http://127.0.0.1:{p}")),
-        order: topology
-            .order_ports
-            .map(|p| format!("http://127.0.0.1:{p}")),
-        sandbox: sandbox_url.clone(),
-    };
-    let mut driver = Driver {
-        http: http.clone(),
-        urls,
-        auth: Arc::new(Authenticator::new(&AuthSettings::default())),
-        course_id: String::new(),
-    };
+    let mut driver = Driver::new(http.clone(), Urls::of(topology));
     driver.course_id = driver.paid_course().await?;
     let intents = load::intents(
         config.n,
@@ -419,27 +343,13 @@ async fn drive(
         config.double_pay_share,
         rng,
     );
-
-    // The fault plan: kills of random service instances (never the sandbox: it is the
-    // outside world and keeps its state in memory) and broker faults, shuffled.
-    let mut plan: Vec<Option<usize>> = (0..config.kills)
-        .map(|k| {
-            // One kill per service first, then random instances.
-            if k < 3 {
-                Some(1 + 2 * k + rng.gen_range(0..2))
-            } else {
-                Some(rng.gen_range(1..7))
-            }
-        })
-        .chain((0..config.broker_faults).map(|_| None))
-        .collect();
-    plan.shuffle(rng);
+    let plan = fault_plan(config, rng);
     let fault_seed: u64 = rng.r#gen();
 
     let started = Instant::now();
     let load = {
         let driver = driver.clone();
-        let run = run_id.trim_start_matches("chaos_").to_owned();
+        let run = stack.run_id.trim_start_matches("chaos_").to_owned();
         let concurrency = config.concurrency;
         let gap = config.arrival_spread / u32::try_from(config.n.max(1)).unwrap_or(u32::MAX);
         tokio::spawn(async move {
@@ -459,18 +369,20 @@ async fn drive(
         })
     };
     let faults = {
-        let instances = instances.clone();
+        let instances = stack.instances.clone();
         let guard = guard.clone();
         let http = http.clone();
+        let pg = stack.pg.clone();
         let (launcher, root) = (config.launcher.clone(), config.repo_root.clone());
-        let (broker_fault, vhost) = (config.broker_fault, run_id.to_owned());
+        let (broker_fault, vhost) = (config.broker_fault, stack.run_id.clone());
+        let pg_down = config.pg_down;
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(fault_seed);
             let mut injected = Injected::default();
             for action in plan {
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(500..2500))).await;
                 match action {
-                    Some(idx) => {
+                    Fault::Kill(idx) => {
                         let mut list = instances.lock().await;
                         let inst = &mut list[idx];
                         inst.kill().await;
@@ -482,7 +394,7 @@ async fn drive(
                         inst.spawn(&launcher, &root)?;
                         inst.wait_healthy(&http, HEALTH_TIMEOUT).await?;
                     }
-                    None => {
+                    Fault::Broker => {
                         match broker_fault {
                             BrokerFault::Restart => {
                                 guard.restart(Duration::from_secs(3)).await?;
@@ -498,6 +410,13 @@ async fn drive(
                             }
                         }
                         injected.broker += 1;
+                    }
+                    Fault::PgRestart(mode) => {
+                        // Every service keeps running against the vanished server.
+                        pg.restart(mode, pg_down)
+                            .await
+                            .with_context(|| format!("restarting {}", pg.describe()))?;
+                        injected.pg_restarts.push(mode);
                     }
                 }
             }
@@ -516,7 +435,7 @@ async fn drive(
         {
             // A process that died on its own (not killed by us) is a finding; restart it
             // so the run can finish, and report it.
-            let mut list = instances.lock().await;
+            let mut list = stack.instances.lock().await;
             for inst in list.iter_mut() {
                 if inst.exited() {
                     injected
@@ -526,13 +445,13 @@ async fn drive(
                 }
             }
         }
-        let last_state = match quiescent(topology, run_id).await {
+        let last_state = match stack.quiescent().await {
             Ok(None) => break,
             Ok(Some(state)) => state,
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
-            let snapshot = snapshot(topology, run_id, &sandbox_url, http).await;
+            let snapshot = stack.snapshot().await;
             let mut violations = vec![format!(
                 "no quiescence within {:?}: {last_state}",
                 config.quiescence_timeout
@@ -551,14 +470,14 @@ async fn drive(
                 load_time,
                 settle_start.elapsed(),
                 violations,
-                run_dir,
+                &stack.run_dir,
             ));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let quiescence = settle_start.elapsed();
 
-    let snapshot = snapshot(topology, run_id, &sandbox_url, http).await?;
+    let snapshot = stack.snapshot().await?;
     let verdict = check::verify(&snapshot);
     let faults: serde_json::Value = http
         .get(format!("{sandbox_url}/sandbox/admin/faults"))
@@ -578,7 +497,7 @@ async fn drive(
         load_time,
         quiescence,
         verdict.violations,
-        run_dir,
+        &stack.run_dir,
     ))
 }
 
@@ -619,73 +538,4 @@ fn summary(
         violations,
         run_dir: run_dir.to_path_buf(),
     }
-}
-
-/// `None` when the platform is at rest, else what it is still doing.
-async fn quiescent(t: &Topology, vhost: &str) -> anyhow::Result<Option<String>> {
-    let open = check::count(
-        &t.order_db,
-        "SELECT count(*) AS n FROM orders WHERE status = 'unpaid'",
-    )
-    .await?;
-    let attempts = check::count(
-        &t.payment_db,
-        "SELECT count(*) AS n FROM payments WHERE status = 'unpaid'",
-    )
-    .await?;
-    let refunds = check::count(
-        &t.payment_db,
-        "SELECT count(*) AS n FROM refunds WHERE status IN ('pending', 'processing')",
-    )
-    .await?;
-    let mut unpublished = 0;
-    for db in [&t.order_db, &t.payment_db, &t.learning_db] {
-        unpublished += check::count(db, check::UNPUBLISHED_SQL).await?;
-    }
-    let busy: Vec<(String, u64)> = procs::queue_depths(vhost)
-        .await?
-        .into_iter()
-        .filter(|(q, n)| *n > 0 && !q.ends_with(".dlq"))
-        .collect();
-    if open == 0 && attempts == 0 && refunds == 0 && unpublished == 0 && busy.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "unpaid orders {open}, unpaid attempts {attempts}, open refunds {refunds}, \
-         unpublished outbox rows {unpublished}, busy queues {busy:?}"
-    )))
-}
-
-async fn snapshot(
-    t: &Topology,
-    vhost: &str,
-    sandbox_url: &str,
-    http: &reqwest::Client,
-) -> anyhow::Result<Snapshot> {
-    let mut unpublished = BTreeMap::new();
-    for (name, db) in [
-        ("order", &t.order_db),
-        ("payment-gateway", &t.payment_db),
-        ("learning-center", &t.learning_db),
-    ] {
-        unpublished.insert(
-            name.to_owned(),
-            check::count(db, check::UNPUBLISHED_SQL).await?,
-        );
-    }
-    Ok(Snapshot {
-        orders: check::rows(&t.order_db, check::ORDERS_SQL).await?,
-        payments: check::rows(&t.payment_db, check::PAYMENTS_SQL).await?,
-        refunds: check::rows(&t.payment_db, check::REFUNDS_SQL).await?,
-        enrolments: check::rows(&t.learning_db, check::ENROLMENTS_SQL).await?,
-        trades: http
-            .get(format!("{sandbox_url}/sandbox/trades"))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?,
-        unpublished,
-        queues: procs::queue_depths(vhost).await?,
-    })
 }

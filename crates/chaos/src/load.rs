@@ -31,6 +31,8 @@ pub struct Outcome {
     pub wallet_paid: usize,
     /// The flow gave up (e.g. an attempt expired while services were down).
     pub error: Option<String>,
+    /// From the first request to the last answer.
+    pub took: Duration,
 }
 
 /// Picks intents for `n` students from `rng`: `never_pay` and `double_pay` shares, the
@@ -75,6 +77,17 @@ pub struct Urls {
     pub sandbox: String,
 }
 
+impl Urls {
+    pub fn of(t: &crate::settings::Topology) -> Self {
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        Self {
+            learning: t.learning_ports.map(url),
+            order: t.order_ports.map(url),
+            sandbox: url(t.sandbox_port),
+        }
+    }
+}
+
 /// How long one step keeps retrying through outages.
 const STEP_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -84,6 +97,10 @@ pub struct Driver {
     pub urls: Urls,
     pub auth: Arc<Authenticator>,
     pub course_id: String,
+    /// Whether a step is sent again after a 5xx or no answer (a patient user pressing the
+    /// button again). Without, the first such answer fails the purchase, named
+    /// `<step>: <status> <error code>` (what a client without retries sees).
+    pub retry_server_errors: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -96,6 +113,20 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
+    /// A driver signing its students' tokens with the development secret the run's
+    /// services use; `course_id` still to be filled in ([`Driver::paid_course`]).
+    pub fn new(http: reqwest::Client, urls: Urls) -> Self {
+        Self {
+            http,
+            urls,
+            auth: Arc::new(Authenticator::new(
+                &paywire_platform::config::AuthSettings::default(),
+            )),
+            course_id: String::new(),
+            retry_server_errors: true,
+        }
+    }
+
     /// Sends the request built by `build(instance)` until it gets an answer that is not a
     /// transport error or a 5xx, alternating instances. Returns status and JSON body.
     async fn call(
@@ -115,9 +146,18 @@ impl Driver {
                     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
                     return Ok((status, body));
                 }
-                Ok(resp) => format!("{}", resp.status()),
-                Err(e) => e.to_string(),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    format!("{status} {}", body["error"].as_str().unwrap_or("-"))
+                }
+                Err(e) if e.is_timeout() => "no answer (timeout)".to_owned(),
+                Err(e) if e.is_connect() => "no answer (connect)".to_owned(),
+                Err(e) => format!("no answer ({e})"),
             };
+            if !self.retry_server_errors {
+                bail!("{what}: {last}");
+            }
             if tokio::time::Instant::now() >= deadline {
                 bail!("{what}: no answer within {STEP_DEADLINE:?} (last: {last})");
             }
@@ -152,16 +192,19 @@ impl Driver {
     /// One student's purchase; never panics, errors end up in the outcome.
     pub async fn student(&self, i: usize, run: &str, intent: Intent) -> Outcome {
         let user = format!("chaos-{run}-{i}");
+        let started = tokio::time::Instant::now();
         let mut outcome = Outcome {
             user: user.clone(),
             intent,
             order_id: None,
             wallet_paid: 0,
             error: None,
+            took: Duration::ZERO,
         };
         if let Err(e) = self.purchase(i % 2, &user, intent, &mut outcome).await {
             outcome.error = Some(format!("{e:#}"));
         }
+        outcome.took = started.elapsed();
         outcome
     }
 

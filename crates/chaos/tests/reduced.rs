@@ -1,7 +1,8 @@
 //! The reduced chaos run of the test suite: N = 20 purchases, two instances per service as
 //! separate processes, one SIGKILL per service, one broker-side drop of every connection
 //! of the run's vhost (a full broker restart would break the tests running in parallel;
-//! `cargo xtask chaos` does that), callbacks dropped, delayed and duplicated.
+//! `cargo xtask chaos` does that), one restart of the run's own PostgreSQL server,
+//! callbacks dropped, delayed and duplicated.
 //!
 //! The services run as processes of this very executable (`PAYWIRE_CHAOS_NODE=<service>`),
 //! so `cargo test` needs no nested `cargo build`. Hence `harness = false`.
@@ -53,7 +54,9 @@ fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(summary.tally.lost == 0 && summary.tally.duplicated == 0);
     anyhow::ensure!(
-        summary.injected.kills.len() >= 3 && summary.injected.broker >= 1,
+        summary.injected.kills.len() >= 3
+            && summary.injected.broker >= 1
+            && !summary.injected.pg_restarts.is_empty(),
         "fewer faults than planned: {:?}",
         summary.injected
     );

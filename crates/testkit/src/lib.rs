@@ -43,6 +43,12 @@ impl TempDir {
         std::fs::create_dir_all(&path)?;
         Ok(Self { path })
     }
+
+    /// Keeps the directory (for inspection after a failure) and returns its path.
+    pub fn keep(self) -> std::path::PathBuf {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.path.clone()
+    }
 }
 
 impl Drop for TempDir {

@@ -240,8 +240,8 @@ impl PgControl {
 #[derive(Debug)]
 pub struct PrivatePostgres {
     control: PgControl,
-    /// Removed after `drop` has stopped the server.
-    _dir: TempDir,
+    /// Removed after `drop` has stopped the server (`None` once [`Self::keep`] took it).
+    dir: Option<TempDir>,
 }
 
 impl PrivatePostgres {
@@ -295,7 +295,10 @@ impl PrivatePostgres {
             };
             match control.start().await {
                 Ok(()) => {
-                    return Ok(Self { control, _dir: dir });
+                    return Ok(Self {
+                        control,
+                        dir: Some(dir),
+                    });
                 }
                 Err(e) => {
                     control.stop_now();
@@ -324,6 +327,17 @@ impl PrivatePostgres {
     /// Stops, starts and restarts this server.
     pub fn control(&self) -> &PgControl {
         &self.control
+    }
+
+    /// Stops the server and keeps its directory (data and `postgres.log`) for inspection
+    /// after a failed run; returns the directory. Start it again with
+    /// `pg_ctl -D <dir>/data start`.
+    pub fn keep(mut self) -> PathBuf {
+        self.control.stop_now();
+        self.dir
+            .take()
+            .map(TempDir::keep)
+            .expect("the directory is only taken here")
     }
 }
 
