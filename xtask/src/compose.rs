@@ -318,7 +318,7 @@ async fn run_stack(
     timeline.end("docker-compose up", t);
 
     let t = timeline.begin("wait for readiness");
-    wait_ready().await?;
+    wait_ready(&SERVICES.iter().collect::<Vec<_>>()).await?;
     timeline.end("readiness", t);
 
     let ep = endpoints();
@@ -352,14 +352,14 @@ fn endpoints() -> Endpoints {
     }
 }
 
-/// Every service answers `/health` (each binds its port only after its migrations and
+/// Each of `services` answers `/health` (each binds its port only after its migrations and
 /// broker topology are in place).
-async fn wait_ready() -> anyhow::Result<()> {
+async fn wait_ready(services: &[&layout::Service]) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let started = Instant::now();
-    let mut pending: Vec<&layout::Service> = SERVICES.iter().collect();
+    let mut pending: Vec<&layout::Service> = services.to_vec();
     while !pending.is_empty() {
         let mut still = Vec::new();
         for s in pending {
@@ -424,6 +424,8 @@ async fn kill_mid_purchase(
     }
     println!("==> restart learning-center");
     compose.run(&["start", "learning-center"])?;
+    // `start` returns once the container runs, before the service listens.
+    wait_ready(&[lc]).await?;
     demo::await_learnable(ep, &api, &started, deadline).await?;
     // Both subscribers drained, nothing dead-lettered.
     let queues = [LEARNING_PAY_RESULT_QUEUE, ORDER_PAY_RESULT_QUEUE];

@@ -442,25 +442,89 @@ pub fn prebuilt_dir() -> PathBuf {
     layout::repo_root().join("deploy/.prebuilt")
 }
 
-/// Builds the services with the host's cargo (dev profile; a no-op after the test suite)
-/// and copies the binaries to [`prebuilt_dir`].
+/// Builds the services with the host's cargo and copies the binaries to [`prebuilt_dir`].
+///
+/// The build is the test suite's own (`cargo test --workspace --no-run`, whose integration
+/// tests put every service binary in target/debug/), so right after `cargo test --workspace`
+/// it is a no-op. A narrower `cargo build -p <service>…` unifies dependency features without
+/// the dev-dependencies and recompiled a dozen crates (233 s in a cold CI run here).
 pub fn stage_prebuilt_binaries() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("build").current_dir(layout::repo_root());
-    for s in SERVICES {
-        cmd.args(["-p", s.name]);
-    }
-    run(&mut cmd, "cargo build (host binaries)")?;
+    cmd.args(["test", "--workspace", "--no-run"])
+        .current_dir(layout::repo_root());
+    run(&mut cmd, "cargo test --workspace --no-run (host binaries)")?;
     let dir = prebuilt_dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Debug info is most of a dev binary (about 200 MB of build context for five) and no
+    // use inside a container; `--strip-debug` keeps the symbol table, so backtraces still
+    // name functions. Without binutils the binaries are copied as they are.
+    let objcopy = Command::new("objcopy")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     for s in SERVICES {
         let from = layout::binary(s.name);
-        std::fs::copy(&from, dir.join(s.name))
-            .with_context(|| format!("copying {}", from.display()))?;
+        let to = dir.join(s.name);
+        if objcopy {
+            run(
+                Command::new("objcopy")
+                    .arg("--strip-debug")
+                    .arg(&from)
+                    .arg(&to),
+                &format!("stripping debug info from {}", from.display()),
+            )?;
+        } else {
+            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        }
     }
     Ok(())
+}
+
+/// What image builds need free on the Docker engine's disk: the PostgreSQL and RabbitMQ
+/// images, five service images and the build cache come to about 2 GiB; the rest is margin.
+pub const MIN_FREE_DISK: u64 = 4 << 30;
+
+/// Fails early, with what to do about it, when the engine's data directory is short of
+/// [`MIN_FREE_DISK`]: a full disk otherwise surfaces minutes later as an obscure
+/// "copy file range failed: no space left on device" in the middle of a build.
+pub fn ensure_free_disk(docker: &Docker) -> anyhow::Result<()> {
+    let out = docker
+        .command()
+        .args(["info", "--format", "{{.DockerRootDir}}"])
+        .output()
+        .context("asking the Docker engine for its data directory")?;
+    let root = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let root = if root.is_empty() {
+        "/var/lib/docker".to_owned()
+    } else {
+        root
+    };
+    let df = Command::new("df")
+        .args(["-P", "-k", &root])
+        .output()
+        .with_context(|| format!("df {root}"))?;
+    let free = parse_df_available(&String::from_utf8_lossy(&df.stdout))
+        .with_context(|| format!("reading df's answer for {root}"))?;
+    if free < MIN_FREE_DISK {
+        bail!(
+            "only {:.1} GiB free under {root} (Docker's data directory); building the images \
+             needs at least {} GiB. Free some: `docker system prune` (unused images and build \
+             cache), old cargo target directories",
+            free as f64 / f64::from(1u32 << 30),
+            MIN_FREE_DISK >> 30
+        );
+    }
+    Ok(())
+}
+
+/// Bytes available, from `df -P -k PATH`'s second line (fourth column, 1024-byte blocks).
+fn parse_df_available(df: &str) -> Option<u64> {
+    let line = df.lines().nth(1)?;
+    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Builds `deploy/images/<dir>` on `base` as `tag`.
@@ -560,6 +624,7 @@ pub fn run_all(binaries: Binaries) -> anyhow::Result<()> {
 
 /// The steps of `cargo xtask images`, timed into `steps`.
 pub fn build_all(docker: &Docker, steps: &mut Steps, binaries: Binaries) -> anyhow::Result<()> {
+    ensure_free_disk(docker)?;
     steps.time("Debian base (debootstrap + import)", BASE_IMAGE, || {
         Ok(((), ensure_base_image(docker, BASE_IMAGE)?))
     })?;
@@ -573,7 +638,7 @@ pub fn build_all(docker: &Docker, steps: &mut Steps, binaries: Binaries) -> anyh
         }
         Binaries::Prebuilt => {
             steps.time(
-                "host binaries (cargo build, dev profile)",
+                "host binaries (the test suite's build, dev profile)",
                 "deploy/.prebuilt",
                 || Ok((stage_prebuilt_binaries()?, Outcome::Built)),
             )?;
@@ -616,6 +681,18 @@ pub fn build_all(docker: &Docker, steps: &mut Steps, binaries: Binaries) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn df_available_space_is_read_in_bytes() {
+        let df = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n\
+                  /dev/vda        263174212  12582912  83886080      13% /\n";
+        assert_eq!(parse_df_available(df), Some(83_886_080 * 1024));
+        assert_eq!(
+            parse_df_available("Filesystem 1024-blocks Used Available\n"),
+            None
+        );
+        assert_eq!(parse_df_available("header\n/dev/vda 1 2 lots 4% /\n"), None);
+    }
 
     #[test]
     fn rustc_versions_parse() {
