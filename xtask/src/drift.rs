@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use paywire_contracts::PayResultV1;
 use paywire_domain::topology::{PAY_RESULT_EXCHANGE, PAY_RESULT_SUBSCRIBERS};
-use paywire_domain::{BizType, EventId, Fen, OrderId, PayChannel, PayNo, PayResultV1, UserId};
+use paywire_domain::{BizType, EventId, Fen, OrderId, PayChannel, PayNo, UserId};
 use serde_norway::Value;
 
 use crate::compose;
@@ -343,7 +344,7 @@ fn asyncapi_matches_the_broker_topology_and_the_event_schema() {
     let example = &message["examples"][0]["payload"];
     let example: serde_json::Value =
         serde_json::to_value(example).expect("example converts to JSON");
-    let parsed: paywire_domain::EventEnvelope<PayResultV1> =
+    let parsed: paywire_contracts::EventEnvelope<PayResultV1> =
         serde_json::from_value(example).expect("the example is a valid pay.result.v1");
     assert_eq!(parsed.event_type, PayResultV1::EVENT_TYPE);
 }

@@ -1,11 +1,11 @@
 //! The shared vocabulary of Paywire.
 //!
 //! Everything a service says to another service (over HTTP or through the broker) is
-//! expressed in these types, so they are parsed once at the edge and trusted inside.
+//! built from these types, so they are parsed once at the edge and trusted inside; the
+//! messages themselves are declared in `paywire-contracts`.
 
 pub mod biz;
 pub mod channel;
-pub mod event;
 pub mod id;
 pub mod money;
 pub mod status;
@@ -14,7 +14,6 @@ pub mod user;
 
 pub use biz::BizType;
 pub use channel::PayChannel;
-pub use event::{EventEnvelope, PayResultV1};
 pub use id::{ChooseCourseId, CourseId, EventId, IdGenerator, OrderId, PayNo, RefundNo};
 pub use money::Fen;
 pub use status::{

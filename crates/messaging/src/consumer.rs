@@ -53,8 +53,8 @@ impl IncomingMessage {
     pub fn decode_envelope<T: serde::de::DeserializeOwned>(
         &self,
         event_type: &str,
-    ) -> Result<paywire_domain::EventEnvelope<T>, HandleError> {
-        let envelope: paywire_domain::EventEnvelope<T> = serde_json::from_slice(&self.body)
+    ) -> Result<paywire_contracts::EventEnvelope<T>, HandleError> {
+        let envelope: paywire_contracts::EventEnvelope<T> = serde_json::from_slice(&self.body)
             .map_err(|e| HandleError::Permanent(format!("malformed {event_type}: {e}")))?;
         if envelope.event_type != event_type {
             return Err(HandleError::Permanent(format!(

@@ -2,7 +2,8 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
-use paywire_domain::{EventEnvelope, EventId};
+use paywire_contracts::EventEnvelope;
+use paywire_domain::EventId;
 use serde::Serialize;
 
 use crate::MessagingError;
@@ -88,7 +89,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, msg: &OutboxMessage) -> Query
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paywire_domain::PayResultV1;
+    use paywire_contracts::PayResultV1;
 
     #[test]
     fn event_rows_carry_the_envelope_id_type_and_body() {

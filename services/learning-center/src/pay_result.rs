@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use paywire_domain::{BizType, ChooseCourseId, ChooseCourseStatus, PayResultV1};
+use paywire_contracts::PayResultV1;
+use paywire_domain::{BizType, ChooseCourseId, ChooseCourseStatus};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
 use serde::Deserialize;
 

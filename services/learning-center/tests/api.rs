@@ -13,10 +13,11 @@ use learning_center::error::LearningError;
 use learning_center::pay_result::{Applied, apply_pay_result};
 use learning_center::store;
 use learning_center::{MIGRATIONS, Settings};
+use paywire_contracts::PayResultV1;
 use paywire_domain::topology::{LEARNING_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
 use paywire_domain::{
     BizType, ChooseCourseId, ChooseCourseStatus, CourseId, EventId, Fen, OrderId, PayChannel,
-    PayNo, PayResultV1, UserId,
+    PayNo, UserId,
 };
 use paywire_messaging::topology::dead_letter_queue_name;
 use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};

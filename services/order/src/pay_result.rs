@@ -7,11 +7,10 @@
 //! stray money (`order_closed`, `duplicate_payment`) never touch the order.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use paywire_domain::{Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1, RefundNo};
+pub use paywire_contracts::{PayResultV1, RefundResultV1};
+use paywire_domain::{OrderStatus, RefundReason, RefundStatus};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
-use serde::Deserialize;
 
 use crate::error::OrderError;
 use crate::store;
@@ -101,27 +100,6 @@ pub async fn mark_paid(
     })
 }
 
-/// The gateway's `refund.result.v1`, as far as this service reads it. `reason` and
-/// `status` stay text: a reason or status this build does not know is ignored, not parked.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RefundResultV1 {
-    pub refund_no: RefundNo,
-    pub pay_no: PayNo,
-    pub order_id: OrderId,
-    pub channel: PayChannel,
-    pub amount_fen: Fen,
-    pub reason: String,
-    pub status: String,
-    pub refunded_at: Option<DateTime<Utc>>,
-}
-
-impl RefundResultV1 {
-    pub const EVENT_TYPE: &'static str = "refund.result.v1";
-    /// A refund the business asked for (not stray money).
-    pub const REQUESTED: &'static str = "requested";
-    pub const SUCCEEDED: &'static str = "succeeded";
-}
-
 /// What [`mark_refunded`] did with a refund result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkRefunded {
@@ -133,19 +111,19 @@ pub enum MarkRefunded {
     Ignored,
 }
 
-/// Applies one refund result to its order with a guarded update, on the caller's
-/// connection (inside the consumer's transaction).
+/// Applies one refund result (the gateway's typed `refund.result.v1`) to its order with a
+/// guarded update, on the caller's connection (inside the consumer's transaction).
 #[tracing::instrument(skip_all, fields(order_id = %event.order_id, pay_no = %event.pay_no, refund_no = %event.refund_no))]
 pub async fn mark_refunded(
     conn: &mut AsyncPgConnection,
     event: &RefundResultV1,
 ) -> Result<MarkRefunded, OrderError> {
-    if event.reason != RefundResultV1::REQUESTED {
+    if event.reason.known() != Some(RefundReason::Requested) {
         // Stray money went back to the payer; the order never counted it.
         tracing::debug!(reason = %event.reason, "refund of stray money; order unchanged");
         return Ok(MarkRefunded::Ignored);
     }
-    if event.status != RefundResultV1::SUCCEEDED {
+    if event.status.known() != Some(RefundStatus::Succeeded) {
         tracing::warn!(status = %event.status, "requested refund did not succeed; order stays paid");
         return Ok(MarkRefunded::Ignored);
     }
@@ -249,7 +227,7 @@ impl MessageHandler for PayResultHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paywire_domain::{BizType, EventId, Fen, OrderId, PayChannel, PayNo, UserId};
+    use paywire_domain::{BizType, EventId, Fen, OrderId, PayChannel, PayNo, RefundNo, UserId};
 
     fn event() -> PayResultV1 {
         PayResultV1 {
@@ -302,7 +280,7 @@ mod tests {
             (RefundNo::from(5), PayNo::from(7), OrderId::from(8), 100)
         );
         assert_eq!(
-            (r.reason.as_str(), r.status.as_str()),
+            (r.reason.to_string().as_str(), r.status.to_string().as_str()),
             ("requested", "succeeded")
         );
         for body in [b"{\"refund_no\": \"1\"}".to_vec(), b"{".to_vec()] {
@@ -311,6 +289,16 @@ mod tests {
                 Err(HandleError::Permanent(_))
             ));
         }
+        // A reason or status this build does not know is read (and then ignored), not
+        // parked: a newer gateway must not fill this service's dead-letter queue.
+        let mut env = refund_envelope();
+        env["data"]["reason"] = "goodwill".into();
+        env["data"]["status"] = "reversed".into();
+        let body = serde_json::to_vec(&env).unwrap();
+        let Incoming::Refund(r) = decode(&message("refund.result.v1", body)).unwrap() else {
+            panic!("not a refund result");
+        };
+        assert_eq!((r.reason.known(), r.status.known()), (None, None));
     }
 
     #[test]

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::DecoratableTarget;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use paywire_contracts::PayResultV1;
 use paywire_domain::{
-    BizType, ChooseCourseId, CourseId, Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1,
-    UserId,
+    BizType, ChooseCourseId, CourseId, Fen, OrderId, OrderStatus, PayChannel, PayNo, UserId,
 };
 
 use crate::error::OrderError;

@@ -12,10 +12,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use lapin::Channel;
-use paywire_domain::{EventEnvelope, EventId, OrderId, OrderStatus};
+use paywire_contracts::EventEnvelope;
+pub use paywire_contracts::OrderTimeoutV1;
+use paywire_domain::{EventId, OrderId, OrderStatus};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
 use paywire_messaging::outbox::OutboxMessage;
 use paywire_messaging::topology::{RetryPolicy, declare_delay_queue};
@@ -115,17 +116,6 @@ impl TimeoutSettings {
         .await?;
         Ok(())
     }
-}
-
-/// The timeout message the order service sends itself through the delay queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderTimeoutV1 {
-    pub order_id: OrderId,
-    pub created_at: DateTime<Utc>,
-}
-
-impl OrderTimeoutV1 {
-    pub const EVENT_TYPE: &'static str = "order.timeout.v1";
 }
 
 /// What the create transaction needs to schedule an order's timeout.
@@ -262,6 +252,7 @@ impl MessageHandler for TimeoutHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     #[test]
     fn defaults_leave_the_attempt_time_to_expire_first() {

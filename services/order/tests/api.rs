@@ -16,10 +16,11 @@ use order::error::OrderError;
 use order::pay_result::{MarkPaid, mark_paid};
 use order::store;
 use order::timeout::ScheduleTimeout;
+use paywire_contracts::PayResultV1;
 use paywire_domain::topology::ORDER_PAY_RESULT_QUEUE;
 use paywire_domain::{
     BizType, ChooseCourseId, CourseId, EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo,
-    PayResultV1, UserId,
+    UserId,
 };
 use paywire_messaging::topology::dead_letter_queue_name;
 use paywire_platform::auth::Authenticator;

@@ -13,9 +13,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use order::pay_result::{MarkRefunded, RefundResultV1, mark_refunded};
 use order::store;
-use paywire_domain::{
-    EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo, PayResultV1, RefundNo,
-};
+use paywire_contracts::{Lenient, PayResultV1};
+use paywire_domain::{EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo, RefundNo};
 use paywire_messaging::schema::processed_messages;
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
 use paywire_platform::config::DEV_SERVICE_TOKEN;
@@ -265,8 +264,8 @@ fn direct(
         order_id,
         channel: PayChannel::Wechat,
         amount_fen: Fen::new(amount).unwrap(),
-        reason: reason.into(),
-        status: status.into(),
+        reason: Lenient::parse(reason),
+        status: Lenient::parse(status),
         refunded_at: (status == "succeeded").then(Utc::now),
     }
 }

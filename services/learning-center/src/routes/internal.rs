@@ -1,24 +1,13 @@
 //! Endpoints for other Paywire services (service credential only).
 
 use actix_web::{HttpResponse, web};
-use paywire_domain::{ChooseCourseId, ChooseCourseStatus, CourseId, Fen, UserId};
+use paywire_contracts::learning_center::ChooseCourseRecord;
+use paywire_domain::ChooseCourseId;
 use paywire_platform::auth::ServiceCaller;
-use serde::Serialize;
 
 use crate::AppState;
 use crate::error::LearningError;
 use crate::store;
-
-/// What the order service prices an order from; it never takes a price from the client.
-#[derive(Debug, Serialize)]
-pub struct ChooseCourseRecordView {
-    pub choose_course_id: ChooseCourseId,
-    pub user_id: UserId,
-    pub course_id: CourseId,
-    pub course_name: String,
-    pub price_fen: Fen,
-    pub status: ChooseCourseStatus,
-}
 
 /// `GET /internal/choose-courses/{choose_course_id}`.
 #[tracing::instrument(skip_all, fields(choose_course_id = %path))]
@@ -32,7 +21,7 @@ pub async fn choose_course(
     let choice = store::find_choice(&mut conn, id)
         .await?
         .ok_or(LearningError::ChooseCourseNotFound(id))?;
-    Ok(HttpResponse::Ok().json(ChooseCourseRecordView {
+    Ok(HttpResponse::Ok().json(ChooseCourseRecord {
         choose_course_id: choice.id,
         user_id: choice.user_id,
         course_id: choice.course_id,

@@ -2,26 +2,15 @@
 
 use std::time::Duration;
 
-use paywire_domain::{ChooseCourseId, ChooseCourseStatus, CourseId, Fen, UserId};
+pub use paywire_contracts::learning_center::ChooseCourseRecord;
+use paywire_domain::ChooseCourseId;
 use reqwest::StatusCode;
 use secrecy::SecretString;
-use serde::Deserialize;
 
 use super::{bad_response, http_client, unavailable, unexpected};
 use crate::error::OrderError;
 
 const SERVICE: &str = "learning-center";
-
-/// `GET /internal/choose-courses/{id}`; the price here is the only price an order uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ChooseCourseRecord {
-    pub choose_course_id: ChooseCourseId,
-    pub user_id: UserId,
-    pub course_id: CourseId,
-    pub course_name: String,
-    pub price_fen: Fen,
-    pub status: ChooseCourseStatus,
-}
 
 #[derive(Debug, Clone)]
 pub struct LearningCenterClient {

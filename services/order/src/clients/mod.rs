@@ -16,7 +16,7 @@ use crate::error::OrderError;
 
 pub use learning_center::{ChooseCourseRecord, LearningCenterClient};
 pub use payment_gateway::{
-    CloseOutcome, CreatePayment, PaymentAttempt, PaymentGatewayClient, RefundAnswer, RefundTicket,
+    CloseOutcome, CreatePayment, PaymentAttempt, PaymentGatewayClient, RefundAnswer, RefundView,
     RequestRefund, SyncResult,
 };
 

@@ -4,90 +4,24 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, RefundNo, UserId};
+use paywire_contracts::payment_gateway::IDEMPOTENCY_KEY_HEADER;
+pub use paywire_contracts::payment_gateway::{
+    CloseOutcome, CloseResult, CreatePayment, PaymentAttempt, RefundView, RequestRefund, SyncResult,
+};
+use paywire_domain::OrderId;
 use reqwest::StatusCode;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use super::{bad_response, error_body, http_client, unavailable, unexpected};
 use crate::error::OrderError;
 
 const SERVICE: &str = "payment-gateway";
 
-/// `POST /internal/payments` body.
-#[derive(Debug, Clone, Serialize)]
-pub struct CreatePayment {
-    pub order_id: OrderId,
-    pub user_id: UserId,
-    pub amount_fen: Fen,
-    pub channel: PayChannel,
-    pub description: String,
-    pub biz_type: BizType,
-    pub biz_id: String,
-}
-
-/// The attempt the student pays (a QR code for `code_url`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PaymentAttempt {
-    pub pay_no: PayNo,
-    pub order_id: OrderId,
-    pub channel: PayChannel,
-    pub code_url: Option<String>,
-    pub expires_at: DateTime<Utc>,
-    pub status: PaymentStatus,
-}
-
-/// `POST /internal/orders/{order_id}/payments/sync`: whether the channel says an attempt
-/// of the order is paid (the gateway then records it exactly as if its callback had come).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SyncResult {
-    pub order_id: OrderId,
-    pub paid: bool,
-    pub pay_no: Option<PayNo>,
-}
-
-/// `POST /internal/orders/{order_id}/payments/close`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseOutcome {
-    /// An attempt turned out paid: the gateway recorded it and emits the pay result.
-    Paid,
-    /// Every attempt is closed at its channel (or there was none); none can be paid now.
-    Closed,
-}
-
-/// `POST /internal/refunds` body; the idempotency key travels as `Idempotency-Key`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestRefund {
-    pub order_id: OrderId,
-    pub pay_no: PayNo,
-    pub amount_fen: Fen,
-    /// What the payer sees at the channel.
-    pub reason: String,
-}
-
-/// A refund as the gateway reports it; `status` is final when `succeeded` or `failed`
-/// (the order follows on `refund.result.v1`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundTicket {
-    pub refund_no: RefundNo,
-    pub pay_no: PayNo,
-    pub order_id: OrderId,
-    pub amount_fen: Fen,
-    pub status: String,
-}
-
 /// Whether the gateway recorded a new refund or answered an earlier request's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundAnswer {
     pub created: bool,
-    pub refund: RefundTicket,
-}
-
-#[derive(Debug, Deserialize)]
-struct CloseAnswer {
-    outcome: CloseOutcome,
+    pub refund: RefundView,
 }
 
 #[derive(Debug, Clone)]
@@ -193,14 +127,14 @@ impl PaymentGatewayClient {
         let resp = self
             .http
             .post(url)
-            .header("Idempotency-Key", idempotency_key)
+            .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
             .json(req)
             .send()
             .await
             .map_err(|e| unavailable(SERVICE, e))?;
         let status = resp.status();
         if status.is_success() {
-            let refund: RefundTicket = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+            let refund: RefundView = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
             if refund.order_id != req.order_id
                 || refund.pay_no != req.pay_no
                 || refund.amount_fen != req.amount_fen
@@ -250,7 +184,7 @@ impl PaymentGatewayClient {
         if !resp.status().is_success() {
             return Err(unexpected(SERVICE, resp).await);
         }
-        let answer: CloseAnswer = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+        let answer: CloseResult = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
         Ok(answer.outcome)
     }
 }

@@ -2,12 +2,13 @@
 //! operators or other services, never by the student.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::order::RefundTicket;
 use paywire_domain::{OrderId, OrderStatus};
 use paywire_platform::auth::ServiceCaller;
 use tracing::field::{Empty, display};
 
 use crate::AppState;
-use crate::clients::{RefundTicket, RequestRefund};
+use crate::clients::RequestRefund;
 use crate::error::OrderError;
 use crate::store;
 
@@ -58,14 +59,22 @@ pub async fn refund(
                 order_id,
                 pay_no,
                 amount_fen: order.total,
-                reason: REFUND_REASON.to_owned(),
+                reason: Some(REFUND_REASON.to_owned()),
+                request_id: None,
             },
             &refund_key(order_id),
         )
         .await?;
     tracing::Span::current().record("refund_no", display(answer.refund.refund_no));
     tracing::info!(created = answer.created, status = %answer.refund.status, "refund requested");
-    let view: RefundTicket = answer.refund;
+    let refund = answer.refund;
+    let view = RefundTicket {
+        refund_no: refund.refund_no,
+        pay_no: refund.pay_no,
+        order_id: refund.order_id,
+        amount_fen: refund.amount_fen,
+        status: refund.status,
+    };
     Ok(if answer.created {
         HttpResponse::Created().json(view)
     } else {

@@ -16,8 +16,9 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use order::Settings;
 use order::store;
+use paywire_contracts::PayResultV1;
 use paywire_domain::topology::PAY_RESULT_EXCHANGE;
-use paywire_domain::{OrderId, PayChannel, PayNo, PayResultV1, UserId};
+use paywire_domain::{OrderId, PayChannel, PayNo, UserId};
 use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
 use paywire_platform::config::DEV_SERVICE_TOKEN;
 use paywire_testkit::{TestDatabase, TestVhost};
@@ -268,10 +269,13 @@ impl Gateway {
         });
         match answer {
             CloseAnswer::Closed => {
-                gw.closed_orders.lock().unwrap().insert(id);
-                HttpResponse::Ok().json(json!({"outcome": "closed"}))
+                gw.closed_orders.lock().unwrap().insert(id.clone());
+                HttpResponse::Ok()
+                    .json(json!({"order_id": id, "outcome": "closed", "pay_no": null}))
             }
-            CloseAnswer::Paid => HttpResponse::Ok().json(json!({"outcome": "paid"})),
+            CloseAnswer::Paid => {
+                HttpResponse::Ok().json(json!({"order_id": id, "outcome": "paid", "pay_no": "777"}))
+            }
             CloseAnswer::Unavailable => channel_unavailable(),
         }
     }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use paywire_channels::{ChannelError, CloseOutcome, PaymentChannel, PaymentState};
-use paywire_domain::{OrderId, PayNo, PaymentStatus};
-use serde::Serialize;
+use paywire_contracts::payment_gateway::{self as api, CloseResult, SyncResult};
+use paywire_domain::{OrderId, PaymentStatus};
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -116,21 +116,13 @@ pub async fn close_attempt(state: &AppState, payment: &Payment) -> Result<Found,
     Ok(Found::Closed)
 }
 
-/// Answer of `POST /internal/orders/{order_id}/payments/sync`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SyncView {
-    pub order_id: OrderId,
-    pub paid: bool,
-    pub pay_no: Option<PayNo>,
-}
-
 /// Queries the channel for every unpaid attempt of the order and records what is paid.
 /// An unreachable channel is an error unless another attempt was found paid anyway.
-pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncView, GatewayError> {
+pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncResult, GatewayError> {
     let attempts = {
         let mut conn = state.conn().await?;
         if let Some(paid) = store::settling_attempt(&mut conn, order).await? {
-            return Ok(SyncView {
+            return Ok(SyncResult {
                 order_id: order,
                 paid: true,
                 pay_no: Some(paid.pay_no),
@@ -149,36 +141,20 @@ pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncView, Ga
     }
     let mut conn = state.conn().await?;
     match store::settling_attempt(&mut conn, order).await? {
-        Some(paid) => Ok(SyncView {
+        Some(paid) => Ok(SyncResult {
             order_id: order,
             paid: true,
             pay_no: Some(paid.pay_no),
         }),
         None => match failure {
             Some(e) => Err(e),
-            None => Ok(SyncView {
+            None => Ok(SyncResult {
                 order_id: order,
                 paid: false,
                 pay_no: None,
             }),
         },
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseOutcomeView {
-    Paid,
-    Closed,
-}
-
-/// Answer of `POST /internal/orders/{order_id}/payments/close`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CloseView {
-    pub order_id: OrderId,
-    pub outcome: CloseOutcomeView,
-    /// The attempt that paid the order, when `outcome` is `paid`.
-    pub pay_no: Option<PayNo>,
 }
 
 /// How often the close re-reads the order when new attempts keep appearing.
@@ -188,15 +164,15 @@ const CLOSE_ROUNDS: usize = 3;
 /// locally; a payment found on the way wins (`paid`). Once no unpaid attempt is left the
 /// order is closed for good (`closed_orders`, under the order lock that attempt creation
 /// also takes), so no new attempt can start and later money is refunded.
-pub async fn close_order(state: &AppState, order: OrderId) -> Result<CloseView, GatewayError> {
-    let paid = |p: Payment| CloseView {
+pub async fn close_order(state: &AppState, order: OrderId) -> Result<CloseResult, GatewayError> {
+    let paid = |p: Payment| CloseResult {
         order_id: order,
-        outcome: CloseOutcomeView::Paid,
+        outcome: api::CloseOutcome::Paid,
         pay_no: Some(p.pay_no),
     };
-    let closed = CloseView {
+    let closed = CloseResult {
         order_id: order,
-        outcome: CloseOutcomeView::Closed,
+        outcome: api::CloseOutcome::Closed,
         pay_no: None,
     };
     for _ in 0..CLOSE_ROUNDS {

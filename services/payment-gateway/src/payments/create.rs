@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use diesel_async::AsyncConnection;
 use paywire_channels::{ChannelError, CreatePayment};
+use paywire_contracts::payment_gateway as api;
 use paywire_domain::{BizType, Fen, OrderId, PayChannel, PaymentStatus, UserId};
-use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -13,19 +13,6 @@ use crate::payments::store::{self, NewPayment, Payment};
 /// WeChat Pay's `description` limit (127 characters); Alipay's `subject` allows more.
 const MAX_DESCRIPTION_CHARS: usize = 127;
 const MAX_BIZ_ID_CHARS: usize = 64;
-
-/// The wire body of `POST /internal/payments`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePaymentBody {
-    pub order_id: OrderId,
-    pub user_id: UserId,
-    pub amount_fen: Fen,
-    pub channel: PayChannel,
-    pub description: String,
-    pub biz_type: BizType,
-    pub biz_id: String,
-}
 
 /// A request to pay an order, checked once at the edge: positive amount, a description
 /// the channels accept, a business id that fits the column and the event.
@@ -40,10 +27,10 @@ pub struct PaymentRequest {
     biz_id: String,
 }
 
-impl TryFrom<CreatePaymentBody> for PaymentRequest {
+impl TryFrom<api::CreatePayment> for PaymentRequest {
     type Error = GatewayError;
 
-    fn try_from(body: CreatePaymentBody) -> Result<Self, GatewayError> {
+    fn try_from(body: api::CreatePayment) -> Result<Self, GatewayError> {
         let invalid = |m: &str| GatewayError::InvalidRequest(m.to_owned());
         if body.amount_fen.is_zero() {
             return Err(invalid("amount_fen must be positive"));
@@ -226,8 +213,8 @@ pub(crate) fn channel_error(e: ChannelError) -> GatewayError {
 mod tests {
     use super::*;
 
-    fn body(amount: i64, description: &str, biz_id: &str) -> CreatePaymentBody {
-        CreatePaymentBody {
+    fn body(amount: i64, description: &str, biz_id: &str) -> api::CreatePayment {
+        api::CreatePayment {
             order_id: OrderId::from(1),
             user_id: UserId::parse("s1").unwrap(),
             amount_fen: Fen::new(amount).unwrap(),

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use paywire_channels::ConfirmedPayment;
+use paywire_contracts::PayResultV1;
 use paywire_domain::topology::PAY_RESULT_EXCHANGE;
-use paywire_domain::{IdGenerator, PayChannel, PayResultV1, PaymentStatus};
+use paywire_domain::{IdGenerator, PayChannel, PaymentStatus};
 use paywire_messaging::outbox::{OutboxMessage, enqueue};
 
 use crate::AppState;

@@ -7,4 +7,5 @@ pub mod request;
 pub mod store;
 pub mod worker;
 
-pub use model::{Refund, RefundReason, RefundResultV1, RefundStatus};
+pub use model::{Refund, RefundReason, RefundStatus};
+pub use paywire_contracts::RefundResultV1;

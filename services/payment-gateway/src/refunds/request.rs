@@ -7,8 +7,8 @@
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
+use paywire_contracts::payment_gateway::RequestRefund;
 use paywire_domain::{Fen, OrderId, PayNo, PaymentStatus};
-use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -19,21 +19,6 @@ use crate::refunds::store::{self, NewRequestedRefund};
 /// WeChat Pay's `reason` limit (80 characters); Alipay's `refund_reason` allows more.
 const MAX_REASON_CHARS: usize = 80;
 const MAX_REQUEST_ID_CHARS: usize = 128;
-
-/// The wire body of `POST /internal/refunds`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequestBody {
-    pub order_id: OrderId,
-    pub pay_no: PayNo,
-    pub amount_fen: Fen,
-    /// What the payer sees at the channel; empty → a generic text.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// The idempotency key, when it does not come as the `Idempotency-Key` header.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
 
 /// A refund request checked at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +32,7 @@ pub struct RefundRequest {
 
 impl RefundRequest {
     /// `header` is the `Idempotency-Key` header, if any; it and `request_id` must agree.
-    pub fn parse(body: RefundRequestBody, header: Option<&str>) -> Result<Self, GatewayError> {
+    pub fn parse(body: RequestRefund, header: Option<&str>) -> Result<Self, GatewayError> {
         let invalid = |m: &str| GatewayError::InvalidRequest(m.to_owned());
         if body.amount_fen.is_zero() {
             return Err(invalid("amount_fen must be positive"));
@@ -215,8 +200,8 @@ fn same_request(existing: Refund, req: &RefundRequest) -> Result<Refund, Gateway
 mod tests {
     use super::*;
 
-    fn body() -> RefundRequestBody {
-        RefundRequestBody {
+    fn body() -> RequestRefund {
+        RequestRefund {
             order_id: OrderId::from(1),
             pay_no: PayNo::from(2),
             amount_fen: Fen::new(100).unwrap(),

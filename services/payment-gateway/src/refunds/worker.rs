@@ -13,6 +13,7 @@ use actix_web::web;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use paywire_channels::{ChannelError, CreateRefund, RefundState};
+use paywire_contracts::RefundResultV1;
 use paywire_domain::RefundNo;
 use paywire_domain::topology::PAY_RESULT_EXCHANGE;
 use paywire_messaging::outbox::{OutboxMessage, enqueue};
@@ -20,7 +21,7 @@ use paywire_messaging::outbox::{OutboxMessage, enqueue};
 use crate::AppState;
 use crate::error::GatewayError;
 use crate::payments::store as payment_store;
-use crate::refunds::model::{Refund, RefundResultV1, RefundStatus};
+use crate::refunds::model::{Refund, RefundStatus};
 use crate::refunds::store;
 
 /// What applying a channel's refund state did.
@@ -106,8 +107,8 @@ pub async fn apply_refund_state(
             order_id: refund.order_id,
             channel: refund.channel,
             amount_fen: refund.amount,
-            reason: refund.reason,
-            status,
+            reason: refund.reason.into(),
+            status: status.into(),
             refunded_at,
         }
         .into_envelope(state.ids.next(), now);

@@ -2,45 +2,27 @@
 //! at it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
-use paywire_domain::{Fen, OrderId, PayChannel, PayNo, RefundNo};
+use paywire_contracts::payment_gateway::{IDEMPOTENCY_KEY_HEADER, RefundView, RequestRefund};
+use paywire_domain::RefundNo;
 use paywire_platform::auth::ServiceCaller;
-use serde::Serialize;
 
 use crate::AppState;
 use crate::error::GatewayError;
-use crate::refunds::model::{Refund, RefundReason, RefundStatus};
-use crate::refunds::request::{RefundRequest, RefundRequestBody, RefundRequested, request_refund};
+use crate::refunds::model::Refund;
+use crate::refunds::request::{RefundRequest, RefundRequested, request_refund};
 use crate::refunds::store;
 
-pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
-
-#[derive(Debug, Serialize)]
-pub struct RefundView {
-    pub refund_no: RefundNo,
-    pub pay_no: PayNo,
-    pub order_id: OrderId,
-    pub channel: PayChannel,
-    pub amount_fen: Fen,
-    pub reason: RefundReason,
-    pub status: RefundStatus,
-    pub request_id: Option<String>,
-    pub refunded_at: Option<DateTime<Utc>>,
-}
-
-impl From<&Refund> for RefundView {
-    fn from(r: &Refund) -> Self {
-        RefundView {
-            refund_no: r.refund_no,
-            pay_no: r.pay_no,
-            order_id: r.order_id,
-            channel: r.channel,
-            amount_fen: r.amount,
-            reason: r.reason,
-            status: r.status,
-            request_id: r.request_id.clone(),
-            refunded_at: r.refunded_at,
-        }
+fn view(r: &Refund) -> RefundView {
+    RefundView {
+        refund_no: r.refund_no,
+        pay_no: r.pay_no,
+        order_id: r.order_id,
+        channel: r.channel,
+        amount_fen: r.amount,
+        reason: r.reason,
+        status: r.status,
+        request_id: r.request_id.clone(),
+        refunded_at: r.refunded_at,
     }
 }
 
@@ -54,7 +36,7 @@ pub async fn create(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     http: HttpRequest,
-    body: web::Json<RefundRequestBody>,
+    body: web::Json<RequestRefund>,
 ) -> Result<HttpResponse, GatewayError> {
     let header = match http.headers().get(IDEMPOTENCY_KEY_HEADER) {
         Some(v) => Some(v.to_str().map_err(|_| {
@@ -64,7 +46,7 @@ pub async fn create(
     };
     let request = RefundRequest::parse(body.into_inner(), header)?;
     let outcome = request_refund(&state, &request).await?;
-    let view = RefundView::from(outcome.refund());
+    let view = view(outcome.refund());
     tracing::Span::current().record("refund_no", tracing::field::display(view.refund_no));
     Ok(match outcome {
         RefundRequested::Created(_) => HttpResponse::Created().json(view),
@@ -84,5 +66,5 @@ pub async fn get(
     let refund = store::find(&mut conn, refund_no)
         .await?
         .ok_or(GatewayError::RefundNotFound(refund_no))?;
-    Ok(HttpResponse::Ok().json(RefundView::from(&refund)))
+    Ok(HttpResponse::Ok().json(view(&refund)))
 }
