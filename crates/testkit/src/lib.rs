@@ -10,6 +10,7 @@ use rand::Rng;
 pub mod postgres;
 pub mod production;
 pub mod rabbitmq;
+pub mod raw_http;
 
 use rabbitmq::rabbitmqctl;
 

@@ -726,17 +726,13 @@ fn retry_schedule_sums_to_24h4m() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_are_spelled_like_wechat_on_the_wire() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Sandbox::start().await;
-    let addr = s.base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET /v3/pay/transactions/out-trade-no/abcdef?mchid={MCHID} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8_lossy(&raw);
+    let raw = paywire_testkit::raw_http::exchange(
+        &s.base,
+        &format!("GET /v3/pay/transactions/out-trade-no/abcdef?mchid={MCHID} HTTP/1.1"),
+        b"",
+    )
+    .await;
     assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
     for header in [
         "\r\nWechatpay-Timestamp: ",

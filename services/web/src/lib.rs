@@ -3,6 +3,7 @@
 //! learning center and the order service as an API gateway would. The browser therefore
 //! never needs CORS, and the services never see another origin.
 
+pub mod api_path;
 pub mod error;
 pub mod login;
 pub mod pages;
@@ -75,9 +76,9 @@ impl ProductionChecks for Settings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UpstreamSettings {
-    /// `/api/learning/*` is forwarded here, path and query unchanged.
+    /// `/api/learning/*` is forwarded here, path (once checked, see `api_path`) and query unchanged.
     pub learning_center_url: String,
-    /// `/api/orders/*` is forwarded here, path and query unchanged.
+    /// `/api/orders/*` is forwarded here, path (once checked) and query unchanged.
     pub order_url: String,
     /// Per upstream request, including reading the answer's head.
     pub timeout_ms: u64,

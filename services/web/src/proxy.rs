@@ -1,7 +1,9 @@
 //! Reverse proxy for the public APIs: `/api/learning/*` → learning center,
 //! `/api/orders/*` → order service. Method, path, query, body, status and end-to-end
 //! headers (including `Authorization`) pass unchanged; answers are streamed back.
-//! Nothing else is forwarded, so `/internal/*` stays unreachable from the browser.
+//! Nothing else is forwarded, so `/internal/*` stays unreachable from the browser: the
+//! raw path must pass [`api_path::normalise`](crate::api_path::normalise) first, and the
+//! upstream URL is built from the checked path, never from the request line.
 
 use std::time::Duration;
 
@@ -11,11 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures::TryStreamExt;
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
 
+use crate::api_path::{self, ApiPath};
 use crate::{UpstreamSettings, WebError};
-
-/// Public API prefixes and the upstream each belongs to.
-pub const LEARNING_PREFIX: &str = "/api/learning";
-pub const ORDERS_PREFIX: &str = "/api/orders";
 
 /// Connection-scoped headers (RFC 9110 §7.6.1) and those the proxy sets itself.
 const NOT_FORWARDED: &[&str] = &[
@@ -42,7 +41,7 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Upstream::LearningCenter => "learning-center",
             Upstream::Order => "order",
@@ -53,8 +52,8 @@ impl Upstream {
 #[derive(Debug)]
 pub struct Proxy {
     client: reqwest::Client,
-    learning_center: String,
-    order: String,
+    learning_center: reqwest::Url,
+    order: reqwest::Url,
     max_body: usize,
 }
 
@@ -68,57 +67,56 @@ impl Proxy {
             .build()?;
         Ok(Self {
             client,
-            learning_center: settings
-                .learning_center_url
-                .trim_end_matches('/')
-                .to_owned(),
-            order: settings.order_url.trim_end_matches('/').to_owned(),
+            learning_center: reqwest::Url::parse(&settings.learning_center_url)?,
+            order: reqwest::Url::parse(&settings.order_url)?,
             max_body: settings.max_body_bytes,
         })
     }
 
-    fn base(&self, upstream: Upstream) -> &str {
-        match upstream {
-            Upstream::LearningCenter => &self.learning_center,
-            Upstream::Order => &self.order,
-        }
+    /// The upstream URL for a checked path: the upstream's base (its own path prefix
+    /// kept), the path, the request's query. The result is parsed back and compared, so
+    /// a URL parser that would rewrite the path (resolve a dot segment) refuses it.
+    fn url(&self, path: &ApiPath, query: Option<&str>) -> Option<reqwest::Url> {
+        let mut url = match path.upstream() {
+            Upstream::LearningCenter => self.learning_center.clone(),
+            Upstream::Order => self.order.clone(),
+        };
+        let full = format!("{}{}", url.path().trim_end_matches('/'), path.as_str());
+        url.set_path(&full);
+        url.set_query(query);
+        (url.path() == full).then_some(url)
     }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope(LEARNING_PREFIX).default_service(web::to(to_learning_center)))
-        .service(web::scope(ORDERS_PREFIX).default_service(web::to(to_order)));
+    cfg.service(web::scope("/api").default_service(web::to(api)));
 }
 
-async fn to_learning_center(
+/// Everything under `/api`: the raw path is checked before anything else looks at it.
+async fn api(
     req: HttpRequest,
     body: web::Payload,
     proxy: web::Data<Proxy>,
 ) -> Result<HttpResponse, WebError> {
-    forward(Upstream::LearningCenter, req, body, proxy).await
-}
-
-async fn to_order(
-    req: HttpRequest,
-    body: web::Payload,
-    proxy: web::Data<Proxy>,
-) -> Result<HttpResponse, WebError> {
-    forward(Upstream::Order, req, body, proxy).await
+    let refused = |why: api_path::Refused| {
+        tracing::info!(path = %req.uri().path(), %why, "path refused");
+        WebError::NotFound(req.uri().path().to_owned())
+    };
+    let path = api_path::normalise(req.uri().path()).map_err(refused)?;
+    let url = proxy
+        .url(&path, req.uri().query())
+        .ok_or_else(|| WebError::NotFound(req.uri().path().to_owned()))?;
+    forward(path.upstream(), url, req, body, proxy).await
 }
 
 #[tracing::instrument(skip_all, fields(upstream = upstream.name(), method = %req.method(), path = %req.path(), status = tracing::field::Empty))]
 async fn forward(
     upstream: Upstream,
+    url: reqwest::Url,
     req: HttpRequest,
     body: web::Payload,
     proxy: web::Data<Proxy>,
 ) -> Result<HttpResponse, WebError> {
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or_else(|| req.path());
-    let url = format!("{}{path_and_query}", proxy.base(upstream));
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|e| WebError::InvalidRequest(e.to_string()))?;
 
@@ -140,7 +138,7 @@ async fn forward(
         .map_err(|_| WebError::BodyTooLarge(proxy.max_body))?
         .map_err(|e| WebError::InvalidRequest(e.to_string()))?;
 
-    let mut out = proxy.client.request(method, &url);
+    let mut out = proxy.client.request(method, url);
     for (name, value) in req.headers() {
         let lower = name.as_str();
         // A browser never holds the service credential; one sent anyway is dropped so

@@ -2,12 +2,13 @@
 //! sign-in against a real learning center, and the pages as the browser receives them.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::{HttpRequest, HttpResponse, web as aweb};
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DEV_JWT_SECRET, DEV_SERVICE_TOKEN, DatabaseSettings, HttpSettings,
 };
-use paywire_testkit::{TestDatabase, TestVhost};
+use paywire_testkit::{TestDatabase, TestVhost, raw_http};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use web::{Settings, UpstreamSettings};
@@ -22,7 +23,13 @@ fn http0() -> HttpSettings {
 
 /// Answers every request with what it received, under a status chosen by the query
 /// (`?status=201`), streaming the body in chunks.
-async fn echo(req: HttpRequest, body: aweb::Bytes, who: aweb::Data<&'static str>) -> HttpResponse {
+async fn echo(
+    req: HttpRequest,
+    body: aweb::Bytes,
+    who: aweb::Data<&'static str>,
+    hits: aweb::Data<AtomicUsize>,
+) -> HttpResponse {
+    hits.fetch_add(1, Ordering::SeqCst);
     let status = req
         .query_string()
         .split('&')
@@ -55,11 +62,19 @@ async fn echo(req: HttpRequest, body: aweb::Bytes, who: aweb::Data<&'static str>
 }
 
 fn start_echo(who: &'static str) -> String {
+    start_echo_counting(who).0
+}
+
+/// An echo upstream and the number of requests that reached it.
+fn start_echo_counting(who: &'static str) -> (String, aweb::Data<AtomicUsize>) {
+    let hits = aweb::Data::new(AtomicUsize::new(0));
+    let counter = hits.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(aweb::Data::new(who))
+            .app_data(counter.clone())
             .default_service(aweb::to(echo))
     })
     .workers(1)
@@ -68,7 +83,7 @@ fn start_echo(who: &'static str) -> String {
     .unwrap()
     .run();
     tokio::spawn(server);
-    format!("http://127.0.0.1:{port}")
+    (format!("http://127.0.0.1:{port}"), hits)
 }
 
 async fn start_web(settings: Settings) -> String {
@@ -189,6 +204,60 @@ async fn unknown_prefixes_and_internal_routes_are_404_json() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "not_found", "{path}");
     }
+}
+
+/// Sends a request as `curl --path-as-is` does (no client-side normalisation).
+async fn raw_request(base: &str, method: &str, target: &str) -> (u16, String) {
+    let answer = raw_http::exchange(
+        base,
+        &format!("{method} {target} HTTP/1.1\r\nContent-Length: 0"),
+        b"",
+    )
+    .await;
+    (
+        raw_http::status(&answer),
+        raw_http::body(&answer).to_owned(),
+    )
+}
+
+/// Issue 9's traversal rows: every one answered 404 by web, none reaches an upstream.
+#[tokio::test]
+async fn traversal_paths_are_404_and_never_reach_an_upstream() {
+    let (upstream, hits) = start_echo_counting("any");
+    let base = start_web(settings(&upstream, &upstream)).await;
+    let probes = [
+        ("POST", "/api/orders/../../internal/orders/1/refund"),
+        ("GET", "/api/learning/%2e%2e/%2e%2e/health"),
+        (
+            "GET",
+            "/api/learning/%2E%2E/%2E%2E/internal/choose-courses/1",
+        ),
+        ("GET", "/api/orders/./1"),
+        (
+            "GET",
+            "/api/orders/1%2f..%2f..%2finternal%2forders%2f1%2frefund",
+        ),
+        ("GET", "/api/orders/1%5c..%5c..%5chealth"),
+        ("GET", "/api/orders/%252e%252e/%252e%252e/health"),
+        ("GET", "/api/orders//1"),
+        ("GET", "/api/../health"),
+    ];
+    for (method, target) in probes {
+        let (status, body) = raw_request(&base, method, target).await;
+        assert_eq!(status, 404, "{method} {target}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "not_found", "{target}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a refused path reached the upstream"
+    );
+
+    // The same upstream is reached by a clean path, so the count above can move.
+    let (status, _) = raw_request(&base, "GET", "/api/learning/courses").await;
+    assert_eq!(status, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
