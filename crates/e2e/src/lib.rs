@@ -45,6 +45,7 @@ fn database(db: &TestDatabase) -> DatabaseSettings {
         url: db.url.clone(),
         max_connections: 5,
         migrate: true,
+        ..DatabaseSettings::default()
     }
 }
 

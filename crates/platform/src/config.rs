@@ -102,7 +102,14 @@ pub struct DatabaseSettings {
     pub max_connections: usize,
     /// Apply pending migrations at start-up.
     pub migrate: bool,
+    /// How long a new connection keeps being tried while the server refuses (a restart,
+    /// a failover) before the request that needed it fails with `503`.
+    pub connect_patience_ms: u64,
 }
+
+/// See [`DatabaseSettings::connect_patience_ms`]: covers a restart of a few seconds and
+/// stays below the 5 s our own callers wait for an answer.
+pub const DEFAULT_CONNECT_PATIENCE_MS: u64 = 4000;
 
 impl DatabaseSettings {
     pub fn local(dbname: &str) -> Self {
@@ -110,6 +117,7 @@ impl DatabaseSettings {
             url: format!("postgres://postgres@127.0.0.1:5432/{dbname}"),
             max_connections: 10,
             migrate: true,
+            connect_patience_ms: DEFAULT_CONNECT_PATIENCE_MS,
         }
     }
 }

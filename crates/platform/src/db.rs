@@ -1,7 +1,9 @@
 //! PostgreSQL: database creation, embedded migrations and the async connection pool.
 
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use std::time::Duration;
+
 use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
@@ -110,13 +112,57 @@ pub async fn migrate(url: &str, sets: Vec<EmbeddedMigrations>) -> Result<(), Pla
     .map_err(|e| PlatformError::Migration(e.to_string()))?
 }
 
-/// Builds the pool; connections are opened lazily and checked on recycle.
+/// Builds the pool; connections are opened lazily and checked (a test query) on every
+/// checkout, so connections the server dropped are replaced, never handed out. A new
+/// connection the server refuses is tried again for up to `connect_patience_ms`
+/// ([`establish_patiently`]): during a restart of a few seconds every checkout waits for
+/// the server instead of failing at once.
 pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, PlatformError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
+    let patience = Duration::from_millis(settings.connect_patience_ms);
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move { establish_patiently(&url, patience).await })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        settings.url.clone(),
+        config,
+    );
     Pool::builder(manager)
         .max_size(settings.max_connections.max(1))
         .build()
         .map_err(|e| db_err("pool")(e.to_string()))
+}
+
+/// Opens a connection; while the server cannot be reached or refuses (shutting down,
+/// starting up, recovering), tries again with a pause of 50 ms doubling up to 500 ms,
+/// until `patience` has passed. A URL that can never work fails at once.
+pub async fn establish_patiently(
+    url: &str,
+    patience: Duration,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match AsyncPgConnection::establish(url).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if worth_waiting_for(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "database refuses connections, waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether a failed connect may succeed later (the server is away, not the URL wrong).
+fn worth_waiting_for(e: &diesel::ConnectionError) -> bool {
+    !matches!(
+        e,
+        diesel::ConnectionError::InvalidCString(_)
+            | diesel::ConnectionError::InvalidConnectionUrl(_)
+    )
 }
 
 /// `<service> migrate`: create the database if needed and apply every pending migration,

@@ -301,6 +301,7 @@ async fn dev_login_issues_a_token_the_learning_center_accepts() {
             url: db.url.clone(),
             max_connections: 3,
             migrate: true,
+            ..DatabaseSettings::default()
         },
         amqp: AmqpSettings {
             url: vhost.amqp_url.clone(),

@@ -72,13 +72,20 @@ pub fn consumer_config(queue: &str, consumer: &str) -> ConsumerConfig {
 }
 
 impl Env {
+    /// On the shared server.
     pub async fn new() -> anyhow::Result<Self> {
-        let db = TestDatabase::create("messaging").await?;
+        Self::on(&paywire_testkit::pg_server()).await
+    }
+
+    /// On `server` (e.g. a private one the test stops and starts).
+    pub async fn on(server: &str) -> anyhow::Result<Self> {
+        let db = TestDatabase::create_on(server, "messaging").await?;
         paywire_platform::db::migrate(&db.url, vec![MIGRATIONS]).await?;
         let pool = paywire_platform::db::pool(&DatabaseSettings {
             url: db.url.clone(),
             max_connections: 8,
             migrate: false,
+            ..DatabaseSettings::default()
         })?;
         let vhost = tokio::task::spawn_blocking(TestVhost::create).await??;
         let env = Self {
@@ -120,10 +127,14 @@ impl Env {
 
     /// Declares the test fanout exchange and `queue` with its retry and dead-letter queues.
     pub async fn declare(&self, queue: &str) -> anyhow::Result<()> {
+        self.declare_with(queue, &fast_retry()).await
+    }
+
+    pub async fn declare_with(&self, queue: &str, policy: &RetryPolicy) -> anyhow::Result<()> {
         let conn = paywire_messaging::connect(&self.vhost.amqp_url, "test-admin").await?;
         let ch = conn.create_channel().await?;
         declare_fanout_exchange(&ch, EXCHANGE).await?;
-        declare_subscriber_queue(&ch, EXCHANGE, queue, &fast_retry()).await?;
+        declare_subscriber_queue(&ch, EXCHANGE, queue, policy).await?;
         Ok(())
     }
 
