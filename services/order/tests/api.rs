@@ -193,6 +193,24 @@ async fn learning_center_down_or_failing_is_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learning_center_whose_database_restarts_costs_latency_not_a_failure() {
+    let h = Harness::start().await;
+    h.lc.add(107, "alice", "awaiting_payment");
+    h.lc.database_away.store(2, Ordering::SeqCst);
+    let (status, body) = h.create("alice", "107").await;
+    assert_eq!(status, 201, "{body}");
+    // Two 503 database_unavailable answers, repeated inside the order service.
+    assert_eq!(h.lc.calls.load(Ordering::SeqCst), 3);
+
+    // An outage longer than the retry budget is passed on as 503, never 500.
+    h.lc.database_away.store(1000, Ordering::SeqCst);
+    h.lc.add(108, "alice", "awaiting_payment");
+    let (status, body) = h.create("alice", "108").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "upstream_unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_service_token_upstream_is_not_a_success() {
     let h = Harness::start_with(|s| {
         s.auth = AuthSettings {

@@ -7,7 +7,7 @@ use paywire_domain::ChooseCourseId;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 
-use super::{bad_response, http_client, unavailable, unexpected};
+use super::{bad_response, http_client, send, unexpected};
 use crate::error::OrderError;
 
 const SERVICE: &str = "learning-center";
@@ -37,12 +37,7 @@ impl LearningCenterClient {
         id: ChooseCourseId,
     ) -> Result<Option<ChooseCourseRecord>, OrderError> {
         let url = format!("{}/internal/choose-courses/{id}", self.base_url);
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| unavailable(SERVICE, e))?;
+        let resp = send(SERVICE, || self.http.get(&url)).await?;
         match resp.status() {
             StatusCode::OK => {
                 let record: ChooseCourseRecord =

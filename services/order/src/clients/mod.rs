@@ -1,6 +1,10 @@
 //! HTTP clients for the services the order service depends on. Each call carries the
 //! service credential and a timeout; failures become [`OrderError`]s a caller can act on:
 //! unreachable, timed out or 5xx → `UpstreamUnavailable` (503 to our caller).
+//!
+//! Every internal call is safe to repeat (a read, or keyed by the order or an idempotency
+//! key), so [`send`] repeats it briefly while the upstream cannot be reached or its
+//! database is away: a restart of a few seconds costs our caller latency, not a failure.
 
 pub mod learning_center;
 pub mod payment_gateway;
@@ -9,6 +13,7 @@ use std::time::Duration;
 
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
 use paywire_platform::http::ErrorBody;
+use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -36,6 +41,67 @@ pub(crate) fn http_client(
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()?)
+}
+
+/// How long [`send`] keeps repeating a call; one more attempt starts only within it.
+pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(6);
+/// The longest pause between attempts (also caps the upstream's `Retry-After`).
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// Sends the request `build` makes. While the upstream cannot be reached (restarting) or
+/// answers `503` because its database is away (`database_*` codes: it did nothing), the
+/// call is repeated, pausing 100 ms doubling up to 1 s (or what `Retry-After` asks,
+/// within that), as long as [`RETRY_BUDGET`] allows. Other 503s (a channel that timed out)
+/// and timeouts are not repeated here: each attempt would cost a full timeout, and the
+/// callers retry those on their own schedule. Only for calls that are safe to repeat.
+pub(crate) async fn send(
+    service: &'static str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, OrderError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let (last, wait) = match build().send().await {
+            Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                let wait = retry_after(&resp).unwrap_or(pause).min(MAX_PAUSE);
+                let code = error_body(resp).await.map(|b| b.error).unwrap_or_default();
+                let last = OrderError::UpstreamUnavailable {
+                    service,
+                    reason: format!("status 503 ({code})"),
+                };
+                if !code.starts_with("database_") {
+                    return Err(last);
+                }
+                (last, wait)
+            }
+            Ok(resp) => return Ok(resp),
+            Err(e) if e.is_connect() => (unavailable(service, e), pause),
+            Err(e) => return Err(unavailable(service, e)),
+        };
+        if started.elapsed() + wait >= RETRY_BUDGET {
+            return Err(last);
+        }
+        tracing::info!(
+            upstream = service,
+            error = %last,
+            wait_ms = wait.as_millis() as u64,
+            "upstream briefly unavailable, repeating the call"
+        );
+        tokio::time::sleep(wait).await;
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// A request that never got a usable answer: unreachable, timed out, reset.

@@ -12,7 +12,7 @@ use paywire_domain::OrderId;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 
-use super::{bad_response, error_body, http_client, unavailable, unexpected};
+use super::{bad_response, error_body, http_client, send, unexpected};
 use crate::error::OrderError;
 
 const SERVICE: &str = "payment-gateway";
@@ -45,13 +45,7 @@ impl PaymentGatewayClient {
     #[tracing::instrument(skip_all, fields(order_id = %req.order_id, channel = %req.channel))]
     pub async fn create_payment(&self, req: &CreatePayment) -> Result<PaymentAttempt, OrderError> {
         let url = format!("{}/internal/payments", self.base_url);
-        let resp = self
-            .http
-            .post(url)
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| unavailable(SERVICE, e))?;
+        let resp = send(SERVICE, || self.http.post(&url).json(req)).await?;
         let status = resp.status();
         if status.is_success() {
             let attempt: PaymentAttempt =
@@ -96,12 +90,7 @@ impl PaymentGatewayClient {
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn sync_payments(&self, order_id: OrderId) -> Result<SyncResult, OrderError> {
         let url = format!("{}/internal/orders/{order_id}/payments/sync", self.base_url);
-        let resp = self
-            .http
-            .post(url)
-            .send()
-            .await
-            .map_err(|e| unavailable(SERVICE, e))?;
+        let resp = send(SERVICE, || self.http.post(&url)).await?;
         if !resp.status().is_success() {
             return Err(unexpected(SERVICE, resp).await);
         }
@@ -124,14 +113,13 @@ impl PaymentGatewayClient {
         idempotency_key: &str,
     ) -> Result<RefundAnswer, OrderError> {
         let url = format!("{}/internal/refunds", self.base_url);
-        let resp = self
-            .http
-            .post(url)
-            .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| unavailable(SERVICE, e))?;
+        let resp = send(SERVICE, || {
+            self.http
+                .post(&url)
+                .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
+                .json(req)
+        })
+        .await?;
         let status = resp.status();
         if status.is_success() {
             let refund: RefundView = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
@@ -175,12 +163,7 @@ impl PaymentGatewayClient {
             "{}/internal/orders/{order_id}/payments/close",
             self.base_url
         );
-        let resp = self
-            .http
-            .post(url)
-            .send()
-            .await
-            .map_err(|e| unavailable(SERVICE, e))?;
+        let resp = send(SERVICE, || self.http.post(&url)).await?;
         if !resp.status().is_success() {
             return Err(unexpected(SERVICE, resp).await);
         }

@@ -64,6 +64,8 @@ where
 pub struct LearningCenter {
     pub records: Arc<Mutex<HashMap<String, Value>>>,
     pub failing: Arc<AtomicBool>,
+    /// The next this many calls answer `503 database_unavailable` (its database restarts).
+    pub database_away: Arc<AtomicI64>,
     pub calls: Arc<AtomicI64>,
 }
 
@@ -91,6 +93,11 @@ impl LearningCenter {
                         }
                         if lc.failing.load(Ordering::SeqCst) {
                             return HttpResponse::InternalServerError().finish();
+                        }
+                        if lc.database_away.fetch_sub(1, Ordering::SeqCst) > 0 {
+                            return HttpResponse::ServiceUnavailable()
+                                .insert_header(("Retry-After", "1"))
+                                .json(json!({"error": "database_unavailable", "message": "retry later"}));
                         }
                         match lc.records.lock().unwrap().get(id.as_str()) {
                             Some(r) => HttpResponse::Ok().json(r),
