@@ -6,7 +6,9 @@
 //! queue (delays from [`RetryPolicy`]) and acks the original; once the retries are used up,
 //! or for a permanent failure or a message without `message_id`, a copy is parked in the
 //! queue's dead-letter queue with the reason in headers. Infrastructure failures (database
-//! unavailable) requeue the delivery after a pause instead of spending retries.
+//! unavailable, a lost race at commit) requeue the delivery after a pause instead of
+//! spending retries. Database errors are judged by `paywire_platform::db::DbFault`, the
+//! same classification the HTTP APIs answer by.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +25,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Confirmation};
-use paywire_platform::db::DbPool;
+use paywire_platform::db::{DbFault, DbPool, PoolError};
 
 use crate::schema::processed_messages;
 use crate::topology::{RetryPolicy, dead_letter_queue_name, retry_queue_name};
@@ -84,10 +86,15 @@ impl std::fmt::Display for HandleError {
     }
 }
 
-/// Database errors inside a handler are worth retrying.
+/// Database errors inside a handler, classified once ([`DbFault`]): a lost connection or a
+/// lost race is retried; a constraint violation or a missing row is parked at once.
 impl From<diesel::result::Error> for HandleError {
     fn from(e: diesel::result::Error) -> Self {
-        Self::Transient(e.to_string())
+        if DbFault::of_query(&e).is_transient() {
+            Self::Transient(e.to_string())
+        } else {
+            Self::Permanent(e.to_string())
+        }
     }
 }
 
@@ -256,13 +263,15 @@ enum Applied {
 }
 
 enum TxError {
-    Infrastructure(diesel::result::Error),
+    /// The inbox insert, the commit, or the pool failed (not the handler).
+    Database(diesel::result::Error),
+    Pool(PoolError),
     Handler(HandleError),
 }
 
 impl From<diesel::result::Error> for TxError {
     fn from(e: diesel::result::Error) -> Self {
-        Self::Infrastructure(e)
+        Self::Database(e)
     }
 }
 
@@ -281,9 +290,7 @@ async fn process(
     msg: &IncomingMessage,
 ) -> Result<(), MessagingError> {
     let applied = match pool.get().await {
-        Err(e) => Err(TxError::Infrastructure(
-            diesel::result::Error::QueryBuilderError(format!("database pool: {e}").into()),
-        )),
+        Err(e) => Err(TxError::Pool(e)),
         Ok(mut conn) => {
             conn.transaction::<_, TxError, _>(async |conn| {
                 let inserted = diesel::insert_into(processed_messages::table)
@@ -312,9 +319,25 @@ async fn process(
             tracing::info!("duplicate message skipped");
             ack(delivery, msg).await
         }
-        Err(TxError::Infrastructure(e)) => {
-            tracing::warn!(error = %e, "database failure, requeueing");
+        Err(TxError::Pool(e)) => {
+            tracing::warn!(error = %e, fault = ?DbFault::of_pool(&e), "no database connection, requeueing");
             requeue_after_pause(delivery, config).await
+        }
+        Err(TxError::Database(e)) if DbFault::of_query(&e).is_transient() => {
+            tracing::warn!(error = %e, fault = ?DbFault::of_query(&e), "database failure, requeueing");
+            requeue_after_pause(delivery, config).await
+        }
+        Err(TxError::Database(e)) => {
+            // A constraint or data error outside the handler: requeueing would loop forever.
+            tracing::error!(error = %e, "permanent database failure, parking message");
+            park(
+                publish_channel,
+                config,
+                delivery,
+                "permanent_failure",
+                &e.to_string(),
+            )
+            .await
         }
         Err(TxError::Handler(HandleError::Permanent(reason))) => {
             tracing::warn!(error = %reason, "permanent failure, parking message");

@@ -11,7 +11,7 @@ pub enum MessagingError {
     #[error("database connection: {0}")]
     Connection(#[from] diesel::ConnectionError),
     #[error("database pool: {0}")]
-    Pool(String),
+    Pool(#[from] paywire_platform::db::PoolError),
     #[error("event serialization: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error("outbox notification listener closed")]
@@ -24,10 +24,4 @@ pub enum MessagingError {
     Timeout(&'static str),
     #[error("acknowledgement for message {0} was not accepted by the broker")]
     AckLost(String),
-}
-
-impl From<diesel_async::pooled_connection::deadpool::PoolError> for MessagingError {
-    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
-        Self::Pool(e.to_string())
-    }
 }

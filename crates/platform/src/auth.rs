@@ -6,15 +6,17 @@
 
 use std::future::{Ready, ready};
 
+use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use paywire_domain::UserId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
+use crate::api_error::{ApiError, Reply};
 use crate::config::AuthSettings;
-use crate::http::ErrorBody;
 
 /// Header carrying the service credential on internal calls.
 pub const SERVICE_TOKEN_HEADER: &str = "X-Service-Token";
@@ -73,7 +75,8 @@ impl Authenticator {
 
     pub fn check_service_token(&self, presented: &str) -> Result<(), AuthError> {
         let expected = self.service_token.expose_secret().as_bytes();
-        if constant_time_eq(expected, presented.as_bytes()) {
+        // Constant time in the content; only the length may leak (it is no secret).
+        if bool::from(expected.ct_eq(presented.as_bytes())) {
             Ok(())
         } else {
             Err(AuthError::BadServiceToken)
@@ -83,10 +86,6 @@ impl Authenticator {
     pub fn service_token(&self) -> &SecretString {
         &self.service_token
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,22 +100,18 @@ pub enum AuthError {
     NotConfigured,
 }
 
-impl ResponseError for AuthError {
-    fn status_code(&self) -> actix_web::http::StatusCode {
+impl ApiError for AuthError {
+    fn reply(&self) -> Reply {
         match self {
-            AuthError::NotConfigured => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            _ => actix_web::http::StatusCode::UNAUTHORIZED,
+            AuthError::NotConfigured => {
+                Reply::new(StatusCode::INTERNAL_SERVER_ERROR, "unauthorized").detail()
+            }
+            _ => Reply::new(StatusCode::UNAUTHORIZED, "unauthorized")
+                .header(header::WWW_AUTHENTICATE, "Bearer"),
         }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut resp = HttpResponse::build(self.status_code());
-        if !matches!(self, AuthError::NotConfigured) {
-            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        resp.json(ErrorBody::new("unauthorized", self.to_string()))
     }
 }
+crate::api_error!(AuthError);
 
 fn authenticator(req: &HttpRequest) -> Result<&web::Data<Authenticator>, AuthError> {
     req.app_data::<web::Data<Authenticator>>()
@@ -206,5 +201,7 @@ mod tests {
         assert!(a.check_service_token("svc").is_ok());
         assert!(a.check_service_token("svc ").is_err());
         assert!(a.check_service_token("").is_err());
+        assert!(a.check_service_token("sv").is_err());
+        assert!(a.check_service_token("svd").is_err());
     }
 }

@@ -12,6 +12,102 @@ use crate::config::DatabaseSettings;
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+/// Why the pool gave no connection (timeout, server unreachable, pool closed).
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+
+/// What a database failure means for whoever would repeat the work. Classified here once:
+/// the HTTP mapping ([`crate::api_error::Reply::database`]) and the consumers' retry-or-park
+/// decision both read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFault {
+    /// No working connection: the server is down, restarting, failing over, or the pool
+    /// timed out. The same work succeeds once it is back.
+    Unavailable,
+    /// Lost a race inside the database (serialization failure, deadlock, lock timeout):
+    /// repeating the transaction may succeed at once.
+    Conflict,
+    /// The statement itself failed (constraint violation, missing row, undecodable value,
+    /// a defect): repeating it changes nothing.
+    Permanent,
+}
+
+impl DbFault {
+    /// Whether repeating the same work later may succeed.
+    pub fn is_transient(self) -> bool {
+        !matches!(self, DbFault::Permanent)
+    }
+
+    pub fn of_query(e: &diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match e {
+            Error::DatabaseError(kind, info) => match kind {
+                Kind::UniqueViolation
+                | Kind::ForeignKeyViolation
+                | Kind::NotNullViolation
+                | Kind::CheckViolation
+                | Kind::RestrictViolation
+                | Kind::ExclusionViolation => DbFault::Permanent,
+                Kind::SerializationFailure => DbFault::Conflict,
+                // No SQLSTATE (diesel-async reports I/O failures so), a closed connection,
+                // or a read-only transaction on a server that was just demoted.
+                Kind::UnableToSendCommand | Kind::ClosedConnection | Kind::ReadOnlyTransaction => {
+                    DbFault::Unavailable
+                }
+                _ => Self::of_message(info.message()),
+            },
+            Error::RollbackErrorOnCommit { commit_error, .. } => Self::of_query(commit_error),
+            // The connection broke in the middle of a transaction.
+            Error::BrokenTransactionManager => DbFault::Unavailable,
+            _ => DbFault::Permanent,
+        }
+    }
+
+    /// SQLSTATEs diesel does not name (deadlock 40P01, lock_not_available 55P03, the
+    /// 57P0x shutdown family, 53300 too_many_connections) are known only by their
+    /// server message.
+    fn of_message(message: &str) -> Self {
+        const CONFLICT: &[&str] = &[
+            "deadlock detected",
+            "could not obtain lock",
+            "canceling statement due to lock timeout",
+        ];
+        const UNAVAILABLE: &[&str] = &[
+            "terminating connection",
+            "the database system is",
+            "server closed the connection",
+            "connection to server",
+            "sorry, too many clients",
+            "remaining connection slots are reserved",
+        ];
+        let lower = message.to_ascii_lowercase();
+        if CONFLICT.iter().any(|m| lower.contains(m)) {
+            DbFault::Conflict
+        } else if UNAVAILABLE.iter().any(|m| lower.contains(m)) {
+            DbFault::Unavailable
+        } else {
+            DbFault::Permanent
+        }
+    }
+
+    pub fn of_connection(e: &diesel::ConnectionError) -> Self {
+        match e {
+            diesel::ConnectionError::InvalidCString(_)
+            | diesel::ConnectionError::InvalidConnectionUrl(_) => DbFault::Permanent,
+            _ => DbFault::Unavailable,
+        }
+    }
+
+    pub fn of_pool(e: &PoolError) -> Self {
+        match e {
+            PoolError::NoRuntimeSpecified => DbFault::Permanent,
+            PoolError::Backend(diesel_async::pooled_connection::PoolError::ConnectionError(e)) => {
+                Self::of_connection(e)
+            }
+            // A timeout, a closed pool, a failed health check or hook: no connection now.
+            _ => DbFault::Unavailable,
+        }
+    }
+}
 
 fn db_err(action: &'static str) -> impl Fn(String) -> PlatformError {
     move |message| PlatformError::Database { action, message }
@@ -195,6 +291,101 @@ pub async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+
+    fn db(kind: Kind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn constraint_violations_and_missing_rows_are_permanent() {
+        for kind in [
+            Kind::UniqueViolation,
+            Kind::ForeignKeyViolation,
+            Kind::NotNullViolation,
+            Kind::CheckViolation,
+            Kind::RestrictViolation,
+            Kind::ExclusionViolation,
+        ] {
+            let e = db(kind, "violates constraint");
+            assert_eq!(DbFault::of_query(&e), DbFault::Permanent, "{kind:?}");
+            assert!(!DbFault::of_query(&e).is_transient());
+        }
+        assert_eq!(DbFault::of_query(&Error::NotFound), DbFault::Permanent);
+        assert_eq!(
+            DbFault::of_query(&Error::DeserializationError("bad".into())),
+            DbFault::Permanent
+        );
+        assert_eq!(
+            DbFault::of_query(&db(Kind::Unknown, "column \"x\" does not exist")),
+            DbFault::Permanent
+        );
+    }
+
+    #[test]
+    fn lost_connections_and_restarts_are_unavailable() {
+        for e in [
+            db(Kind::ClosedConnection, "server closed the connection"),
+            db(Kind::UnableToSendCommand, "connection closed"),
+            db(
+                Kind::ReadOnlyTransaction,
+                "cannot execute UPDATE in a read-only transaction",
+            ),
+            db(
+                Kind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            db(Kind::Unknown, "the database system is shutting down"),
+            db(Kind::Unknown, "the database system is starting up"),
+            db(Kind::Unknown, "sorry, too many clients already"),
+            Error::BrokenTransactionManager,
+        ] {
+            assert_eq!(DbFault::of_query(&e), DbFault::Unavailable, "{e}");
+            assert!(DbFault::of_query(&e).is_transient());
+        }
+    }
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_conflicts() {
+        for e in [
+            db(Kind::SerializationFailure, "could not serialize access"),
+            db(Kind::Unknown, "deadlock detected"),
+            db(
+                Kind::Unknown,
+                "could not obtain lock on row in relation \"payments\"",
+            ),
+        ] {
+            assert_eq!(DbFault::of_query(&e), DbFault::Conflict, "{e}");
+            assert!(DbFault::of_query(&e).is_transient());
+        }
+        // A failed commit is judged by the commit's error, not the rollback's.
+        let e = Error::RollbackErrorOnCommit {
+            rollback_error: Box::new(Error::NotFound),
+            commit_error: Box::new(db(Kind::SerializationFailure, "x")),
+        };
+        assert_eq!(DbFault::of_query(&e), DbFault::Conflict);
+    }
+
+    #[test]
+    fn pool_timeouts_and_refused_connections_are_unavailable() {
+        use deadpool::managed::TimeoutType;
+        use diesel_async::pooled_connection::PoolError as Backend;
+        for e in [
+            PoolError::Timeout(TimeoutType::Wait),
+            PoolError::Timeout(TimeoutType::Create),
+            PoolError::Closed,
+            PoolError::Backend(Backend::ConnectionError(
+                diesel::ConnectionError::BadConnection("connection refused".into()),
+            )),
+            PoolError::Backend(Backend::QueryError(Error::BrokenTransactionManager)),
+        ] {
+            assert_eq!(DbFault::of_pool(&e), DbFault::Unavailable, "{e}");
+        }
+        let bad_url = PoolError::Backend(Backend::ConnectionError(
+            diesel::ConnectionError::InvalidConnectionUrl("nope".into()),
+        ));
+        assert_eq!(DbFault::of_pool(&bad_url), DbFault::Permanent);
+    }
 
     #[test]
     fn database_urls_split_into_admin_url_and_name() {

@@ -3,11 +3,13 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::{Deserialize, Serialize};
 use tracing_actix_web::TracingLogger;
 
 use crate::PlatformError;
+use crate::api_error::{ApiError, Reply};
 use crate::config::HttpSettings;
 
 /// The one error body every Paywire API returns: a stable machine code and a message.
@@ -69,14 +71,12 @@ struct BadRequest {
     message: String,
 }
 
-impl ResponseError for BadRequest {
-    fn status_code(&self) -> actix_web::http::StatusCode {
-        actix_web::http::StatusCode::BAD_REQUEST
-    }
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::BadRequest().json(ErrorBody::new(self.code, &self.message))
+impl ApiError for BadRequest {
+    fn reply(&self) -> Reply {
+        Reply::new(StatusCode::BAD_REQUEST, self.code)
     }
 }
+crate::api_error!(BadRequest);
 
 fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()

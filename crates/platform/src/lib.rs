@@ -2,6 +2,7 @@
 //! configuration, telemetry, HTTP bootstrap, authentication, the database, and the
 //! production-mode checks.
 
+pub mod api_error;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -11,3 +12,6 @@ pub mod production;
 pub mod telemetry;
 
 pub use error::PlatformError;
+
+#[doc(hidden)]
+pub use actix_web as __actix_web;

@@ -5,8 +5,7 @@
 //! answers with Paywire's `ErrorBody`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use paywire_platform::http::ErrorBody;
+use paywire_platform::api_error::{ApiError, Reply};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,28 +88,6 @@ struct WechatErrorBody<'a> {
 }
 
 impl SandboxError {
-    /// `(code, message)` for WeChat API errors; `None` for the sandbox's own errors.
-    fn wechat_code(&self) -> Option<(&'static str, String)> {
-        let fixed = |code: &'static str, message: &str| Some((code, message.to_owned()));
-        match self {
-            SandboxError::SignError(_) => fixed("SIGN_ERROR", "签名错误"),
-            SandboxError::ParamError(m) => Some(("PARAM_ERROR", m.clone())),
-            SandboxError::AppidMchidNotMatch => {
-                fixed("APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
-            }
-            SandboxError::OutTradeNoUsed => fixed("OUT_TRADE_NO_USED", "商户订单号重复"),
-            SandboxError::OrderClosed => fixed("ORDER_CLOSED", "订单已关闭"),
-            SandboxError::OrderNotExist => fixed("ORDER_NOT_EXIST", "订单不存在"),
-            SandboxError::OrderPaid => fixed("TRADE_ERROR", "订单已支付"),
-            SandboxError::WechatNotFound => fixed("RESOURCE_NOT_EXISTS", "请求的资源不存在"),
-            SandboxError::WechatSystem(_) => fixed("SYSTEM_ERROR", "系统错误"),
-            SandboxError::RefundNotAllowed(why) => Some(("INVALID_REQUEST", (*why).to_owned())),
-            SandboxError::RefundExceeds => fixed("INVALID_REQUEST", "申请退款金额超过订单可退金额"),
-            SandboxError::OutRefundNoUsed => fixed("INVALID_REQUEST", "商户退款单号已被使用"),
-            _ => None,
-        }
-    }
-
     /// Alipay's error fields, for the Alipay variants.
     pub fn alipay_fields(&self) -> AlipayErrorFields {
         let fields = |code, msg, sub_code, sub_msg: String| AlipayErrorFields {
@@ -140,59 +117,59 @@ impl SandboxError {
             ),
         }
     }
-
-    fn sandbox_code(&self) -> &'static str {
-        match self {
-            SandboxError::InvalidFaultSpec(_) => "invalid_fault_spec",
-            SandboxError::UnknownCode => "unknown_code",
-            SandboxError::TradeClosed => "trade_closed",
-            SandboxError::TradeExpired => "trade_expired",
-            SandboxError::AlreadyPaid => "already_paid",
-            _ => "internal",
-        }
-    }
 }
 
-impl ResponseError for SandboxError {
-    fn status_code(&self) -> StatusCode {
+/// WeChat Pay API errors answer in WeChat's shape; the sandbox's own API with `ErrorBody`.
+/// Server errors show their message: the sandbox is a test tool, not a product.
+impl ApiError for SandboxError {
+    fn reply(&self) -> Reply {
+        use StatusCode as S;
+        let wechat = |status, code: &'static str, message: &str| {
+            Reply::new(status, code).body(WechatErrorBody { code, message })
+        };
         match self {
-            SandboxError::SignError(_) => StatusCode::UNAUTHORIZED,
-            SandboxError::ParamError(_)
-            | SandboxError::RefundNotAllowed(_)
-            | SandboxError::RefundExceeds
-            | SandboxError::OutRefundNoUsed
-            | SandboxError::InvalidFaultSpec(_)
-            | SandboxError::AlipayMissing(..)
-            | SandboxError::AlipayInvalid(..)
-            | SandboxError::AlipayBusiness(..)
-            | SandboxError::AppidMchidNotMatch
-            | SandboxError::OrderClosed
-            | SandboxError::OrderPaid => StatusCode::BAD_REQUEST,
-            SandboxError::OutTradeNoUsed => StatusCode::FORBIDDEN,
-            SandboxError::OrderNotExist
-            | SandboxError::WechatNotFound
-            | SandboxError::UnknownCode => StatusCode::NOT_FOUND,
-            SandboxError::TradeClosed | SandboxError::TradeExpired | SandboxError::AlreadyPaid => {
-                StatusCode::CONFLICT
+            SandboxError::SignError(_) => wechat(S::UNAUTHORIZED, "SIGN_ERROR", "签名错误"),
+            SandboxError::ParamError(m) => wechat(S::BAD_REQUEST, "PARAM_ERROR", m),
+            SandboxError::AppidMchidNotMatch => wechat(
+                S::BAD_REQUEST,
+                "APPID_MCHID_NOT_MATCH",
+                "AppID和mch_id不匹配",
+            ),
+            SandboxError::OutTradeNoUsed => {
+                wechat(S::FORBIDDEN, "OUT_TRADE_NO_USED", "商户订单号重复")
             }
-            SandboxError::WechatSystem(_)
-            | SandboxError::AlipaySystem(_)
-            | SandboxError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        if status.is_server_error() || matches!(self, SandboxError::SignError(_)) {
-            tracing::warn!(error = %self, "request refused");
-        }
-        let mut resp = HttpResponse::build(status);
-        match self.wechat_code() {
-            Some((code, message)) => resp.json(WechatErrorBody {
-                code,
-                message: &message,
-            }),
-            None => resp.json(ErrorBody::new(self.sandbox_code(), self.to_string())),
+            SandboxError::OrderClosed => wechat(S::BAD_REQUEST, "ORDER_CLOSED", "订单已关闭"),
+            SandboxError::OrderNotExist => wechat(S::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在"),
+            SandboxError::OrderPaid => wechat(S::BAD_REQUEST, "TRADE_ERROR", "订单已支付"),
+            SandboxError::WechatNotFound => {
+                wechat(S::NOT_FOUND, "RESOURCE_NOT_EXISTS", "请求的资源不存在")
+            }
+            SandboxError::WechatSystem(_) => {
+                wechat(S::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误")
+            }
+            SandboxError::RefundNotAllowed(why) => wechat(S::BAD_REQUEST, "INVALID_REQUEST", why),
+            SandboxError::RefundExceeds => wechat(
+                S::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "申请退款金额超过订单可退金额",
+            ),
+            SandboxError::OutRefundNoUsed => {
+                wechat(S::BAD_REQUEST, "INVALID_REQUEST", "商户退款单号已被使用")
+            }
+            // Alipay errors are answered inside Alipay's signed envelope; these arms only
+            // serve a handler that lets one escape.
+            SandboxError::AlipayMissing(..)
+            | SandboxError::AlipayInvalid(..)
+            | SandboxError::AlipayBusiness(..) => Reply::new(S::BAD_REQUEST, "internal").detail(),
+            SandboxError::AlipaySystem(_) | SandboxError::Internal(_) => {
+                Reply::new(S::INTERNAL_SERVER_ERROR, "internal").detail()
+            }
+            SandboxError::InvalidFaultSpec(_) => Reply::new(S::BAD_REQUEST, "invalid_fault_spec"),
+            SandboxError::UnknownCode => Reply::new(S::NOT_FOUND, "unknown_code"),
+            SandboxError::TradeClosed => Reply::new(S::CONFLICT, "trade_closed"),
+            SandboxError::TradeExpired => Reply::new(S::CONFLICT, "trade_expired"),
+            SandboxError::AlreadyPaid => Reply::new(S::CONFLICT, "already_paid"),
         }
     }
 }
+paywire_platform::api_error!(SandboxError);

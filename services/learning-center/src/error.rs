@@ -1,9 +1,9 @@
 //! The learning center's one error type, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use paywire_domain::{ChooseCourseId, CourseId};
-use paywire_platform::http::ErrorBody;
+use paywire_platform::api_error::{ApiError, Reply};
+use paywire_platform::db::{DbFault, PoolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearningError {
@@ -27,65 +27,48 @@ pub enum LearningError {
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("database pool: {0}")]
-    Pool(String),
+    Pool(#[from] PoolError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
 }
 
-impl LearningError {
-    pub fn code(&self) -> &'static str {
+impl ApiError for LearningError {
+    fn reply(&self) -> Reply {
         match self {
-            LearningError::CourseNotFound(_) => "course_not_found",
-            LearningError::ChooseCourseNotFound(_) => "choose_course_not_found",
-            LearningError::Contention(_) => "conflict",
+            LearningError::CourseNotFound(_) => {
+                Reply::new(StatusCode::NOT_FOUND, "course_not_found")
+            }
+            LearningError::ChooseCourseNotFound(_) => {
+                Reply::new(StatusCode::NOT_FOUND, "choose_course_not_found")
+            }
+            LearningError::Contention(_) => Reply::new(StatusCode::CONFLICT, "conflict"),
+            LearningError::Database(e) => Reply::query(e),
+            LearningError::Pool(e) => Reply::pool(e),
             LearningError::PayResultMismatch { .. }
             | LearningError::InvalidBizId(_)
-            | LearningError::Database(_)
-            | LearningError::Pool(_)
-            | LearningError::CorruptRow(_) => "internal_error",
+            | LearningError::CorruptRow(_) => Reply::internal(),
         }
-    }
-
-    /// Whether retrying the same work later may succeed (infrastructure, not data).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            LearningError::Database(_) | LearningError::Pool(_) | LearningError::Contention(_)
-        )
     }
 }
+paywire_platform::api_error!(LearningError);
 
-impl ResponseError for LearningError {
-    fn status_code(&self) -> StatusCode {
+impl LearningError {
+    /// Whether retrying the same work later may succeed (infrastructure, not data).
+    pub fn is_transient(&self) -> bool {
         match self {
-            LearningError::CourseNotFound(_) | LearningError::ChooseCourseNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            LearningError::Contention(_) => StatusCode::CONFLICT,
-            LearningError::PayResultMismatch { .. }
-            | LearningError::InvalidBizId(_)
-            | LearningError::Database(_)
-            | LearningError::Pool(_)
-            | LearningError::CorruptRow(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            LearningError::Database(e) => DbFault::of_query(e).is_transient(),
+            LearningError::Pool(e) => DbFault::of_pool(e).is_transient(),
+            LearningError::Contention(_) => true,
+            _ => false,
         }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        // Internal details stay in the log; callers get a stable code.
-        let message = if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-            "internal error".to_owned()
-        } else {
-            self.to_string()
-        };
-        HttpResponse::build(status).json(ErrorBody::new(self.code(), message))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::ResponseError;
+    use paywire_platform::http::ErrorBody;
 
     #[test]
     fn errors_map_to_stable_codes_and_statuses() {
@@ -101,7 +84,11 @@ mod tests {
                 "choose_course_not_found",
             ),
             (LearningError::Contention("x".into()), 409, "conflict"),
-            (LearningError::Pool("gone".into()), 500, "internal_error"),
+            (
+                LearningError::Pool(PoolError::Closed),
+                503,
+                "database_unavailable",
+            ),
             (
                 LearningError::PayResultMismatch {
                     choose_course_id: ChooseCourseId::from(9),
@@ -113,14 +100,25 @@ mod tests {
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status_code().as_u16(), status, "{err}");
-            assert_eq!(err.code(), code);
+            assert_eq!(err.reply().code, code);
         }
     }
 
     #[test]
     fn only_infrastructure_failures_are_transient() {
-        assert!(LearningError::Pool("x".into()).is_transient());
-        assert!(LearningError::Database(diesel::result::Error::NotFound).is_transient());
+        assert!(LearningError::Pool(PoolError::Closed).is_transient());
+        let closed = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection".to_owned()),
+        );
+        assert!(LearningError::Database(closed).is_transient());
+        // A constraint violation or a missing row is parked at once, not retried.
+        assert!(!LearningError::Database(diesel::result::Error::NotFound).is_transient());
+        let duplicate = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            Box::new("duplicate key".to_owned()),
+        );
+        assert!(!LearningError::Database(duplicate).is_transient());
         assert!(!LearningError::ChooseCourseNotFound(ChooseCourseId::from(1)).is_transient());
         assert!(!LearningError::InvalidBizId("x".into()).is_transient());
     }

@@ -20,7 +20,7 @@ use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
-use paywire_platform::db::{DbPool, PooledConn};
+use paywire_platform::db::DbPool;
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
@@ -74,15 +74,6 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("ids", &self.ids)
             .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    pub async fn conn(&self) -> Result<PooledConn, LearningError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| LearningError::Pool(e.to_string()))
     }
 }
 

@@ -1,9 +1,9 @@
 //! The order service's one error type, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use paywire_domain::{OrderId, PayChannel};
-use paywire_platform::http::ErrorBody;
+use paywire_platform::api_error::{ApiError, Reply};
+use paywire_platform::db::{DbFault, PoolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -55,95 +55,61 @@ pub enum OrderError {
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("database pool: {0}")]
-    Pool(String),
+    Pool(#[from] PoolError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
     #[error("encoding a message: {0}")]
     Encode(#[from] serde_json::Error),
 }
 
-impl OrderError {
-    pub fn code(&self) -> &'static str {
+impl ApiError for OrderError {
+    fn reply(&self) -> Reply {
+        use StatusCode as S;
         match self {
-            OrderError::InvalidRequest(_) => "invalid_request",
-            OrderError::InvalidChannel(_) => "invalid_channel",
-            OrderError::BizNotFound => "biz_not_found",
-            OrderError::BizNotPayable(_) => "biz_not_payable",
-            OrderError::OrderNotFound(_) => "order_not_found",
-            OrderError::OrderAlreadyPaid(_) => "order_already_paid",
-            OrderError::OrderClosed(_) => "order_closed",
-            OrderError::OrderRefunded(_) => "order_refunded",
-            OrderError::OrderNotPaid(_) => "order_not_paid",
-            OrderError::RefundNotAllowed(_) => "refund_not_allowed",
-            OrderError::ChannelNotEnabled(_) => "channel_not_enabled",
-            OrderError::UpstreamUnavailable { .. } => "upstream_unavailable",
-            OrderError::UpstreamRejected { .. } | OrderError::BadUpstreamResponse { .. } => {
-                "upstream_error"
+            OrderError::InvalidRequest(_) => Reply::new(S::BAD_REQUEST, "invalid_request"),
+            OrderError::InvalidChannel(_) => Reply::new(S::BAD_REQUEST, "invalid_channel"),
+            OrderError::ChannelNotEnabled(_) => Reply::new(S::BAD_REQUEST, "channel_not_enabled"),
+            OrderError::BizNotFound => Reply::new(S::NOT_FOUND, "biz_not_found"),
+            OrderError::OrderNotFound(_) => Reply::new(S::NOT_FOUND, "order_not_found"),
+            OrderError::BizNotPayable(_) => Reply::new(S::CONFLICT, "biz_not_payable"),
+            OrderError::OrderAlreadyPaid(_) => Reply::new(S::CONFLICT, "order_already_paid"),
+            OrderError::OrderClosed(_) => Reply::new(S::CONFLICT, "order_closed"),
+            OrderError::OrderRefunded(_) => Reply::new(S::CONFLICT, "order_refunded"),
+            OrderError::OrderNotPaid(_) => Reply::new(S::CONFLICT, "order_not_paid"),
+            OrderError::RefundNotAllowed(_) => Reply::new(S::CONFLICT, "refund_not_allowed"),
+            OrderError::UpstreamUnavailable { .. } => {
+                Reply::new(S::SERVICE_UNAVAILABLE, "upstream_unavailable")
             }
+            OrderError::UpstreamRejected { .. } | OrderError::BadUpstreamResponse { .. } => {
+                Reply::new(S::BAD_GATEWAY, "upstream_error")
+            }
+            OrderError::Database(e) => Reply::query(e),
+            OrderError::Pool(e) => Reply::pool(e),
             OrderError::PayResultMismatch { .. }
-            | OrderError::Database(_)
-            | OrderError::Pool(_)
             | OrderError::CorruptRow(_)
-            | OrderError::Encode(_) => "internal_error",
+            | OrderError::Encode(_) => Reply::internal(),
         }
-    }
-
-    /// Whether retrying the same work later may succeed (infrastructure, not data).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            OrderError::Database(_) | OrderError::Pool(_) | OrderError::UpstreamUnavailable { .. }
-        )
     }
 }
+paywire_platform::api_error!(OrderError);
 
-impl ResponseError for OrderError {
-    fn status_code(&self) -> StatusCode {
+impl OrderError {
+    /// Whether retrying the same work later may succeed (infrastructure, not data).
+    pub fn is_transient(&self) -> bool {
         match self {
-            OrderError::InvalidRequest(_)
-            | OrderError::InvalidChannel(_)
-            | OrderError::ChannelNotEnabled(_) => StatusCode::BAD_REQUEST,
-            OrderError::BizNotFound | OrderError::OrderNotFound(_) => StatusCode::NOT_FOUND,
-            OrderError::BizNotPayable(_)
-            | OrderError::OrderAlreadyPaid(_)
-            | OrderError::OrderClosed(_)
-            | OrderError::OrderRefunded(_)
-            | OrderError::OrderNotPaid(_)
-            | OrderError::RefundNotAllowed(_) => StatusCode::CONFLICT,
-            OrderError::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            OrderError::UpstreamRejected { .. } | OrderError::BadUpstreamResponse { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
-            OrderError::PayResultMismatch { .. }
-            | OrderError::Database(_)
-            | OrderError::Pool(_)
-            | OrderError::CorruptRow(_)
-            | OrderError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            OrderError::Database(e) => DbFault::of_query(e).is_transient(),
+            OrderError::Pool(e) => DbFault::of_pool(e).is_transient(),
+            OrderError::UpstreamUnavailable { .. } => true,
+            _ => false,
         }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        // Internal and upstream details stay in the log; callers get a stable code.
-        let message = if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    "a service this request depends on is unavailable; retry later".to_owned()
-                }
-                StatusCode::BAD_GATEWAY => "an upstream service failed".to_owned(),
-                _ => "internal error".to_owned(),
-            }
-        } else {
-            self.to_string()
-        };
-        HttpResponse::build(status).json(ErrorBody::new(self.code(), message))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::ResponseError;
+    use paywire_platform::http::ErrorBody;
 
     #[test]
     fn errors_map_to_stable_codes_and_statuses() {
@@ -171,11 +137,20 @@ mod tests {
                 503,
                 "upstream_unavailable",
             ),
-            (OrderError::Pool("gone".into()), 500, "internal_error"),
+            (
+                OrderError::Pool(PoolError::Closed),
+                503,
+                "database_unavailable",
+            ),
+            (
+                OrderError::Database(diesel::result::Error::NotFound),
+                500,
+                "internal_error",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status_code().as_u16(), status, "{err}");
-            assert_eq!(err.code(), code);
+            assert_eq!(err.reply().code, code);
         }
     }
 

@@ -24,7 +24,7 @@ use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
-use paywire_platform::db::{DbPool, PooledConn};
+use paywire_platform::db::DbPool;
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
@@ -110,15 +110,6 @@ impl std::fmt::Debug for AppState {
             .field("learning_center", &self.learning_center)
             .field("payment_gateway", &self.payment_gateway)
             .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    pub async fn conn(&self) -> Result<PooledConn, OrderError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| OrderError::Pool(e.to_string()))
     }
 }
 

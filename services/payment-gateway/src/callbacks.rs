@@ -127,7 +127,7 @@ async fn apply(
     confirmed: &ConfirmedPayment,
     now: DateTime<Utc>,
 ) -> Result<NotificationOutcome, GatewayError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     conn.transaction::<_, GatewayError, _>(async |conn| {
         let recorded = record_confirmed(conn, &state.ids, channel, confirmed, now).await?;
         store::record_notification(
@@ -153,7 +153,7 @@ async fn record_separately(
     detail: &str,
 ) {
     let result = async {
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         store::record_notification(&mut conn, channel, pay_no, outcome, Some(detail)).await
     }
     .await;

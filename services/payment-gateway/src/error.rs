@@ -1,9 +1,9 @@
 //! The gateway's one error type, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use paywire_domain::{OrderId, PayChannel, PayNo, RefundNo};
-use paywire_platform::http::ErrorBody;
+use paywire_platform::api_error::{ApiError, Reply};
+use paywire_platform::db::PoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -36,72 +36,39 @@ pub enum GatewayError {
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("database pool: {0}")]
-    Pool(String),
+    Pool(#[from] PoolError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
     #[error("messaging: {0}")]
     Messaging(#[from] paywire_messaging::MessagingError),
 }
 
-impl GatewayError {
-    pub fn code(&self) -> &'static str {
+impl ApiError for GatewayError {
+    fn reply(&self) -> Reply {
+        use StatusCode as S;
         match self {
-            GatewayError::InvalidRequest(_) => "invalid_request",
-            GatewayError::UnknownChannel(_) => "unknown_channel",
-            GatewayError::ChannelNotEnabled(_) => "channel_not_enabled",
-            GatewayError::OrderAlreadyPaid(_) => "order_already_paid",
-            GatewayError::OrderClosed(_) => "order_closed",
-            GatewayError::OrderBusy(_) => "order_busy",
-            GatewayError::PaymentNotFound(_) => "payment_not_found",
-            GatewayError::PaymentChanged(_) => "payment_changed",
-            GatewayError::RefundNotAllowed(_) => "refund_not_allowed",
-            GatewayError::RefundNotFound(_) => "refund_not_found",
-            GatewayError::IdempotencyConflict(_) => "idempotency_conflict",
-            GatewayError::ChannelUnavailable(_) => "channel_unavailable",
-            GatewayError::ChannelRejected { .. } => "channel_rejected",
-            GatewayError::Database(_)
-            | GatewayError::Pool(_)
-            | GatewayError::CorruptRow(_)
-            | GatewayError::Messaging(_) => "internal_error",
-        }
-    }
-}
-
-impl ResponseError for GatewayError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            GatewayError::InvalidRequest(_) | GatewayError::ChannelNotEnabled(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            GatewayError::UnknownChannel(_)
-            | GatewayError::PaymentNotFound(_)
-            | GatewayError::RefundNotFound(_) => StatusCode::NOT_FOUND,
-            GatewayError::OrderAlreadyPaid(_)
-            | GatewayError::OrderClosed(_)
-            | GatewayError::PaymentChanged(_)
-            | GatewayError::RefundNotAllowed(_)
-            | GatewayError::IdempotencyConflict(_) => StatusCode::CONFLICT,
+            GatewayError::InvalidRequest(_) => Reply::new(S::BAD_REQUEST, "invalid_request"),
+            GatewayError::ChannelNotEnabled(_) => Reply::new(S::BAD_REQUEST, "channel_not_enabled"),
+            GatewayError::UnknownChannel(_) => Reply::new(S::NOT_FOUND, "unknown_channel"),
+            GatewayError::PaymentNotFound(_) => Reply::new(S::NOT_FOUND, "payment_not_found"),
+            GatewayError::RefundNotFound(_) => Reply::new(S::NOT_FOUND, "refund_not_found"),
+            GatewayError::OrderAlreadyPaid(_) => Reply::new(S::CONFLICT, "order_already_paid"),
+            GatewayError::OrderClosed(_) => Reply::new(S::CONFLICT, "order_closed"),
+            GatewayError::PaymentChanged(_) => Reply::new(S::CONFLICT, "payment_changed"),
+            GatewayError::RefundNotAllowed(_) => Reply::new(S::CONFLICT, "refund_not_allowed"),
+            GatewayError::IdempotencyConflict(_) => Reply::new(S::CONFLICT, "idempotency_conflict"),
             // Retry later: the channel's answer is unknown, nothing was guessed or changed.
-            GatewayError::ChannelUnavailable(_) | GatewayError::OrderBusy(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            GatewayError::ChannelUnavailable(_) => {
+                Reply::new(S::SERVICE_UNAVAILABLE, "channel_unavailable").detail()
             }
-            GatewayError::ChannelRejected { .. } => StatusCode::BAD_GATEWAY,
-            GatewayError::Database(_)
-            | GatewayError::Pool(_)
-            | GatewayError::CorruptRow(_)
-            | GatewayError::Messaging(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::OrderBusy(_) => Reply::new(S::SERVICE_UNAVAILABLE, "order_busy").detail(),
+            GatewayError::ChannelRejected { .. } => {
+                Reply::new(S::BAD_GATEWAY, "channel_rejected").detail()
+            }
+            GatewayError::Database(e) => Reply::query(e),
+            GatewayError::Pool(e) => Reply::pool(e),
+            GatewayError::CorruptRow(_) | GatewayError::Messaging(_) => Reply::internal(),
         }
     }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        // Internal details stay in the log; callers get a stable code.
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self, "request failed");
-            "internal error".to_owned()
-        } else {
-            self.to_string()
-        };
-        HttpResponse::build(status).json(ErrorBody::new(self.code(), message))
-    }
 }
+paywire_platform::api_error!(GatewayError);

@@ -24,7 +24,7 @@ use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
     expose_for_layering,
 };
-use paywire_platform::db::{DbPool, PooledConn};
+use paywire_platform::db::DbPool;
 use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -264,15 +264,6 @@ impl std::fmt::Debug for AppState {
             .field("payment", &self.payment)
             .field("sweeper", &self.sweeper)
             .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    pub async fn conn(&self) -> Result<PooledConn, GatewayError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| GatewayError::Pool(e.to_string()))
     }
 }
 

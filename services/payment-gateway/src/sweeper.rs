@@ -63,7 +63,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, crate::GatewayError> 
     let now = Utc::now();
     let settings = &state.sweeper;
     let claimed = {
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         store::claim_due_checks(
             &mut conn,
             now,

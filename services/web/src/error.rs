@@ -1,8 +1,7 @@
 //! The web service's one error type, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use paywire_platform::http::ErrorBody;
+use paywire_platform::api_error::{ApiError, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -21,37 +20,31 @@ pub enum WebError {
     UpstreamTimeout { service: &'static str },
 }
 
-impl WebError {
-    fn code(&self) -> &'static str {
-        match self {
-            WebError::NotFound(_) => "not_found",
-            WebError::InvalidRequest(_) => "invalid_request",
-            WebError::BodyTooLarge(_) => "body_too_large",
-            WebError::UpstreamUnavailable { .. } => "upstream_unavailable",
-            WebError::UpstreamTimeout { .. } => "upstream_timeout",
-        }
+/// Every answer shows its message: none names anything internal.
+impl ApiError for WebError {
+    fn reply(&self) -> Reply {
+        let reply = match self {
+            WebError::NotFound(_) => Reply::new(StatusCode::NOT_FOUND, "not_found"),
+            WebError::InvalidRequest(_) => Reply::new(StatusCode::BAD_REQUEST, "invalid_request"),
+            WebError::BodyTooLarge(_) => {
+                Reply::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
+            WebError::UpstreamUnavailable { .. } => {
+                Reply::new(StatusCode::BAD_GATEWAY, "upstream_unavailable")
+            }
+            WebError::UpstreamTimeout { .. } => {
+                Reply::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
+        };
+        reply.detail()
     }
 }
-
-impl ResponseError for WebError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            WebError::NotFound(_) => StatusCode::NOT_FOUND,
-            WebError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            WebError::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
-            WebError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody::new(self.code(), self.to_string()))
-    }
-}
+paywire_platform::api_error!(WebError);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::ResponseError;
 
     #[test]
     fn each_error_has_its_status_and_code() {
@@ -75,7 +68,7 @@ mod tests {
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status_code().as_u16(), status);
-            assert_eq!(err.code(), code);
+            assert_eq!(err.reply().code, code);
         }
     }
 }

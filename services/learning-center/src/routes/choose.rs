@@ -54,7 +54,7 @@ pub async fn choose(
     body: web::Json<ChooseBody>,
 ) -> Result<HttpResponse, LearningError> {
     let student = &user.0;
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let course = store::find_course(&mut conn, body.course_id)
         .await?
         .ok_or(LearningError::CourseNotFound(body.course_id))?;
@@ -130,7 +130,7 @@ pub async fn learn_status(
     path: web::Path<CourseId>,
 ) -> Result<HttpResponse, LearningError> {
     let course_id = path.into_inner();
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     if store::find_course(&mut conn, course_id).await?.is_none() {
         return Err(LearningError::CourseNotFound(course_id));
     }
@@ -184,7 +184,7 @@ pub async fn my_courses(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LearningError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let enrolments = store::enrolments_of(&mut conn, &user.0).await?;
     let pending = store::pending_of(&mut conn, &user.0).await?;
     let now = Utc::now();

@@ -32,7 +32,7 @@ impl From<Course> for CourseView {
 /// `GET /api/learning/courses`: no credential needed.
 #[tracing::instrument(skip_all)]
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, LearningError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let courses = store::list_courses(&mut conn).await?;
     Ok(HttpResponse::Ok().json(
         courses

@@ -17,7 +17,7 @@ pub async fn choose_course(
     path: web::Path<ChooseCourseId>,
 ) -> Result<HttpResponse, LearningError> {
     let id = path.into_inner();
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let choice = store::find_choice(&mut conn, id)
         .await?
         .ok_or(LearningError::ChooseCourseNotFound(id))?;

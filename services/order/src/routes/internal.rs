@@ -33,7 +33,7 @@ pub async fn refund(
 ) -> Result<HttpResponse, OrderError> {
     let order_id = path.into_inner();
     let order = {
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         store::find(&mut conn, order_id)
             .await?
             .ok_or(OrderError::OrderNotFound(order_id))?

@@ -102,7 +102,7 @@ pub async fn create(
     let biz_id = choose_course_id.to_string();
 
     {
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         if let Some(existing) = store::find_open_by_biz(&mut conn, biz_type, &biz_id).await? {
             let order = owned_by_biz(existing, caller)?;
             record_order(&order);
@@ -143,7 +143,7 @@ pub async fn create(
         event_id: state.ids.next(),
         delay_queue: state.delay_queue.clone(),
     };
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     match store::insert_course_order(&mut conn, &new, &timeout).await? {
         Some(order) => {
             record_order(&order);
@@ -166,7 +166,7 @@ pub async fn create(
 
 /// The caller's own order; someone else's is indistinguishable from a missing one.
 async fn own_order(state: &AppState, id: OrderId, caller: &UserId) -> Result<Order, OrderError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     match store::find(&mut conn, id).await? {
         Some(order) if order.user_id == *caller => Ok(order),
         _ => Err(OrderError::OrderNotFound(id)),

@@ -102,7 +102,7 @@ pub async fn close_attempt(state: &AppState, payment: &Payment) -> Result<Found,
             }
         }
     }
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let now = Utc::now();
     let closed = conn
         .transaction::<_, GatewayError, _>(async |conn| {
@@ -120,7 +120,7 @@ pub async fn close_attempt(state: &AppState, payment: &Payment) -> Result<Found,
 /// An unreachable channel is an error unless another attempt was found paid anyway.
 pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncResult, GatewayError> {
     let attempts = {
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         if let Some(paid) = store::settling_attempt(&mut conn, order).await? {
             return Ok(SyncResult {
                 order_id: order,
@@ -139,7 +139,7 @@ pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncResult, 
             failure.get_or_insert(e);
         }
     }
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     match store::settling_attempt(&mut conn, order).await? {
         Some(paid) => Ok(SyncResult {
             order_id: order,
@@ -177,7 +177,7 @@ pub async fn close_order(state: &AppState, order: OrderId) -> Result<CloseResult
     };
     for _ in 0..CLOSE_ROUNDS {
         let unpaid: Vec<Payment> = {
-            let mut conn = state.conn().await?;
+            let mut conn = state.pool.get().await?;
             if let Some(p) = store::settling_attempt(&mut conn, order).await? {
                 return Ok(paid(p));
             }
@@ -194,7 +194,7 @@ pub async fn close_order(state: &AppState, order: OrderId) -> Result<CloseResult
             close_attempt(state, attempt).await?;
         }
         // Decide under the order lock: nothing settled it and nothing unpaid is left.
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         let now = Utc::now();
         let decided = conn
             .transaction::<_, GatewayError, _>(async |conn| {

@@ -124,7 +124,7 @@ pub async fn create_or_reuse(
         .unwrap_or(now);
 
     let decision = {
-        let mut conn = state.conn().await?;
+        let mut conn = state.pool.get().await?;
         let req = &req;
         conn.transaction::<_, GatewayError, _>(async |conn| {
             store::lock_order(conn, req.order_id).await?;
@@ -185,7 +185,7 @@ pub async fn create_or_reuse(
             channel_error(e)
         })?;
 
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     if !store::set_code_url(&mut conn, payment.pay_no, &created.code_url, Utc::now()).await? {
         return Err(GatewayError::PaymentChanged(payment.pay_no));
     }
@@ -212,6 +212,7 @@ pub(crate) fn channel_error(e: ChannelError) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paywire_platform::api_error::ApiError;
 
     fn body(amount: i64, description: &str, biz_id: &str) -> api::CreatePayment {
         api::CreatePayment {
@@ -260,9 +261,9 @@ mod tests {
     #[test]
     fn channel_errors_map_to_unavailable_or_rejected() {
         let unavailable = channel_error(ChannelError::Unavailable("timeout".into()));
-        assert_eq!(unavailable.code(), "channel_unavailable");
+        assert_eq!(unavailable.reply().code, "channel_unavailable");
         let unverified = channel_error(ChannelError::BadResponseSignature("x".into()));
-        assert_eq!(unverified.code(), "channel_unavailable");
+        assert_eq!(unverified.reply().code, "channel_unavailable");
         match channel_error(ChannelError::Rejected {
             code: "PARAM_ERROR".into(),
             message: "bad".into(),
@@ -271,7 +272,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            channel_error(ChannelError::Config("key".into())).code(),
+            channel_error(ChannelError::Config("key".into()))
+                .reply()
+                .code,
             "channel_rejected"
         );
     }

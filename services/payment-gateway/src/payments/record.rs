@@ -146,7 +146,7 @@ pub async fn record_confirmed_now(
     channel: PayChannel,
     confirmed: &ConfirmedPayment,
 ) -> Result<Recorded, GatewayError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let now = Utc::now();
     conn.transaction::<_, GatewayError, _>(async |conn| {
         record_confirmed(conn, &state.ids, channel, confirmed, now).await

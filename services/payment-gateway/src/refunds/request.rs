@@ -107,7 +107,7 @@ pub async fn request_refund(
     state: &AppState,
     req: &RefundRequest,
 ) -> Result<RefundRequested, GatewayError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let now = Utc::now();
     let refund_no = state.ids.next();
     let outcome = conn

@@ -44,7 +44,7 @@ pub async fn apply_refund_state(
     refund_no: RefundNo,
     reported: RefundState,
 ) -> Result<RefundApplied, GatewayError> {
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let now = Utc::now();
     conn.transaction::<_, GatewayError, _>(async |conn| {
         let Some(refund) = store::find_for_update(conn, refund_no).await? else {
@@ -141,7 +141,7 @@ pub async fn run_refund_worker(state: web::Data<AppState>) {
     loop {
         let now = Utc::now();
         let claimed = async {
-            let mut conn = state.conn().await?;
+            let mut conn = state.pool.get().await?;
             store::claim_due(&mut conn, now, batch, |attempts| {
                 now + chrono::Duration::from_std(backoff(base, max, attempts))
                     .unwrap_or(chrono::Duration::MAX)
@@ -180,7 +180,7 @@ pub async fn drive(state: &AppState, refund: &Refund) -> Result<RefundApplied, G
     let result = match refund.status {
         RefundStatus::Pending => {
             let payment = {
-                let mut conn = state.conn().await?;
+                let mut conn = state.pool.get().await?;
                 payment_store::find(&mut conn, refund.pay_no)
                     .await?
                     .ok_or(GatewayError::PaymentNotFound(refund.pay_no))?
@@ -206,7 +206,7 @@ pub async fn drive(state: &AppState, refund: &Refund) -> Result<RefundApplied, G
             match channel.query_refund(refund.refund_no, refund.pay_no).await {
                 Err(ChannelError::NotFound) => {
                     // Never reached the channel: send it again (same refund_no).
-                    let mut conn = state.conn().await?;
+                    let mut conn = state.pool.get().await?;
                     store::back_to_pending(&mut conn, refund.refund_no, Utc::now()).await?;
                     return Ok(RefundApplied::Unchanged);
                 }
@@ -218,7 +218,7 @@ pub async fn drive(state: &AppState, refund: &Refund) -> Result<RefundApplied, G
     match result {
         Ok(reported) => apply_refund_state(state, refund.refund_no, reported).await,
         Err(e) => {
-            let mut conn = state.conn().await?;
+            let mut conn = state.pool.get().await?;
             store::record_error(&mut conn, refund.refund_no, &e.to_string(), Utc::now()).await?;
             Err(crate::payments::create::channel_error(e))
         }

@@ -51,7 +51,7 @@ pub async fn get(
     path: web::Path<PayNo>,
 ) -> Result<HttpResponse, GatewayError> {
     let pay_no = path.into_inner();
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let payment = store::find(&mut conn, pay_no)
         .await?
         .ok_or(GatewayError::PaymentNotFound(pay_no))?;

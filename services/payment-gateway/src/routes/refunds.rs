@@ -62,7 +62,7 @@ pub async fn get(
     path: web::Path<RefundNo>,
 ) -> Result<HttpResponse, GatewayError> {
     let refund_no = path.into_inner();
-    let mut conn = state.conn().await?;
+    let mut conn = state.pool.get().await?;
     let refund = store::find(&mut conn, refund_no)
         .await?
         .ok_or(GatewayError::RefundNotFound(refund_no))?;
