@@ -102,29 +102,12 @@ fn selected(name: &str, args: &[String]) -> bool {
 /// Becomes one service, exactly as its binary's `main` does.
 #[tokio::main]
 async fn node(service: &str) -> anyhow::Result<()> {
-    use paywire_platform::config::load;
-    use paywire_platform::telemetry::init;
+    use paywire_platform::app::main;
     match service {
-        "channel-sandbox" => {
-            let s: channel_sandbox::Settings = load(channel_sandbox::SERVICE_NAME)?;
-            init(channel_sandbox::SERVICE_NAME, &s.telemetry);
-            channel_sandbox::build(s).await?.run().await
-        }
-        "learning-center" => {
-            let s: learning_center::Settings = load(learning_center::SERVICE_NAME)?;
-            init(learning_center::SERVICE_NAME, &s.telemetry);
-            learning_center::build(s).await?.run().await
-        }
-        "order" => {
-            let s: order::Settings = load(order::SERVICE_NAME)?;
-            init(order::SERVICE_NAME, &s.telemetry);
-            order::build(s).await?.run().await
-        }
-        "payment-gateway" => {
-            let s: payment_gateway::Settings = load(payment_gateway::SERVICE_NAME)?;
-            init(payment_gateway::SERVICE_NAME, &s.telemetry);
-            payment_gateway::build(s).await?.run().await
-        }
+        "channel-sandbox" => main::<channel_sandbox::Settings>().await,
+        "learning-center" => main::<learning_center::Settings>().await,
+        "order" => main::<order::Settings>().await,
+        "payment-gateway" => main::<payment_gateway::Settings>().await,
         other => anyhow::bail!("unknown service {other}"),
     }
 }

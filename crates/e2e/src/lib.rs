@@ -151,7 +151,7 @@ impl Platform {
         }
         let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
         let sandbox_url = format!("http://127.0.0.1:{}", sandbox.port());
-        spawn(&mut tasks, "channel-sandbox", sandbox.run());
+        spawn(&mut tasks, "channel-sandbox", sandbox.run_until_stopped());
 
         let learning = learning_center::Settings {
             http: http(0),
@@ -164,7 +164,7 @@ impl Platform {
             .await
             .context("learning-center")?;
         let learning_url = format!("http://127.0.0.1:{}", learning.port());
-        spawn(&mut tasks, "learning-center", learning.run());
+        spawn(&mut tasks, "learning-center", learning.run_until_stopped());
 
         let gateway_port = free_port();
         let mut gateway = payment_gateway::Settings {
@@ -196,7 +196,7 @@ impl Platform {
             .await
             .context("payment-gateway")?;
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-        spawn(&mut tasks, "payment-gateway", gateway.run());
+        spawn(&mut tasks, "payment-gateway", gateway.run_until_stopped());
 
         let mut order = order::Settings {
             http: http(0),
@@ -215,7 +215,7 @@ impl Platform {
         }
         let order = order::build(order).await.context("order")?;
         let order_url = format!("http://127.0.0.1:{}", order.port());
-        spawn(&mut tasks, "order", order.run());
+        spawn(&mut tasks, "order", order.run_until_stopped());
 
         Ok(Self {
             learning_url,
@@ -247,7 +247,7 @@ impl Platform {
         settings.pages.wallet_url = format!("{}/sandbox/wallet", self.sandbox_url);
         let app = web::build(settings).await.context("web")?;
         let url = format!("http://127.0.0.1:{}", app.port());
-        spawn(&mut self.tasks, "web", app.run());
+        spawn(&mut self.tasks, "web", app.run_until_stopped());
         Ok(url)
     }
 

@@ -131,7 +131,9 @@ async fn start_sandbox(tasks: &mut Tasks) -> anyhow::Result<String> {
     settings.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
     let sandbox = channel_sandbox::build(settings).await.context("sandbox")?;
     let url = format!("http://127.0.0.1:{}", sandbox.port());
-    tasks.0.push(spawn_logged("channel-sandbox", sandbox.run()));
+    tasks
+        .0
+        .push(spawn_logged("channel-sandbox", sandbox.run_until_stopped()));
     Ok(url)
 }
 

@@ -25,8 +25,9 @@ pub use error::MessagingError;
 pub use outbox::{NOTIFY_CHANNEL, OutboxMessage, enqueue};
 pub use relay::{RelayConfig, run_relay};
 pub use topology::{
-    RetryPolicy, connect, dead_letter_queue_name, declare_delay_queue, declare_fanout_exchange,
-    declare_pay_result_topology, declare_subscriber_queue, retry_queue_name,
+    RetryPolicy, connect, dead_letter_queue_name, declare_at_startup, declare_delay_queue,
+    declare_fanout_exchange, declare_pay_result_topology, declare_subscriber_queue,
+    retry_queue_name,
 };
 
 /// The outbox and inbox tables; every service applies this set before its own.

@@ -69,6 +69,28 @@ pub async fn connect(amqp_url: &str, connection_name: &str) -> Result<Connection
         .map_err(MessagingError::from)
 }
 
+/// The start-up declaration every service makes before it publishes or consumes: connects
+/// as `<service>-setup`, runs `declare` on one channel, and closes. Declarations are
+/// idempotent, so every service declares what it relies on, whichever starts first.
+pub async fn declare_at_startup<E>(
+    amqp_url: &str,
+    service: &str,
+    declare: impl AsyncFnOnce(&Channel) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<MessagingError>,
+{
+    let connection = connect(amqp_url, &format!("{service}-setup")).await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(MessagingError::from)?;
+    declare(&channel).await?;
+    let _ = channel.close(200, "topology declared".into()).await;
+    let _ = connection.close(200, "topology declared".into()).await;
+    Ok(())
+}
+
 /// Upper bound for opening a connection and setting up a session on it.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 

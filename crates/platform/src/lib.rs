@@ -3,6 +3,7 @@
 //! production-mode checks.
 
 pub mod api_error;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -15,3 +16,7 @@ pub use error::PlatformError;
 
 #[doc(hidden)]
 pub use actix_web as __actix_web;
+#[doc(hidden)]
+pub use anyhow as __anyhow;
+#[doc(hidden)]
+pub use diesel_migrations::EmbeddedMigrations as __EmbeddedMigrations;

@@ -16,8 +16,8 @@ pub mod wechat;
 
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use actix_web::web;
+use paywire_platform::app::Application;
 use paywire_platform::config::{HttpSettings, TelemetrySettings};
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
@@ -66,23 +66,12 @@ impl ProductionChecks for Settings {
     }
 }
 
-/// A built, not yet running sandbox.
-pub struct App {
-    server: Server,
-    port: u16,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
+// What the shared bootstrap (`paywire_platform::app::main`) runs.
+paywire_platform::service_settings!(Settings, SERVICE_NAME);
 
 /// Loads the keys and binds the HTTP port. Must run inside the tokio runtime that will
 /// also deliver notifications.
-pub async fn build(settings: Settings) -> anyhow::Result<App> {
+pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let faults = Arc::new(faults::Faults::new(&settings.faults));
     let notifier = Arc::new(notify::Notifier::new(
         &settings.notify,
@@ -100,30 +89,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     )?);
     let notifier = web::Data::from(notifier);
     let faults = web::Data::from(faults);
-    let listener = paywire_platform::http::bind(&settings.http)?;
-    let port = listener.local_addr()?.port();
-    let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
-        cfg.app_data(wechat.clone())
-            .app_data(alipay.clone())
-            .app_data(notifier.clone())
-            .app_data(faults.clone());
-        wechat::configure(cfg);
-        alipay::configure(cfg);
-        wallet::configure(cfg);
-        admin::configure(cfg);
-    })?;
-    tracing::info!(port, "channel sandbox listening");
-    Ok(App { server, port })
-}
-
-impl App {
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until Ctrl-C / SIGTERM.
-    pub async fn run(self) -> anyhow::Result<()> {
-        paywire_platform::http::run_until_stopped(self.server, Vec::new()).await?;
-        Ok(())
-    }
+    Ok(Application::serve(
+        SERVICE_NAME,
+        &settings.http,
+        move |cfg| {
+            cfg.app_data(wechat.clone())
+                .app_data(alipay.clone())
+                .app_data(notifier.clone())
+                .app_data(faults.clone());
+            wechat::configure(cfg);
+            alipay::configure(cfg);
+            wallet::configure(cfg);
+            admin::configure(cfg);
+        },
+    )?)
 }

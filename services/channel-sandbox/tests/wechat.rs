@@ -70,7 +70,7 @@ impl Sandbox {
     async fn start_with(settings: Settings) -> Self {
         let app = channel_sandbox::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run());
+        tokio::spawn(app.run_until_stopped());
         Self {
             base,
             client: reqwest::Client::new(),

@@ -55,7 +55,7 @@ impl Harness {
         let auth = Authenticator::new(&s.auth);
         let app = learning_center::build(s).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run());
+        tokio::spawn(app.run_until_stopped());
         Self {
             base,
             client: reqwest::Client::new(),

@@ -12,14 +12,14 @@ pub mod timeout;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use paywire_domain::IdGenerator;
 use paywire_domain::topology::ORDER_PAY_RESULT_QUEUE;
 use paywire_messaging::consumer::{ConsumerConfig, run_consumer};
 use paywire_messaging::relay::{RelayConfig, run_relay};
-use paywire_messaging::topology::{connect, declare_pay_result_topology};
+use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
+use paywire_platform::app::Application;
 use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
@@ -113,47 +113,27 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// A built, not yet running order service.
-pub struct App {
-    server: Server,
-    port: u16,
-    pool: DbPool,
-    database_url: String,
-    amqp: AmqpSettings,
-    timeout: TimeoutSettings,
-    payment_gateway: PaymentGatewayClient,
-}
+// What the shared bootstrap (`paywire_platform::app::main`) runs.
+paywire_platform::service_settings!(Settings, SERVICE_NAME, database: [paywire_messaging::MIGRATIONS, MIGRATIONS]);
 
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Prepares the database and the broker topology, and binds the HTTP port.
-pub async fn build(settings: Settings) -> anyhow::Result<App> {
+/// Prepares the database and the broker topology, binds the HTTP port, and lines up the
+/// outbox relay (order timeouts) and the pay-result and order-timeout consumers.
+pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     settings
         .timeout
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
-    let pool = paywire_platform::db::prepare(
-        &settings.database,
-        vec![paywire_messaging::MIGRATIONS, MIGRATIONS],
-    )
-    .await?;
+    let pool = paywire_platform::app::open_database(&settings).await?;
 
-    // Declared here too (idempotent), so the queue exists and is bound even if this
-    // service starts before the gateway: no pay result is published into the void.
-    let amqp = connect(&settings.amqp.url, "order-setup").await?;
-    let amqp_channel = amqp.create_channel().await?;
-    declare_pay_result_topology(&amqp_channel, &[ORDER_PAY_RESULT_QUEUE]).await?;
-    // Before the first order: the relay publishes timeouts with `mandatory`, so a missing
-    // delay queue would only delay them, but declaring first avoids even that.
-    settings.timeout.declare(&amqp_channel).await?;
-    let _ = amqp_channel.close(200, "topology declared".into()).await;
-    let _ = amqp.close(200, "topology declared".into()).await;
+    declare_at_startup(&settings.amqp.url, SERVICE_NAME, async |channel| {
+        // Declared here too, so the queue exists and is bound even if this service starts
+        // before the gateway: no pay result is published into the void.
+        declare_pay_result_topology(channel, &[ORDER_PAY_RESULT_QUEUE]).await?;
+        // Before the first order: the relay publishes timeouts with `mandatory`, so a
+        // missing delay queue would only delay them, but declaring first avoids even that.
+        settings.timeout.declare(channel).await
+    })
+    .await?;
 
     let timeout = Duration::from_millis(settings.upstream.timeout_ms.max(1));
     let payment_gateway = PaymentGatewayClient::new(
@@ -173,77 +153,40 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         delay_queue: settings.timeout.delay_queue_name(),
     });
     let auth = web::Data::new(Authenticator::new(&settings.auth));
-
-    let listener = paywire_platform::http::bind(&settings.http)?;
-    let port = listener.local_addr()?.port();
-    let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
+    let mut app = Application::serve(SERVICE_NAME, &settings.http, move |cfg| {
         routes::configure(cfg, state.clone(), auth.clone())
     })?;
-    tracing::info!(port, "order service listening");
-    Ok(App {
-        server,
-        port,
-        pool,
-        database_url: settings.database.url,
-        amqp: settings.amqp,
-        timeout: settings.timeout,
-        payment_gateway,
-    })
-}
 
-impl App {
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves HTTP, relays the outbox (order timeouts), consumes pay results and order
-    /// timeouts, until any of them stops or a signal arrives.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let relay = {
-            let (pool, db_url, amqp_url) =
-                (self.pool.clone(), self.database_url, self.amqp.url.clone());
-            tokio::spawn(async move {
-                if let Err(e) = run_relay(pool, db_url, amqp_url, RelayConfig::default()).await {
-                    tracing::error!(error = %e, "outbox relay stopped");
-                }
-            })
-        };
-        let pay_results = {
-            let mut config = ConsumerConfig::new(ORDER_PAY_RESULT_QUEUE, CONSUMER_NAME);
-            config.prefetch = self.amqp.prefetch;
-            let (pool, amqp_url) = (self.pool.clone(), self.amqp.url.clone());
-            tokio::spawn(async move {
-                if let Err(e) =
-                    run_consumer(pool, amqp_url, config, Arc::new(PayResultHandler)).await
-                {
-                    tracing::error!(error = %e, "pay-result consumer stopped");
-                }
-            })
-        };
-        let timeouts = {
-            let mut config =
-                ConsumerConfig::new(self.timeout.queue.clone(), timeout::CONSUMER_NAME);
-            config.prefetch = self.amqp.prefetch;
-            config.retry = self.timeout.retry_policy();
-            let handler = Arc::new(TimeoutHandler {
-                gateway: self.payment_gateway,
-            });
-            let (pool, amqp_url) = (self.pool, self.amqp.url);
-            tokio::spawn(async move {
-                if let Err(e) = run_consumer(pool, amqp_url, config, handler).await {
-                    tracing::error!(error = %e, "order-timeout consumer stopped");
-                }
-            })
-        };
-        paywire_platform::http::run_until_stopped(
-            self.server,
-            vec![
-                ("outbox-relay", relay),
-                ("pay-result-consumer", pay_results),
-                ("order-timeout-consumer", timeouts),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
+    let amqp_url = &settings.amqp.url;
+    app.spawn(
+        "outbox-relay",
+        run_relay(
+            pool.clone(),
+            settings.database.url.clone(),
+            amqp_url.clone(),
+            RelayConfig::default(),
+        ),
+    );
+    let mut pay_results = ConsumerConfig::new(ORDER_PAY_RESULT_QUEUE, CONSUMER_NAME);
+    pay_results.prefetch = settings.amqp.prefetch;
+    app.spawn(
+        "pay-result-consumer",
+        run_consumer(
+            pool.clone(),
+            amqp_url.clone(),
+            pay_results,
+            Arc::new(PayResultHandler),
+        ),
+    );
+    let mut timeouts = ConsumerConfig::new(settings.timeout.queue.clone(), timeout::CONSUMER_NAME);
+    timeouts.prefetch = settings.amqp.prefetch;
+    timeouts.retry = settings.timeout.retry_policy();
+    let handler = Arc::new(TimeoutHandler {
+        gateway: payment_gateway,
+    });
+    app.spawn(
+        "order-timeout-consumer",
+        run_consumer(pool, amqp_url.clone(), timeouts, handler),
+    );
+    Ok(app)
 }

@@ -12,13 +12,13 @@ pub mod sweeper;
 
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use paywire_domain::IdGenerator;
 use paywire_domain::topology::PAY_RESULT_SUBSCRIBERS;
 use paywire_messaging::relay::{RelayConfig, run_relay};
-use paywire_messaging::topology::{connect, declare_pay_result_topology};
+use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
+use paywire_platform::app::Application;
 use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
@@ -267,32 +267,13 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// A built, not yet running gateway.
-pub struct App {
-    server: Server,
-    port: u16,
-    state: web::Data<AppState>,
-    pool: DbPool,
-    database_url: String,
-    amqp_url: String,
-}
+// What the shared bootstrap (`paywire_platform::app::main`) runs.
+paywire_platform::service_settings!(Settings, SERVICE_NAME, database: [paywire_messaging::MIGRATIONS, MIGRATIONS]);
 
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Prepares the database, the channels and the broker topology, and binds the HTTP port.
-pub async fn build(settings: Settings) -> anyhow::Result<App> {
-    paywire_platform::telemetry::init(SERVICE_NAME, &settings.telemetry);
-    let pool = paywire_platform::db::prepare(
-        &settings.database,
-        vec![paywire_messaging::MIGRATIONS, MIGRATIONS],
-    )
-    .await?;
+/// Prepares the database, the channels and the broker topology, binds the HTTP port, and
+/// lines up the outbox relay, the compensation sweeper and the refund worker.
+pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    let pool = paywire_platform::app::open_database(&settings).await?;
 
     let listener = paywire_platform::http::bind(&settings.http)?;
     let addr = listener.local_addr()?;
@@ -301,11 +282,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
 
     // Declared before anything is published, so pay results are routable even when no
     // subscriber has started yet.
-    let amqp = connect(&settings.amqp.url, "payment-gateway-setup").await?;
-    let amqp_channel = amqp.create_channel().await?;
-    declare_pay_result_topology(&amqp_channel, PAY_RESULT_SUBSCRIBERS).await?;
-    let _ = amqp_channel.close(200, "topology declared".into()).await;
-    let _ = amqp.close(200, "topology declared".into()).await;
+    declare_at_startup(&settings.amqp.url, SERVICE_NAME, async |channel| {
+        declare_pay_result_topology(channel, PAY_RESULT_SUBSCRIBERS).await
+    })
+    .await?;
 
     let state = web::Data::new(AppState {
         pool: pool.clone(),
@@ -316,48 +296,25 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     });
     let auth = web::Data::new(Authenticator::new(&settings.auth));
     let routes_state = state.clone();
-    let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
-        routes::configure(cfg, routes_state.clone(), auth.clone())
-    })?;
-    tracing::info!(port = addr.port(), "payment gateway listening");
-    Ok(App {
-        server,
-        port: addr.port(),
-        state,
-        pool,
-        database_url: settings.database.url,
-        amqp_url: settings.amqp.url,
-    })
-}
+    let mut app =
+        Application::serve_on(SERVICE_NAME, listener, settings.http.workers, move |cfg| {
+            routes::configure(cfg, routes_state.clone(), auth.clone())
+        })?;
 
-impl App {
-    pub fn port(&self) -> u16 {
-        self.port
+    app.spawn(
+        "outbox-relay",
+        run_relay(
+            pool,
+            settings.database.url,
+            settings.amqp.url,
+            RelayConfig::default(),
+        ),
+    );
+    if settings.sweeper.enabled {
+        app.spawn("payment-sweeper", sweeper::run_sweeper(state.clone()));
+        app.spawn("refund-worker", refunds::worker::run_refund_worker(state));
     }
-
-    /// Serves HTTP and runs the outbox relay, the compensation sweeper and the refund
-    /// worker until one of them stops or a signal arrives.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let relay = tokio::spawn(async move {
-            let config = RelayConfig::default();
-            if let Err(e) = run_relay(self.pool, self.database_url, self.amqp_url, config).await {
-                tracing::error!(error = %e, "outbox relay stopped");
-            }
-        });
-        let mut tasks = vec![("outbox-relay", relay)];
-        if self.state.sweeper.enabled {
-            tasks.push((
-                "payment-sweeper",
-                tokio::spawn(sweeper::run_sweeper(self.state.clone())),
-            ));
-            tasks.push((
-                "refund-worker",
-                tokio::spawn(refunds::worker::run_refund_worker(self.state.clone())),
-            ));
-        }
-        paywire_platform::http::run_until_stopped(self.server, tasks).await?;
-        Ok(())
-    }
+    Ok(app)
 }
 
 pub(crate) fn timeout(ms: u64) -> Duration {

@@ -51,7 +51,7 @@ async fn second_instance(h: &Harness, api_base: &str, sweeper: bool) -> String {
     settings.sweeper.enabled = sweeper;
     let app = payment_gateway::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run());
+    tokio::spawn(app.run_until_stopped());
     base
 }
 

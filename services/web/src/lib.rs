@@ -11,8 +11,8 @@ pub mod proxy;
 
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::web;
+use paywire_platform::app::Application;
 use paywire_platform::auth::Authenticator;
 use paywire_platform::config::DEV_JWT_SECRET;
 use paywire_platform::config::{AuthSettings, HttpSettings, TelemetrySettings};
@@ -133,22 +133,11 @@ impl Default for PageSettings {
     }
 }
 
-/// A built, not yet running web service.
-pub struct App {
-    server: Server,
-    port: u16,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
+// What the shared bootstrap (`paywire_platform::app::main`) runs.
+paywire_platform::service_settings!(Settings, SERVICE_NAME);
 
 /// Renders the pages, prepares the upstream client and binds the HTTP port.
-pub async fn build(settings: Settings) -> anyhow::Result<App> {
+pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let proxy = web::Data::new(proxy::Proxy::new(
         &settings.upstream,
         Duration::from_millis(settings.upstream.timeout_ms),
@@ -169,13 +158,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         tracing::warn!("dev login is enabled: anyone can act as any student (development only)");
     }
 
-    let listener = paywire_platform::http::bind(&settings.http)?;
-    let port = listener.local_addr()?.port();
-    let server = paywire_platform::http::serve(listener, settings.http.workers, move |cfg| {
-        configure(cfg, proxy.clone(), pages.clone(), login.clone())
-    })?;
-    tracing::info!(port, "web listening");
-    Ok(App { server, port })
+    Ok(Application::serve(
+        SERVICE_NAME,
+        &settings.http,
+        move |cfg| configure(cfg, proxy.clone(), pages.clone(), login.clone()),
+    )?)
 }
 
 fn configure(
@@ -196,15 +183,4 @@ fn configure(
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, WebError> {
     Err(WebError::NotFound(req.path().to_owned()))
-}
-
-impl App {
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub async fn run(self) -> anyhow::Result<()> {
-        paywire_platform::http::run_until_stopped(self.server, Vec::new()).await?;
-        Ok(())
-    }
 }

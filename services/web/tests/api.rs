@@ -89,7 +89,7 @@ fn start_echo_counting(who: &'static str) -> (String, aweb::Data<AtomicUsize>) {
 async fn start_web(settings: Settings) -> String {
     let app = web::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run());
+    tokio::spawn(app.run_until_stopped());
     url
 }
 
@@ -311,7 +311,7 @@ async fn dev_login_issues_a_token_the_learning_center_accepts() {
     };
     let learning = learning_center::build(learning).await.unwrap();
     let learning_url = format!("http://127.0.0.1:{}", learning.port());
-    let running = tokio::spawn(learning.run());
+    let running = tokio::spawn(learning.run_until_stopped());
     let base = start_web(settings(&learning_url, "http://127.0.0.1:1")).await;
 
     let resp = client()

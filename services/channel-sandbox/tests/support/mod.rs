@@ -103,7 +103,7 @@ impl Sandbox {
     pub async fn start_with(settings: Settings) -> Self {
         let app = channel_sandbox::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run());
+        tokio::spawn(app.run_until_stopped());
         Self {
             base,
             client: reqwest::Client::new(),

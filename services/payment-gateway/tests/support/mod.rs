@@ -95,7 +95,7 @@ impl Harness {
     ) -> Self {
         let app = payment_gateway::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run());
+        tokio::spawn(app.run_until_stopped());
         Self {
             base,
             sandbox,
@@ -346,7 +346,7 @@ pub async fn start_sandbox() -> String {
     s.wechat.wechatpay_private_key_path = key_path("wechatpay_private_key.pem");
     let app = channel_sandbox::build(s).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run());
+    tokio::spawn(app.run_until_stopped());
     base
 }
 

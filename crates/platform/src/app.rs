@@ -1,0 +1,346 @@
+//! The service bootstrap, written once for every binary (zero-to-production's
+//! `Application`): a service's settings describe it ([`ServiceSettings`]) and build an
+//! [`Application`] (HTTP server plus named background tasks); [`main`] does the rest —
+//! settings, telemetry, production checks, the `migrate` subcommand, running until stopped.
+
+use std::fmt;
+use std::future::Future;
+use std::net::TcpListener;
+use std::pin::Pin;
+
+use actix_web::dev::Server;
+use actix_web::web;
+use diesel_migrations::EmbeddedMigrations;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::PlatformError;
+use crate::config::{DatabaseSettings, HttpSettings, TelemetrySettings};
+use crate::db::DbPool;
+use crate::production::ProductionChecks;
+
+/// A service's settings, which say all the bootstrap needs: the service's name, its
+/// telemetry, its database and migrations, and how to build it.
+pub trait ServiceSettings: Default + Serialize + DeserializeOwned + ProductionChecks {
+    const SERVICE: &'static str;
+
+    fn telemetry(&self) -> &TelemetrySettings;
+
+    /// The database `<service> migrate` creates, with the migration sets applied in order
+    /// (messaging's tables before the service's own); `None`: the service has none.
+    fn database(&self) -> Option<(&DatabaseSettings, Vec<EmbeddedMigrations>)> {
+        None
+    }
+
+    /// Prepares everything and binds the port; nothing runs until
+    /// [`Application::run_until_stopped`].
+    fn build(self) -> impl Future<Output = anyhow::Result<Application>>;
+}
+
+/// Implements [`ServiceSettings`] for a settings struct whose sections follow the
+/// configuration's names (`telemetry`, and `database` for a service that has one), built
+/// by the service's `build(settings)`:
+///
+/// `paywire_platform::service_settings!(Settings, "order", database: [messaging, own]);`
+#[macro_export]
+macro_rules! service_settings {
+    ($settings:ty, $name:expr $(, database: [$($migrations:expr),+ $(,)?])? $(,)?) => {
+        impl $crate::app::ServiceSettings for $settings {
+            const SERVICE: &'static str = $name;
+
+            fn telemetry(&self) -> &$crate::config::TelemetrySettings {
+                &self.telemetry
+            }
+            $(
+            fn database(
+                &self,
+            ) -> Option<(&$crate::config::DatabaseSettings, Vec<$crate::__EmbeddedMigrations>)> {
+                Some((&self.database, vec![$($migrations),+]))
+            }
+            )?
+            fn build(
+                self,
+            ) -> impl ::std::future::Future<Output = $crate::__anyhow::Result<$crate::app::Application>> {
+                build(self)
+            }
+        }
+    };
+}
+
+/// The whole of every service's `main`: load settings, start telemetry, refuse development
+/// values in production, then either `migrate` (create the database, apply migrations,
+/// exit) or build and run until stopped.
+pub async fn main<S: ServiceSettings>() -> anyhow::Result<()> {
+    let settings: S = crate::config::load(S::SERVICE)?;
+    crate::telemetry::init(S::SERVICE, settings.telemetry());
+    // PAYWIRE__ENVIRONMENT=production: refuse development secrets, test keys, the sandbox.
+    crate::production::enforce(S::SERVICE, &settings)?;
+    if crate::db::migrate_requested() {
+        let Some((database, migrations)) = settings.database() else {
+            anyhow::bail!("{} has no database to migrate", S::SERVICE);
+        };
+        crate::db::create_and_migrate(database, migrations).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    settings.build().await?.run_until_stopped().await
+}
+
+/// The service's database at start-up: created and migrated (when `database.migrate`),
+/// then its pool.
+pub async fn open_database<S: ServiceSettings>(settings: &S) -> anyhow::Result<DbPool> {
+    let Some((database, migrations)) = settings.database() else {
+        anyhow::bail!("{} has no database", S::SERVICE);
+    };
+    Ok(crate::db::prepare(database, migrations).await?)
+}
+
+/// How a background task ended: `()` or a `Result` whose error is logged.
+pub trait TaskExit: Send + 'static {
+    fn failure(self) -> Option<String>;
+}
+
+impl TaskExit for () {
+    fn failure(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> TaskExit for Result<(), E> {
+    fn failure(self) -> Option<String> {
+        self.err().map(|e| e.to_string())
+    }
+}
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A built, not yet running service: its HTTP server (bound, so the port is known) and its
+/// background tasks (relay, consumers, workers), started together by
+/// [`Application::run_until_stopped`].
+pub struct Application {
+    name: &'static str,
+    server: Server,
+    port: u16,
+    tasks: Vec<(&'static str, Task)>,
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds `settings` (port 0 picks a free port) and serves the routes of `configure`.
+    pub fn serve<F>(
+        name: &'static str,
+        settings: &HttpSettings,
+        configure: F,
+    ) -> Result<Self, PlatformError>
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        Self::serve_on(
+            name,
+            crate::http::bind(settings)?,
+            settings.workers,
+            configure,
+        )
+    }
+
+    /// Serves on a listener bound earlier (a service that must know its own address
+    /// before it can build its routes).
+    pub fn serve_on<F>(
+        name: &'static str,
+        listener: TcpListener,
+        workers: usize,
+        configure: F,
+    ) -> Result<Self, PlatformError>
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        let port = listener.local_addr()?.port();
+        let server = crate::http::serve(listener, workers, configure)?;
+        tracing::info!(service = name, port, "listening");
+        Ok(Self {
+            name,
+            server,
+            port,
+            tasks: Vec::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Adds a background task, started by [`Application::run_until_stopped`]. Its end is
+    /// logged under `name`, with its error if it returned one, and stops the service.
+    pub fn spawn<F>(&mut self, name: &'static str, task: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskExit,
+    {
+        self.tasks.push((
+            name,
+            Box::pin(async move {
+                match task.await.failure() {
+                    Some(error) => tracing::error!(task = name, %error, "background task failed"),
+                    None => tracing::warn!(task = name, "background task ended"),
+                }
+            }),
+        ));
+    }
+
+    /// Serves HTTP and runs the background tasks until one of them ends (or Ctrl-C /
+    /// SIGTERM arrives), then stops the rest. A task that ended is an error: a crashed
+    /// relay must not leave a half-working service behind.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let tasks = self
+            .tasks
+            .into_iter()
+            .map(|(name, task)| (name, tokio::spawn(task)))
+            .collect();
+        run_until_stopped(self.server, tasks).await?;
+        tracing::info!(service = self.name, "stopped");
+        Ok(())
+    }
+}
+
+/// The HTTP server and the spawned tasks until one ends or a signal arrives; the one that
+/// ended first is reported.
+async fn run_until_stopped(
+    server: Server,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+) -> std::io::Result<()> {
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+    let mut tasks = tasks;
+    let background = async {
+        if tasks.is_empty() {
+            return std::future::pending::<&'static str>().await;
+        }
+        let futures = tasks.iter_mut().map(|(name, h)| {
+            let name = *name;
+            Box::pin(async move {
+                let _ = h.await;
+                name
+            })
+        });
+        futures::future::select_all(futures).await.0
+    };
+    let result = tokio::select! {
+        res = server_task => {
+            tracing::warn!("http server stopped");
+            res.map_err(std::io::Error::other).and_then(|r| r)
+        }
+        name = background => {
+            tracing::error!(task = name, "background task stopped; shutting down");
+            handle.stop(true).await;
+            Err(std::io::Error::other(format!("background task {name} stopped")))
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("shutdown signal received");
+            handle.stop(true).await;
+            Ok(())
+        }
+    };
+    for (_, t) in &tasks {
+        t.abort();
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> Application {
+        let http = HttpSettings::default();
+        Application::serve("test", &http, |cfg| {
+            cfg.route("/x", web::get().to(|| async { "x" }));
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_background_task_stops_the_service_with_its_name() {
+        let mut app = app();
+        assert_ne!(app.port(), 0, "port 0 binds a free port");
+        app.spawn("steady", std::future::pending::<()>());
+        app.spawn("relay", async { Err::<(), _>("broker gone") });
+        assert!(format!("{app:?}").contains("relay"));
+        let err = app.run_until_stopped().await.unwrap_err();
+        assert!(err.to_string().contains("relay"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_while_it_runs() {
+        let app = app();
+        let port = app.port();
+        let running = tokio::spawn(app.run_until_stopped());
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with('x'), "{answer}");
+        running.abort();
+    }
+
+    #[derive(Default, Serialize, serde::Deserialize)]
+    struct NoDatabase {
+        telemetry: TelemetrySettings,
+    }
+    impl ProductionChecks for NoDatabase {
+        fn production_findings(&self, _: &mut crate::production::Findings) {}
+    }
+    async fn build(_: NoDatabase) -> anyhow::Result<Application> {
+        Ok(app())
+    }
+    crate::service_settings!(NoDatabase, "no-database");
+
+    #[tokio::test]
+    async fn a_service_without_a_database_has_none_to_open() {
+        let settings = NoDatabase::default();
+        assert!(settings.database().is_none());
+        let Err(err) = open_database(&settings).await else {
+            panic!("a pool for a service without a database");
+        };
+        assert!(
+            err.to_string().contains("no-database has no database"),
+            "{err}"
+        );
+        let app = settings.build().await.unwrap();
+        assert_ne!(app.port(), 0);
+    }
+}
