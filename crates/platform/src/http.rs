@@ -1,4 +1,5 @@
-//! HTTP bootstrap shared by the services: binding, request tracing, JSON errors, health.
+//! HTTP bootstrap shared by the services: binding, request tracing, JSON errors, health
+//! (`/health`: the process answers) and readiness (`/health/ready`: it can do its work).
 
 use std::net::TcpListener;
 
@@ -62,6 +63,36 @@ where
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// How long readiness waits for a working database connection.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Registers `GET /health/ready` for a service that needs its database: `200
+/// {"status":"ready"}` once the pool hands out a connection that answers (the pool checks
+/// it on checkout), else `503 database_unavailable` with `Retry-After`, so a load balancer
+/// sends no traffic to an instance whose database is gone and takes it back by itself.
+/// `/health` stays a liveness probe: a restart would not bring the database back.
+pub fn readiness(cfg: &mut web::ServiceConfig, pool: crate::db::DbPool) {
+    cfg.app_data(web::Data::new(ReadyPool(pool)))
+        .route("/health/ready", web::get().to(ready));
+}
+
+struct ReadyPool(crate::db::DbPool);
+
+async fn ready(pool: web::Data<ReadyPool>) -> HttpResponse {
+    let reason = match tokio::time::timeout(READY_TIMEOUT, pool.0.get()).await {
+        Ok(Ok(_conn)) => return HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no connection within {READY_TIMEOUT:?}"),
+    };
+    tracing::warn!(reason = %reason, "not ready: database unavailable");
+    HttpResponse::ServiceUnavailable()
+        .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+        .json(ErrorBody::new(
+            "database_unavailable",
+            "the database is unavailable; retry later",
+        ))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ pub fn configure(
     state: web::Data<AppState>,
     auth: web::Data<Authenticator>,
 ) {
+    paywire_platform::http::readiness(cfg, state.pool.clone());
     cfg.app_data(state)
         .app_data(auth)
         .service(
