@@ -64,7 +64,7 @@ pub async fn handle_notification(
                 Ok(_) => channel.acknowledge(&Ok(())),
                 Err(e) => {
                     tracing::error!(error = %e, %refund_no, "refund notification not applied");
-                    server_failure_reply(channel.as_ref())
+                    server_failure_reply(channel.as_ref(), &e)
                 }
             };
         }
@@ -103,20 +103,26 @@ pub async fn handle_notification(
             channel.acknowledge(&Err(NotifyError::Malformed("trade_no_conflict".into())))
         }
         Err(e) => {
-            // Nothing was committed: answer with a server error so the channel retries.
+            // Nothing was committed: answer "try again" so the channel delivers it again.
             tracing::error!(error = %e, "notification not applied");
-            server_failure_reply(channel.as_ref())
+            server_failure_reply(channel.as_ref(), &e)
         }
     }
 }
 
-/// The channel's failure reply, forced to a server error: the notification itself was
-/// fine, we could not process it, and a 5xx makes every channel deliver it again.
-fn server_failure_reply(channel: &dyn PaymentChannel) -> NotificationReply {
+/// The channel's own "try again" reply: its failure body (WeChat Pay `{"code":"FAIL"}`,
+/// Alipay anything but `success`) with a server status. The notification itself was fine
+/// and nothing was committed; any non-2xx makes every channel deliver it again. `503`
+/// when the database gave no connection (an outage, not a defect), else `500`.
+fn server_failure_reply(channel: &dyn PaymentChannel, error: &GatewayError) -> NotificationReply {
     let mut reply = channel.acknowledge(&Err(NotifyError::Internal(
         "temporarily unable to process".into(),
     )));
-    reply.status = 500;
+    reply.status = if matches!(error, GatewayError::Pool(_)) {
+        503
+    } else {
+        500
+    };
     reply
 }
 

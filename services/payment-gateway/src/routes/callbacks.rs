@@ -31,6 +31,9 @@ pub async fn notification(
     let reply = handle_notification(&state, &channel, &headers, &body).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+    }
     if reply.body.is_empty() {
         return Ok(response.finish());
     }

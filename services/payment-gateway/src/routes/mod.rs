@@ -15,6 +15,7 @@ pub fn configure(
     state: web::Data<AppState>,
     auth: web::Data<Authenticator>,
 ) {
+    paywire_platform::http::readiness(cfg, state.pool.clone());
     cfg.app_data(state)
         .app_data(auth)
         .route("/internal/payments", web::post().to(payments::create))

@@ -339,7 +339,13 @@ pub struct NotificationRow {
 
 /// Starts the WeChat Pay imitation on port 0 and returns its base URL.
 pub async fn start_sandbox() -> String {
+    start_sandbox_with(|_| {}).await
+}
+
+/// [`start_sandbox`] with `tune` applied to its settings first.
+pub async fn start_sandbox_with(tune: impl FnOnce(&mut channel_sandbox::Settings)) -> String {
     let mut s = channel_sandbox::Settings::default();
+    tune(&mut s);
     s.http.port = 0;
     s.http.workers = 1;
     s.wechat.merchant_public_key_path = key_path("merchant_public_key.pem");
