@@ -80,20 +80,29 @@ pub fn readiness(cfg: &mut web::ServiceConfig, pool: crate::db::DbPool) {
 
 struct ReadyPool(crate::db::DbPool);
 
-async fn ready(pool: web::Data<ReadyPool>) -> HttpResponse {
-    let reason = match tokio::time::timeout(READY_TIMEOUT, pool.0.get()).await {
-        Ok(Ok(_conn)) => return HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no connection within {READY_TIMEOUT:?}"),
-    };
-    tracing::warn!(reason = %reason, "not ready: database unavailable");
-    HttpResponse::ServiceUnavailable()
-        .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
-        .json(ErrorBody::new(
-            "database_unavailable",
-            "the database is unavailable; retry later",
-        ))
+async fn ready(pool: web::Data<ReadyPool>) -> Result<HttpResponse, NotReady> {
+    match tokio::time::timeout(READY_TIMEOUT, pool.0.get()).await {
+        Ok(Ok(_conn)) => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))),
+        Ok(Err(e)) => Err(NotReady(Some(e))),
+        Err(_) => Err(NotReady(None)),
+    }
 }
+
+/// The pool gave no working connection (its error, or none within [`READY_TIMEOUT`]);
+/// answered through the one mapping: `503 database_unavailable` with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[error("not ready: {}", .0.as_ref().map_or_else(|| format!("no connection within {READY_TIMEOUT:?}"), ToString::to_string))]
+struct NotReady(Option<crate::db::PoolError>);
+
+impl ApiError for NotReady {
+    fn reply(&self) -> Reply {
+        match &self.0 {
+            Some(e) => Reply::pool(e),
+            None => Reply::database(crate::db::DbFault::Unavailable),
+        }
+    }
+}
+crate::api_error!(NotReady);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

@@ -112,13 +112,15 @@ pub async fn handle_notification(
 
 /// The channel's own "try again" reply: its failure body (WeChat Pay `{"code":"FAIL"}`,
 /// Alipay anything but `success`) with a server status. The notification itself was fine
-/// and nothing was committed; any non-2xx makes every channel deliver it again. `503`
-/// when the database gave no connection (an outage, not a defect), else `500`.
+/// and nothing was committed; any non-2xx makes every channel deliver it again. The status
+/// is the API's for the same error (the one mapping): `503` for an unreachable or busy
+/// database (an outage, not a defect), else `500`.
 fn server_failure_reply(channel: &dyn PaymentChannel, error: &GatewayError) -> NotificationReply {
+    use paywire_platform::api_error::ApiError as _;
     let mut reply = channel.acknowledge(&Err(NotifyError::Internal(
         "temporarily unable to process".into(),
     )));
-    reply.status = if matches!(error, GatewayError::Pool(_)) {
+    reply.status = if error.reply().status.as_u16() == 503 {
         503
     } else {
         500
