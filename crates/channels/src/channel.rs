@@ -101,6 +101,12 @@ pub enum Notification {
         pay_no: PayNo,
         state: RefundState,
     },
+    /// The channel closed the trade (Alipay `TRADE_CLOSED`: unpaid after a timeout, or
+    /// fully refunded). Nothing moves on it: closing and refunding are driven by our side
+    /// and confirmed by queries; the notification is recorded as what it is.
+    TradeClosed {
+        pay_no: PayNo,
+    },
 }
 
 /// The exact HTTP reply a channel expects for a notification.

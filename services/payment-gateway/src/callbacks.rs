@@ -68,6 +68,29 @@ pub async fn handle_notification(
                 }
             };
         }
+        Ok(Notification::TradeClosed { pay_no }) => {
+            tracing::Span::current().record("pay_no", tracing::field::display(pay_no));
+            // Recorded, nothing moves: closing and refunding are ours to drive.
+            let recorded = async {
+                let mut conn = state.pool.get().await?;
+                store::record_notification(
+                    &mut conn,
+                    channel.channel(),
+                    Some(pay_no),
+                    &NotificationOutcome::TradeClosed,
+                    None,
+                )
+                .await
+            }
+            .await;
+            return match recorded {
+                Ok(()) => channel.acknowledge(&Ok(())),
+                Err(e) => {
+                    tracing::error!(error = %e, "trade-closed notification not recorded");
+                    server_failure_reply(channel.as_ref())
+                }
+            };
+        }
         Err(e) => {
             let outcome = NotificationOutcome::Rejected(notify_reason(&e));
             tracing::warn!(error = %e, body_len = body.len(), "notification refused");

@@ -381,6 +381,18 @@ async fn an_unknown_pay_no_or_merchant_is_refused_and_changes_nothing() {
         "rejected:wrong_merchant"
     );
 
+    // Issue 9: fen are CNY fen; a signed notification in another currency pays nothing.
+    let mut dollars = Notify::new(&pay_no, 800);
+    dollars.currency = "USD".into();
+    let (headers, body) = dollars.build();
+    let resp = h.post_callback("wechat", &headers, &body).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(h.payment(&pay_no).await.status, "unpaid");
+    assert_eq!(
+        h.notifications().await.last().unwrap().outcome,
+        "rejected:malformed"
+    );
+
     // Only channels in the registry have a callback.
     let resp = h.post_callback("paypal", &headers, &body).await;
     assert_eq!(resp.status(), 404);

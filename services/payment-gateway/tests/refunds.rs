@@ -5,7 +5,7 @@ mod support;
 
 use paywire_testkit::{TestDatabase, TestVhost};
 use serde_json::{Value, json};
-use support::{Harness, eventually, gateway_settings, nowhere, start_sandbox};
+use support::{AlipayNotify, Harness, eventually, gateway_settings, nowhere, start_sandbox};
 
 fn next_order() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering};
@@ -198,6 +198,69 @@ async fn a_forged_alipay_notification_is_refused_and_changes_nothing() {
         )
         .await;
     assert_ne!(resp.status(), 200);
+    assert_eq!(h.payment(pay_no).await.status, "unpaid");
+    assert!(h.outbox().await.is_empty());
+}
+
+/// Issue 9: a validly signed notification that leaves out our seller (or names another
+/// seller or app) was paid. Each is refused (`failure`, so never acknowledged), recorded
+/// as `wrong_merchant`, and the attempt stays unpaid; the same notification with our
+/// seller and app then pays it, so the refusals are not the signature's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alipay_notification_not_for_our_seller_and_app_is_refused() {
+    let h = quiet_harness().await;
+    let attempt = alipay_attempt(&h, next_order(), 500).await;
+    let pay_no = s(&attempt, "pay_no");
+    let cases = [
+        ("seller_id", None),
+        ("seller_id", Some("")),
+        ("seller_id", Some("2088000000000002")),
+        ("app_id", Some("2021000000000002")),
+    ];
+    for (name, value) in cases {
+        let (headers, body) = AlipayNotify::paid(pay_no, "5.00").with(name, value).build();
+        let resp = h.post_callback("alipay", &headers, &body).await;
+        assert_eq!(resp.status().as_u16(), 400, "{name}={value:?}");
+        assert_eq!(resp.text().await.unwrap(), "failure", "{name}={value:?}");
+        assert_eq!(h.payment(pay_no).await.status, "unpaid", "{name}={value:?}");
+    }
+    assert!(h.outbox().await.is_empty());
+    let outcomes: Vec<String> = h
+        .notifications()
+        .await
+        .into_iter()
+        .map(|n| n.outcome)
+        .collect();
+    assert_eq!(outcomes, vec!["rejected:wrong_merchant"; cases.len()]);
+
+    let (headers, body) = AlipayNotify::paid(pay_no, "5.00").build();
+    let resp = h.post_callback("alipay", &headers, &body).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "success");
+    assert_eq!(h.payment(pay_no).await.status, "paid");
+}
+
+/// `TRADE_CLOSED` is recorded as `trade_closed` for its attempt (it was
+/// `rejected:unsupported_event`), acknowledged, and moves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alipay_trade_closed_notification_is_recorded_as_such() {
+    let h = quiet_harness().await;
+    let attempt = alipay_attempt(&h, next_order(), 500).await;
+    let pay_no = s(&attempt, "pay_no");
+    let (headers, body) = AlipayNotify::paid(pay_no, "5.00")
+        .with("trade_status", Some("TRADE_CLOSED"))
+        .with("gmt_payment", None)
+        .build();
+    let resp = h.post_callback("alipay", &headers, &body).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "success");
+    let rows = h.notifications().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "trade_closed");
+    assert_eq!(
+        rows[0].pay_no.map(|p| p.to_string()).as_deref(),
+        Some(pay_no)
+    );
     assert_eq!(h.payment(pay_no).await.status, "unpaid");
     assert!(h.outbox().await.is_empty());
 }

@@ -487,8 +487,10 @@ impl Alipay {
         };
         let required =
             |name: &str| get(name).ok_or_else(|| NotifyError::Malformed(format!("missing {name}")));
+        // Both are required: a notification signed by Alipay for another app or seller
+        // (or one that leaves the seller out) is not about our money (issue 9).
         if get("app_id") != Some(self.config.app_id.as_str())
-            || get("seller_id").is_some_and(|s| s != self.config.seller_id)
+            || get("seller_id") != Some(self.config.seller_id.as_str())
         {
             return Err(NotifyError::WrongMerchant);
         }
@@ -520,6 +522,7 @@ impl Alipay {
         let status = required("trade_status")?;
         match TradeStatus::parse(status) {
             Some(TradeStatus::TradeSuccess | TradeStatus::TradeFinished) => {}
+            Some(TradeStatus::TradeClosed) => return Ok(Notification::TradeClosed { pay_no }),
             Some(_) => return Err(NotifyError::Unsupported(format!("trade_status {status}"))),
             None => return Err(NotifyError::Malformed(format!("trade_status {status}"))),
         }
@@ -537,8 +540,7 @@ impl Alipay {
 
 /// Alipay retries until the body is exactly `success`. Verification failures answer
 /// 400 and internal failures 500 (`failure`, so Alipay delivers again); a verified
-/// notification we have no use for (`Unsupported`, e.g. `TRADE_CLOSED` after a timeout)
-/// is acknowledged, since a redelivery would get the same answer for 24 hours.
+/// notification we have no use for (`Unsupported`, e.g. `WAIT_BUYER_PAY`) is acknowledged, since a redelivery would get the same answer for 24 hours.
 pub fn acknowledge(result: &Result<(), NotifyError>) -> NotificationReply {
     let (status, body): (u16, &[u8]) = match result {
         Ok(()) | Err(NotifyError::Unsupported(_)) => (200, b"success"),
@@ -1195,6 +1197,15 @@ mod tests {
             parse(&notify_body(&[("seller_id", Some("2088000000000002"))])),
             Err(NotifyError::WrongMerchant)
         );
+        // A seller left out is not ours either (issue 9: this one was paid).
+        assert_eq!(
+            parse(&notify_body(&[("seller_id", None)])),
+            Err(NotifyError::WrongMerchant)
+        );
+        assert_eq!(
+            parse(&notify_body(&[("seller_id", Some(""))])),
+            Err(NotifyError::WrongMerchant)
+        );
         // Signed with a key that is not Alipay's.
         let wrong_key = Alipay::new(AlipayConfig {
             alipay_public_key: keys::public_key_from_file(format!("{KEYS}/app_public_key.pem"))
@@ -1227,8 +1238,14 @@ mod tests {
                 "{overrides:?}"
             );
         }
-        assert!(matches!(
+        assert_eq!(
             parse(&notify_body(&[("trade_status", Some("TRADE_CLOSED"))])),
+            Ok(Notification::TradeClosed {
+                pay_no: "7301234567890123456".parse().unwrap()
+            })
+        );
+        assert!(matches!(
+            parse(&notify_body(&[("trade_status", Some("WAIT_BUYER_PAY"))])),
             Err(NotifyError::Unsupported(_))
         ));
         assert!(matches!(

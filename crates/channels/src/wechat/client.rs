@@ -985,6 +985,7 @@ mod tests {
         trade_state: &'static str,
         apiv3_key: &'static [u8],
         algorithm: &'static str,
+        currency: Option<&'static str>,
     }
 
     impl Default for Notify {
@@ -996,6 +997,7 @@ mod tests {
                 trade_state: "SUCCESS",
                 apiv3_key: DEV_APIV3_KEY.as_bytes(),
                 algorithm: "AEAD_AES_256_GCM",
+                currency: Some("CNY"),
             }
         }
     }
@@ -1006,6 +1008,7 @@ mod tests {
         tx["mchid"] = json!(n.mchid);
         tx["appid"] = json!(n.appid);
         tx["trade_state"] = json!(n.trade_state);
+        tx["amount"]["currency"] = json!(n.currency);
         let nonce = crypto::resource_nonce();
         let ciphertext = crypto::encrypt_resource(
             n.apiv3_key,
@@ -1069,6 +1072,20 @@ mod tests {
             ..Notify::default()
         };
         assert_eq!(parse_notify(&other_app), Err(NotifyError::WrongMerchant));
+    }
+
+    #[test]
+    fn notification_in_another_or_no_currency_is_refused() {
+        for currency in [Some("USD"), Some("cny"), Some(""), None] {
+            let n = Notify {
+                currency,
+                ..Notify::default()
+            };
+            assert!(
+                matches!(parse_notify(&n), Err(NotifyError::Malformed(m)) if m.contains("currency")),
+                "{currency:?}"
+            );
+        }
     }
 
     #[test]

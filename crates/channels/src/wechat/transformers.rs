@@ -3,7 +3,7 @@
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use paywire_domain::{Fen, PayNo};
 
-use super::wire::{ApiError, RefundStatus, TradeState, Transaction};
+use super::wire::{ApiError, CURRENCY_CNY, RefundStatus, TradeState, Transaction};
 use crate::{ChannelError, ConfirmedPayment, PaymentState, RefundState};
 
 /// The trade's state as the domain sees it. Paid and refunded trades must carry the
@@ -18,7 +18,7 @@ pub fn payment_state(tx: &Transaction) -> Result<PaymentState, ChannelError> {
 }
 
 /// The payment facts of a paid transaction: `out_trade_no` as `PayNo`, `transaction_id`,
-/// `amount.total` in fen and `success_time`.
+/// `amount.total` in fen (`amount.currency` must be CNY) and `success_time`.
 pub fn confirmed_payment(tx: &Transaction) -> Result<ConfirmedPayment, ChannelError> {
     let bad = |what: &str| ChannelError::UnexpectedResponse(format!("paid transaction: {what}"));
     let pay_no: PayNo = tx
@@ -36,6 +36,14 @@ pub fn confirmed_payment(tx: &Transaction) -> Result<ConfirmedPayment, ChannelEr
         .and_then(|a| a.total)
         .ok_or_else(|| bad("missing amount.total"))?;
     let amount = Fen::new(total).map_err(|_| bad("amount.total out of range"))?;
+    // Fen are only fen in CNY: a total in another (or no) currency is not our amount.
+    let currency = tx.amount.as_ref().and_then(|a| a.currency.as_deref());
+    if currency != Some(CURRENCY_CNY) {
+        return Err(bad(&format!(
+            "amount.currency {}, expected {CURRENCY_CNY}",
+            currency.unwrap_or("missing")
+        )));
+    }
     let paid_at = tx
         .success_time
         .as_deref()

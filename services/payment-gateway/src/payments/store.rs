@@ -411,6 +411,8 @@ pub enum NotificationOutcome {
     Duplicate,
     /// The channel took money for an attempt we had already closed.
     StrayPayment,
+    /// The channel reports the trade closed (Alipay `TRADE_CLOSED`); nothing moved.
+    TradeClosed,
     /// Refused; the reason is a stable snake_case code.
     Rejected(&'static str),
 }
@@ -421,6 +423,7 @@ impl NotificationOutcome {
             NotificationOutcome::Applied => "applied".into(),
             NotificationOutcome::Duplicate => "duplicate".into(),
             NotificationOutcome::StrayPayment => "stray_payment".into(),
+            NotificationOutcome::TradeClosed => "trade_closed".into(),
             NotificationOutcome::Rejected(reason) => format!("rejected:{reason}"),
         }
     }

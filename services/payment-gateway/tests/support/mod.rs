@@ -364,6 +364,7 @@ pub struct Notify {
     pub total: i64,
     pub timestamp: i64,
     pub mchid: String,
+    pub currency: String,
 }
 
 impl Notify {
@@ -374,6 +375,7 @@ impl Notify {
             total,
             timestamp: Utc::now().timestamp(),
             mchid: MCHID.to_owned(),
+            currency: "CNY".to_owned(),
         }
     }
 
@@ -392,7 +394,7 @@ impl Notify {
             "attach": "",
             "success_time": success.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
-            "amount": {"total": self.total, "payer_total": self.total, "currency": "CNY", "payer_currency": "CNY"}
+            "amount": {"total": self.total, "payer_total": self.total, "currency": self.currency, "payer_currency": self.currency}
         });
         let resource_nonce = "abcdefABCDEF";
         let ciphertext = crypto::encrypt_resource(
@@ -450,4 +452,67 @@ where
     paywire_testkit::eventually(Duration::from_secs(20), check)
         .await
         .unwrap()
+}
+
+/// An Alipay `trade_status_sync` notification for the dev app and seller, signed with the
+/// test keys' "Alipay" private key exactly as Alipay signs one; `with` changes or (None)
+/// removes a parameter before signing, so the signature stays valid.
+pub struct AlipayNotify {
+    params: Vec<(String, String)>,
+}
+
+impl AlipayNotify {
+    pub fn paid(out_trade_no: &str, total_amount: &str) -> Self {
+        let now = Utc::now()
+            .with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        let params = [
+            ("notify_time", now.as_str()),
+            ("notify_type", "trade_status_sync"),
+            ("notify_id", "2026113000222100501000000001"),
+            ("app_id", paywire_channels::alipay::DEV_APP_ID),
+            ("charset", "utf-8"),
+            ("version", "1.0"),
+            ("trade_no", &format!("2026113022001{:015}", rand_digits())),
+            ("out_trade_no", out_trade_no),
+            ("buyer_id", "2088102534368455"),
+            ("seller_id", paywire_channels::alipay::DEV_SELLER_ID),
+            ("trade_status", "TRADE_SUCCESS"),
+            ("total_amount", total_amount),
+            ("gmt_create", now.as_str()),
+            ("gmt_payment", now.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        Self { params }
+    }
+
+    pub fn with(mut self, name: &str, value: Option<&str>) -> Self {
+        self.params.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.params.push((name.to_owned(), v.to_owned()));
+        }
+        self
+    }
+
+    pub fn build(&self) -> (Vec<(String, String)>, Vec<u8>) {
+        let key = paywire_channels::keys::private_key_from_file(alipay_key_path(
+            "alipay_private_key.pem",
+        ))
+        .unwrap();
+        let mut params = self.params.clone();
+        let sign = paywire_channels::alipay::verify::sign_notification(&key, &params);
+        params.push(("sign".into(), sign));
+        params.push(("sign_type".into(), "RSA2".into()));
+        let headers = vec![(
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        )];
+        (
+            headers,
+            serde_urlencoded::to_string(&params).unwrap().into_bytes(),
+        )
+    }
 }
