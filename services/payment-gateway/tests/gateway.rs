@@ -262,12 +262,7 @@ async fn paying_in_the_wallet_marks_the_attempt_paid_and_publishes_one_result() 
     assert_eq!(h.outbox().await.len(), 1);
     assert_eq!(h.payment(&pay_no).await.status, "paid");
 
-    let outcomes: Vec<String> = h
-        .notifications()
-        .await
-        .into_iter()
-        .map(|n| n.outcome)
-        .collect();
+    let outcomes = h.outcomes().await;
     assert_eq!(outcomes, ["applied", "duplicate", "duplicate"]);
 }
 
@@ -282,12 +277,7 @@ async fn assert_untouched(h: &Harness, pay_no: &str, expected_outcome: &str) {
     assert_eq!(row.status, "unpaid");
     assert_eq!(row.channel_trade_no, None);
     assert!(h.outbox().await.is_empty());
-    let outcomes: Vec<String> = h
-        .notifications()
-        .await
-        .into_iter()
-        .map(|n| n.outcome)
-        .collect();
+    let outcomes = h.outcomes().await;
     assert_eq!(outcomes, [expected_outcome]);
 }
 
@@ -464,12 +454,7 @@ async fn money_for_a_closed_attempt_is_recorded_as_stray_with_a_refund_and_ackno
     let resp = h.post_callback("wechat", &headers, &body).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(h.refunds().await.len(), 1);
-    let outcomes: Vec<String> = h
-        .notifications()
-        .await
-        .into_iter()
-        .map(|n| n.outcome)
-        .collect();
+    let outcomes = h.outcomes().await;
     assert_eq!(outcomes, ["stray_payment", "duplicate"]);
 }
 
@@ -488,12 +473,7 @@ async fn a_paid_attempt_notified_with_another_trade_number_is_refused() {
     let resp = h.post_callback("wechat", &headers, &body).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(h.outbox().await.len(), 1);
-    let outcomes: Vec<String> = h
-        .notifications()
-        .await
-        .into_iter()
-        .map(|n| n.outcome)
-        .collect();
+    let outcomes = h.outcomes().await;
     assert_eq!(outcomes, ["applied", "rejected:trade_no_conflict"]);
 }
 

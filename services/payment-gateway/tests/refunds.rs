@@ -168,12 +168,7 @@ async fn an_alipay_payment_arrives_through_the_generic_callback_pipeline() {
     assert_eq!(result["data"]["channel"], "alipay");
     assert_eq!(result["data"]["amount_fen"], 1999);
     assert_eq!(h.payment(&pay_no).await.status, "paid");
-    let outcomes: Vec<String> = h
-        .notifications()
-        .await
-        .into_iter()
-        .map(|n| n.outcome)
-        .collect();
+    let outcomes = h.outcomes().await;
     assert_eq!(outcomes.first().map(String::as_str), Some("applied"));
 }
 
@@ -225,12 +220,7 @@ async fn an_alipay_notification_not_for_our_seller_and_app_is_refused() {
         assert_eq!(h.payment(pay_no).await.status, "unpaid", "{name}={value:?}");
     }
     assert!(h.outbox().await.is_empty());
-    let outcomes: Vec<String> = h
-        .notifications()
-        .await
-        .into_iter()
-        .map(|n| n.outcome)
-        .collect();
+    let outcomes = h.outcomes().await;
     assert_eq!(outcomes, vec!["rejected:wrong_merchant"; cases.len()]);
 
     let (headers, body) = AlipayNotify::paid(pay_no, "5.00").build();

@@ -271,6 +271,15 @@ impl Harness {
             .unwrap()
     }
 
+    /// The recorded notification outcomes, oldest first.
+    pub async fn outcomes(&self) -> Vec<String> {
+        self.notifications()
+            .await
+            .into_iter()
+            .map(|n| n.outcome)
+            .collect()
+    }
+
     pub async fn set_status(&self, pay_no: &str, status: &str) {
         diesel::sql_query("UPDATE payments SET status = $2 WHERE pay_no = $1")
             .bind::<BigInt, _>(pay_no.parse::<i64>().unwrap())
