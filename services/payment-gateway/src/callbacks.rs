@@ -87,7 +87,7 @@ pub async fn handle_notification(
                 Ok(()) => channel.acknowledge(&Ok(())),
                 Err(e) => {
                     tracing::error!(error = %e, "trade-closed notification not recorded");
-                    server_failure_reply(channel.as_ref())
+                    server_failure_reply(channel.as_ref(), &e)
                 }
             };
         }
