@@ -97,6 +97,9 @@ enum Sub {
         #[arg(long)]
         prebuilt: bool,
     },
+    /// Write proto-docs/ (OpenAPI of every service, AsyncAPI of the events) from the code:
+    /// the handlers' annotations and the contract types
+    ProtoDocs,
     /// Run a fresh clone's .ci/run in a bare Debian 12 container with only the README's
     /// prerequisites and report the outcome and time; stops this machine's PostgreSQL and
     /// RabbitMQ meanwhile (they are started again afterwards)
@@ -176,6 +179,7 @@ pub enum Command {
         binaries: Binaries,
     },
     FreshCheck(crate::fresh_check::Options),
+    ProtoDocs,
 }
 
 /// Default size of `cargo xtask chaos`.
@@ -266,6 +270,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
         Some(Sub::ComposeSmoke { prebuilt }) => Command::ComposeSmoke {
             binaries: binaries(prebuilt),
         },
+        Some(Sub::ProtoDocs) => Command::ProtoDocs,
         Some(Sub::FreshCheck { target_tmpfs }) => {
             Command::FreshCheck(crate::fresh_check::Options { target_tmpfs })
         }
@@ -303,6 +308,7 @@ mod tests {
         assert_eq!(p(&[]).unwrap(), Command::Help);
         assert_eq!(p(&["up"]).unwrap(), Command::Up);
         assert_eq!(p(&["migrate"]).unwrap(), Command::Migrate);
+        assert_eq!(p(&["proto-docs"]).unwrap(), Command::ProtoDocs);
         assert_eq!(
             p(&["images"]).unwrap(),
             Command::Images {

@@ -15,6 +15,7 @@
 //! * `images`: every container image built on this machine (see [`images`]);
 //! * `compose-smoke`: the development compose stack, bought from and torn down (see
 //!   [`compose`]);
+//! * `proto-docs`: write `proto-docs/` from the code (see [`proto_docs`]);
 //! * `fresh-check`: a fresh clone's `.ci/run` on a bare Debian 12 with only the README's
 //!   prerequisites (see [`fresh_check`]).
 
@@ -35,6 +36,7 @@ mod images;
 mod layout;
 mod migrate;
 mod procs;
+mod proto_docs;
 mod token;
 mod up;
 
@@ -82,6 +84,7 @@ async fn main() -> ExitCode {
         Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
         Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,
         Command::FreshCheck(options) => fresh_check::run(&options).await,
+        Command::ProtoDocs => proto_docs::write(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

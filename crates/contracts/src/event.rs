@@ -9,6 +9,7 @@ use paywire_domain::{
     BizType, EventId, Fen, OrderId, PayChannel, PayNo, RefundNo, RefundReason, RefundStatus, UserId,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Envelope for every event on the broker. `event_type` names the payload schema and its
 /// version; consumers reject types they do not know instead of guessing.
@@ -114,7 +115,7 @@ impl<'de, T: FromStr> Deserialize<'de> for Lenient<T> {
 }
 
 /// A payment attempt was confirmed paid by its channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PayResultV1 {
     pub pay_no: PayNo,
     pub order_id: OrderId,
@@ -123,6 +124,7 @@ pub struct PayResultV1 {
     /// The business record the order pays for (a choose-course id for courses).
     pub biz_id: String,
     pub channel: PayChannel,
+    /// The amount paid.
     pub amount_fen: Fen,
     /// The channel's own transaction number (`transaction_id` / `trade_no`).
     pub channel_trade_no: String,
@@ -133,16 +135,21 @@ event!(PayResultV1, "pay.result.v1");
 
 /// A refund (of stray money, or requested) reached a final state. Published on the
 /// pay-result exchange; consumers that do not handle it ack and ignore it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RefundResultV1 {
     pub refund_no: RefundNo,
     pub pay_no: PayNo,
     pub order_id: OrderId,
     pub channel: PayChannel,
+    /// The amount refunded; less than the payment for a partial requested refund.
     pub amount_fen: Fen,
-    /// Consumers ignore a reason they do not know.
+    /// `order_closed` and `duplicate_payment` are automatic refunds of stray money;
+    /// `requested` comes from `POST /internal/refunds` (the order service refunds a paid
+    /// order in full). Consumers ignore a reason they do not know.
+    #[schema(value_type = RefundReason)]
     pub reason: Lenient<RefundReason>,
     /// Final states only: `succeeded` or `failed`.
+    #[schema(value_type = RefundStatus)]
     pub status: Lenient<RefundStatus>,
     /// When the channel completed the refund; `null` when it failed.
     pub refunded_at: Option<DateTime<Utc>>,
@@ -151,7 +158,7 @@ pub struct RefundResultV1 {
 event!(RefundResultV1, "refund.result.v1");
 
 /// The timeout message the order service sends itself through its delay queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderTimeoutV1 {
     pub order_id: OrderId,
     pub created_at: DateTime<Utc>,

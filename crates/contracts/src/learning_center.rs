@@ -2,10 +2,11 @@
 
 use paywire_domain::{ChooseCourseId, ChooseCourseStatus, CourseId, Fen, UserId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `GET /internal/choose-courses/{choose_course_id}`: the record an order pays for. The
 /// price here is the only price an order uses; it never takes one from the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChooseCourseRecord {
     pub choose_course_id: ChooseCourseId,
     pub user_id: UserId,

@@ -8,10 +8,35 @@
 
 pub mod event;
 pub mod learning_center;
+pub mod openapi;
 pub mod order;
 pub mod payment_gateway;
 
 pub use event::{Event, EventEnvelope, Lenient, OrderTimeoutV1, PayResultV1, RefundResultV1};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The one error body every Paywire API returns: a stable machine code and a message.
+/// Callers branch on `error`, never on `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// A snake_case code, stable across releases.
+    #[schema(examples("order_not_found"))]
+    pub error: String,
+    /// For people; may change.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            message: message.into(),
+        }
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -20,6 +45,14 @@ pub(crate) mod test_support {
 
     /// `value` serialises to exactly `wire` (bytes, field order included), and `wire`
     /// deserialises back to `value`.
+    #[test]
+    fn error_body_keeps_its_wire_format() {
+        assert_wire(
+            &crate::ErrorBody::new("order_closed", "order 8 is closed"),
+            r#"{"error":"order_closed","message":"order 8 is closed"}"#,
+        );
+    }
+
     pub fn assert_wire<T>(value: &T, wire: &str)
     where
         T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,

@@ -3,11 +3,12 @@
 
 use paywire_domain::{Fen, OrderId, PayNo, RefundNo, RefundStatus};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Answer of `POST /internal/orders/{order_id}/refund`: the gateway's refund of the attempt
 /// that paid the order. `status` is final when `succeeded` or `failed`; the order becomes
 /// `refunded` when `refund.result.v1` (`succeeded`) arrives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RefundTicket {
     pub refund_no: RefundNo,
     pub pay_no: PayNo,

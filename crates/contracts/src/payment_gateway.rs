@@ -8,13 +8,14 @@ use paywire_domain::{
     UserId,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The header that carries a refund request's idempotency key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// `POST /internal/payments` body. The gateway checks it further (positive amount,
 /// a description the channels accept, a business id that fits).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
     pub order_id: OrderId,
@@ -22,21 +23,24 @@ pub struct CreatePayment {
     pub amount_fen: Fen,
     pub channel: PayChannel,
     /// What the payer sees at the channel (WeChat Pay allows 127 characters).
+    #[schema(min_length = 1, max_length = 127)]
     pub description: String,
     pub biz_type: BizType,
     /// The business record the order pays for (a choose-course id for courses).
+    #[schema(min_length = 1, max_length = 64)]
     pub biz_id: String,
 }
 
 /// A payment attempt: what the student pays (a QR code for `code_url`). Answer of
 /// `POST /internal/payments` (201 new, 200 a live attempt reused) and
 /// `GET /internal/payments/{pay_no}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentAttempt {
     pub pay_no: PayNo,
     pub order_id: OrderId,
     pub channel: PayChannel,
-    /// `null` until the channel answered with a code.
+    /// QR code content for the payer; `null` until the channel answered with a code.
+    #[schema(examples("weixin://wxpay/bizpayurl?pr=abc"))]
     pub code_url: Option<String>,
     /// Whole seconds, as the channel was told.
     #[serde(serialize_with = "rfc3339_seconds")]
@@ -51,7 +55,7 @@ fn rfc3339_seconds<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::O
 /// Answer of `POST /internal/orders/{order_id}/payments/sync`: whether the channel says an
 /// attempt of the order is paid (the gateway then records it exactly as if its callback
 /// had come).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SyncResult {
     pub order_id: OrderId,
     pub paid: bool,
@@ -60,7 +64,7 @@ pub struct SyncResult {
 }
 
 /// How `POST /internal/orders/{order_id}/payments/close` settled the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseOutcome {
     /// An attempt turned out paid: the gateway recorded it and emits the pay result.
@@ -70,7 +74,7 @@ pub enum CloseOutcome {
 }
 
 /// Answer of `POST /internal/orders/{order_id}/payments/close`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CloseResult {
     pub order_id: OrderId,
     pub outcome: CloseOutcome,
@@ -80,7 +84,7 @@ pub struct CloseResult {
 
 /// `POST /internal/refunds` body. The idempotency key travels as the `Idempotency-Key`
 /// header or as `request_id` (both, if given, must agree).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestRefund {
     pub order_id: OrderId,
@@ -88,16 +92,18 @@ pub struct RequestRefund {
     pub amount_fen: Fen,
     /// What the payer sees at the channel; absent or empty → a generic text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 80)]
     pub reason: Option<String>,
     /// The idempotency key, when it does not come as the `Idempotency-Key` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub request_id: Option<String>,
 }
 
 /// A refund as the gateway reports it: answer of `POST /internal/refunds` (201 new, 200
 /// the refund of an earlier request with the same key) and `GET /internal/refunds/{refund_no}`.
 /// `status` is final when `succeeded` or `failed` (then `refund.result.v1` follows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RefundView {
     pub refund_no: RefundNo,
     pub pay_no: PayNo,

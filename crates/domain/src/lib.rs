@@ -8,6 +8,7 @@ pub mod biz;
 pub mod channel;
 pub mod id;
 pub mod money;
+pub mod schema;
 pub mod status;
 pub mod topology;
 pub mod user;

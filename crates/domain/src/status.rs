@@ -51,8 +51,8 @@ impl<S: TextEnum> SideEdge<S> {
 }
 
 /// A closed set of values stored as text and serialised as snake_case names:
-/// `ALL`, `as_str`, `Display`, `FromStr` (an unknown name is a [`ParseError`]) and serde.
-/// The crate using it must depend on `serde`.
+/// `ALL`, `as_str`, `Display`, `FromStr` (an unknown name is a [`ParseError`]), serde and
+/// an OpenAPI schema (a string enum). The crate using it must depend on `serde` and `utoipa`.
 ///
 /// [`ParseError`]: crate::ParseError
 #[macro_export]
@@ -64,7 +64,9 @@ macro_rules! text_enum {
         }
     ) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,
+        )]
         pub enum $name {
             $( $(#[$vdoc])* #[serde(rename = $text)] $variant ),+
         }
@@ -76,6 +78,21 @@ macro_rules! text_enum {
                 match self { $($name::$variant => $text),+ }
             }
         }
+
+        // By hand: utoipa's derive does not see the `rename` of a macro literal and would
+        // document the variant names instead of the names on the wire.
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::RefOr::T(::utoipa::openapi::schema::Schema::Object(
+                    ::utoipa::openapi::schema::ObjectBuilder::new()
+                        .schema_type(::utoipa::openapi::schema::Type::String)
+                        .enum_values(Some([$($text),+]))
+                        .build(),
+                ))
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl $crate::status::TextEnum for $name {
             fn as_str(self) -> &'static str {
@@ -104,7 +121,7 @@ macro_rules! text_enum {
 /// A status and its state machine: a [`text_enum!`] plus the ordinary transitions
 /// (`can_become`, `transition`, `sources`: the guard of a guarded update into a status)
 /// and, optionally, named side edges ([`SideEdge`] constants) that only one operation takes.
-/// The crate using it must depend on `serde`.
+/// The crate using it must depend on `serde` and `utoipa`.
 #[macro_export]
 macro_rules! status_enum {
     (

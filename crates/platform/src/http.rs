@@ -6,28 +6,14 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use serde::{Deserialize, Serialize};
 use tracing_actix_web::TracingLogger;
 
 use crate::PlatformError;
 use crate::api_error::{ApiError, Reply};
 use crate::config::HttpSettings;
 
-/// The one error body every Paywire API returns: a stable machine code and a message.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ErrorBody {
-    pub error: String,
-    pub message: String,
-}
-
-impl ErrorBody {
-    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            error: error.into(),
-            message: message.into(),
-        }
-    }
-}
+/// The one error body every Paywire API returns; declared with the other contracts.
+pub use paywire_contracts::ErrorBody;
 
 /// Binds the configured address; port 0 picks a free port (tests).
 pub fn bind(settings: &HttpSettings) -> Result<TcpListener, PlatformError> {

@@ -6,6 +6,7 @@
 pub mod api_path;
 pub mod error;
 pub mod login;
+pub mod openapi;
 pub mod pages;
 pub mod proxy;
 

@@ -2,9 +2,11 @@
 //! is asked. Mounted only when `dev_login.enabled`.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
 use paywire_domain::UserId;
 use paywire_platform::auth::Authenticator;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::WebError;
 
@@ -14,18 +16,39 @@ pub struct DevLogin {
     pub ttl: chrono::Duration,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginBody {
+    /// Checked by hand so a bad id is a clear `invalid_request`.
+    #[schema(value_type = UserId)]
     pub user_id: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoginAnswer {
+    /// The JWT.
     pub token: String,
     pub user_id: UserId,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Development sign-in: act as any student
+///
+/// Issues the same HS256 user JWT the services accept (`sub` = `user_id`). Mounted only
+/// when `dev_login.enabled` (default true for local development; the compose file sets it
+/// explicitly). Production turns it off and signs users in through a real identity
+/// provider; then this path answers 404. The pages keep the token in `localStorage` and
+/// send it as `Authorization: Bearer`.
+#[utoipa::path(
+    post,
+    path = "/dev/login",
+    operation_id = "devLogin",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "a token for that student (`Cache-Control: no-store`)", body = LoginAnswer),
+        (status = 400, description = "`invalid_request` (bad user id) or `invalid_body`", body = ErrorBody),
+        (status = 404, description = "`not_found`: dev sign-in is disabled", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn dev_login(
     login: web::Data<DevLogin>,

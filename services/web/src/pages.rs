@@ -2,6 +2,8 @@
 //! server). Pages are rendered once at start-up with the few public settings they need.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
+use paywire_domain::{CourseId, OrderId};
 
 use crate::{PageSettings, WebError};
 
@@ -97,22 +99,69 @@ fn html(body: &str) -> HttpResponse {
         .body(body.to_owned())
 }
 
+/// Course catalogue page (choose a free course, buy a paid one)
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "cataloguePage",
+    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
+)]
 async fn catalogue(pages: web::Data<Pages>) -> HttpResponse {
     html(&pages.catalogue)
 }
 
+/// Checkout page: price, channel choice, QR code, countdown, live status
+#[utoipa::path(
+    get,
+    path = "/checkout",
+    operation_id = "checkoutPage",
+    params(
+        ("order_id" = OrderId, Query),
+        ("course_id" = Option<CourseId>, Query, description = "the course bought; the page waits until it is learnable"),
+    ),
+    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
+)]
 async fn checkout(pages: web::Data<Pages>) -> HttpResponse {
     html(&pages.checkout)
 }
 
+/// The student's courses with learning status and validity
+#[utoipa::path(
+    get,
+    path = "/my-courses",
+    operation_id = "myCoursesPage",
+    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
+)]
 async fn my_courses(pages: web::Data<Pages>) -> HttpResponse {
     html(&pages.my_courses)
 }
 
+/// Dev sign-in page
+#[utoipa::path(
+    get,
+    path = "/login",
+    operation_id = "loginPage",
+    params(("next" = Option<String>, Query, description = "same-site path to return to after signing in")),
+    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
+)]
 async fn login(pages: web::Data<Pages>) -> HttpResponse {
     html(&pages.login)
 }
 
+/// Script, stylesheet or the vendored QR encoder, compiled into the binary
+#[utoipa::path(
+    get,
+    path = "/assets/{name}",
+    operation_id = "asset",
+    params(("name" = String, Path, description = "`app.js`, `style.css` or `qrcode.js`")),
+    responses(
+        (status = 200, description = "the asset", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 async fn asset(name: web::Path<String>) -> Result<HttpResponse, WebError> {
     let (_, content_type, body) = ASSETS
         .iter()

@@ -121,8 +121,10 @@ pub struct TransactionAmount {
     pub payer_currency: Option<String>,
 }
 
-/// Notification body (callback envelope).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// WeChat Pay v3 notification body (callback envelope); `resource` is AEAD_AES_256_GCM
+/// encrypted with the APIv3 key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WechatNotification)]
 pub struct NotificationEnvelope {
     pub id: String,
     pub create_time: String,
@@ -133,7 +135,8 @@ pub struct NotificationEnvelope {
     pub resource: EncryptedResource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WechatEncryptedResource)]
 pub struct EncryptedResource {
     pub original_type: String,
     pub algorithm: String,
@@ -144,12 +147,15 @@ pub struct EncryptedResource {
     pub nonce: String,
 }
 
-/// Body of every non-2xx response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of every non-2xx response (WeChat Pay's, and ours to its notifications).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WechatApiError)]
 pub struct ApiError {
+    #[schema(examples("FAIL"))]
     pub code: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<serde_json::Value>,
 }
 

@@ -2,23 +2,27 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
 use paywire_domain::{
     ChooseCourseId, ChooseCourseStatus, CourseCharge, CourseId, Fen, LearnStatus, UserId,
 };
 use paywire_platform::auth::AuthenticatedUser;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Empty, display};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::LearningError;
 use crate::store::{self, ChooseCourse, Course, Enrolment};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChooseBody {
     pub course_id: CourseId,
 }
 
-#[derive(Debug, Serialize)]
+/// A student's choice of a course.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChooseView {
     pub choose_course_id: ChooseCourseId,
     pub course_id: CourseId,
@@ -45,8 +49,27 @@ impl ChooseView {
 /// round sees its result; more than a couple of rounds would mean a bug.
 const ROUNDS: usize = 3;
 
-/// `POST /api/learning/choose-course`. Idempotent per student and course: a course the
-/// student can already learn, or a pending choice, is answered again rather than duplicated.
+/// Choose a course
+///
+/// A free course is enrolled at once (`chosen`, `can_learn`). A paid course gets a choice
+/// awaiting payment; its `choose_course_id` is the `biz_id` of the order that pays for it.
+/// Idempotent per student and course: a course the student can already learn, or a pending
+/// choice, is answered again rather than duplicated.
+#[utoipa::path(
+    post,
+    path = "/api/learning/choose-course",
+    operation_id = "chooseCourse",
+    tag = "public",
+    request_body = ChooseBody,
+    responses(
+        (status = 200, description = "the student's choice of this course", body = ChooseView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`course_not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: concurrent requests kept changing the choice; retry", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, course_id = %body.course_id, choose_course_id = Empty))]
 pub async fn choose(
     user: AuthenticatedUser,
@@ -116,13 +139,29 @@ async fn choose_once(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LearnStatusView {
     pub course_id: CourseId,
     pub learn_status: LearnStatus,
 }
 
-/// `GET /api/learning/learn-status/{course_id}`.
+/// Whether the caller may learn a course now
+///
+/// Derived from the enrolment's validity period.
+#[utoipa::path(
+    get,
+    path = "/api/learning/learn-status/{course_id}",
+    operation_id = "learnStatus",
+    tag = "public",
+    params(("course_id" = CourseId, Path)),
+    responses(
+        (status = 200, description = "the caller's learn status", body = LearnStatusView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`course_not_found`", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, course_id = %path))]
 pub async fn learn_status(
     user: AuthenticatedUser,
@@ -141,7 +180,9 @@ pub async fn learn_status(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// An enrolment: a course the student chose (and paid for), with its validity period.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Enrolment)]
 pub struct MyCourseView {
     pub course_id: CourseId,
     pub course_name: String,
@@ -164,7 +205,9 @@ impl MyCourseView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A paid course chosen but not paid yet.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PendingChoice)]
 pub struct PendingView {
     pub choose_course_id: ChooseCourseId,
     pub course_id: CourseId,
@@ -172,13 +215,24 @@ pub struct PendingView {
     pub price_fen: Fen,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MyCoursesView {
     pub courses: Vec<MyCourseView>,
     pub awaiting_payment: Vec<PendingView>,
 }
 
-/// `GET /api/learning/my-courses`: the caller's course table and unpaid choices.
+/// The caller's enrolments and choices awaiting payment
+#[utoipa::path(
+    get,
+    path = "/api/learning/my-courses",
+    operation_id = "myCourses",
+    tag = "public",
+    responses(
+        (status = 200, description = "enrolments (with validity) and unpaid choices", body = MyCoursesView),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
 pub async fn my_courses(
     user: AuthenticatedUser,

@@ -1,14 +1,19 @@
 //! The public course catalogue.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::INTERNAL_ERROR;
 use paywire_domain::{CourseCharge, CourseId, Fen};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::LearningError;
 use crate::store::{self, Course};
 
-#[derive(Debug, Serialize)]
+/// A course on sale.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Course)]
 pub struct CourseView {
     pub id: CourseId,
     pub name: String,
@@ -29,7 +34,20 @@ impl From<Course> for CourseView {
     }
 }
 
-/// `GET /api/learning/courses`: no credential needed.
+/// The published catalogue
+///
+/// Needs no credential.
+#[utoipa::path(
+    get,
+    path = "/api/learning/courses",
+    operation_id = "listCourses",
+    tag = "public",
+    security(()),
+    responses(
+        (status = 200, description = "every course on sale", body = Vec<CourseView>),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, LearningError> {
     let mut conn = state.pool.get().await?;

@@ -1,7 +1,9 @@
 //! Endpoints for other Paywire services (service credential only).
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
 use paywire_contracts::learning_center::ChooseCourseRecord;
+use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
 use paywire_domain::ChooseCourseId;
 use paywire_platform::auth::ServiceCaller;
 
@@ -9,7 +11,22 @@ use crate::AppState;
 use crate::error::LearningError;
 use crate::store;
 
-/// `GET /internal/choose-courses/{choose_course_id}`.
+/// A choice as the order service needs it to price an order
+#[utoipa::path(
+    get,
+    path = "/internal/choose-courses/{choose_course_id}",
+    operation_id = "getChooseCourseRecord",
+    tag = "internal",
+    security(("serviceToken" = [])),
+    params(("choose_course_id" = ChooseCourseId, Path)),
+    responses(
+        (status = 200, description = "the choice with the course's name and price", body = ChooseCourseRecord),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`choose_course_not_found`", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(choose_course_id = %path))]
 pub async fn choose_course(
     _caller: ServiceCaller,

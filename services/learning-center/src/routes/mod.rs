@@ -3,6 +3,7 @@
 pub mod choose;
 pub mod courses;
 pub mod internal;
+pub mod openapi;
 
 use actix_web::web;
 use paywire_platform::auth::Authenticator;

@@ -2,6 +2,10 @@
 //! operators or other services, never by the student.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::{
+    BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED, UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
+};
 use paywire_contracts::order::RefundTicket;
 use paywire_domain::{OrderId, OrderStatus};
 use paywire_platform::auth::ServiceCaller;
@@ -21,10 +25,35 @@ pub fn refund_key(order_id: OrderId) -> String {
     format!("order-{order_id}-full-refund")
 }
 
-/// `POST /internal/orders/{order_id}/refund`: asks the gateway to refund the attempt that
-/// paid the order, in full. 201 when the gateway recorded the refund now, 200 when it had
-/// it already; the order becomes `refunded` when the gateway's `refund.result.v1`
-/// (`succeeded`) arrives.
+/// Refund a paid order in full (operators and services, never students)
+///
+/// Forwards to the payment gateway's `POST /internal/refunds` the full amount of the
+/// attempt that paid the order, with the idempotency key `order-{order_id}-full-refund`:
+/// asking again answers the same refund (200). The order itself changes only when the
+/// gateway's `refund.result.v1` (`reason: requested`, `status: succeeded`, full amount,
+/// that attempt) arrives through the broker (`paid → refunded`).
+#[utoipa::path(
+    post,
+    path = "/internal/orders/{order_id}/refund",
+    operation_id = "refundOrder",
+    security(("serviceToken" = [])),
+    params(("order_id" = OrderId, Path)),
+    responses(
+        (status = 201, description = "the gateway recorded the refund now", body = RefundTicket),
+        (status = 200, description = "the refund of an earlier request for this order", body = RefundTicket),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+        (
+            status = 409,
+            description = "`order_not_paid` (unpaid or closed), `refund_not_allowed` (the gateway refused: nothing left to refund)",
+            body = ErrorBody
+        ),
+        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
+        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(order_id = %path, pay_no = Empty, refund_no = Empty))]
 pub async fn refund(
     _caller: ServiceCaller,

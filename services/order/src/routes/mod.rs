@@ -1,6 +1,7 @@
 //! HTTP routes of the order service.
 
 pub mod internal;
+pub mod openapi;
 pub mod orders;
 
 use actix_web::web;

@@ -2,6 +2,10 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::{
+    BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED, UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
+};
 use paywire_domain::{
     BizType, ChooseCourseId, ChooseCourseStatus, Fen, OrderId, OrderStatus, PayChannel, PayNo,
     UserId,
@@ -9,6 +13,7 @@ use paywire_domain::{
 use paywire_platform::auth::AuthenticatedUser;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Empty, display};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::clients::CreatePayment;
@@ -18,19 +23,23 @@ use crate::timeout::ScheduleTimeout;
 
 /// `POST /api/orders`. Unknown fields (a client-sent `total_fen`, `price`…) are ignored on
 /// purpose: the price comes from the learning center only, so there is nothing to tamper with.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderBody {
     pub biz_type: BizType,
+    /// The business record to pay: the `choose_course_id` from the learning center.
+    #[schema(examples("7181245133201408"))]
     pub biz_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct PayBody {
     /// Parsed by hand so a bad value is a clear `invalid_channel`, not a generic body error.
+    #[schema(value_type = PayChannel)]
     pub channel: String,
 }
 
-#[derive(Debug, Serialize)]
+/// One order, as its student sees it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
     pub order_id: OrderId,
     pub status: OrderStatus,
@@ -38,6 +47,7 @@ pub struct OrderView {
     pub biz_type: BizType,
     pub biz_id: String,
     pub description: String,
+    /// The attempt that paid (or the latest one), once there is one.
     pub pay_no: Option<PayNo>,
     pub channel: Option<PayChannel>,
     pub paid_at: Option<DateTime<Utc>>,
@@ -61,10 +71,12 @@ impl From<&Order> for OrderView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The attempt to pay.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PayView {
     pub pay_no: PayNo,
     pub channel: PayChannel,
+    /// QR code content to show the payer (e.g. `weixin://wxpay/bizpayurl?pr=…`).
     pub code_url: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
@@ -82,6 +94,30 @@ fn record_order(order: &Order) {
     tracing::Span::current().record("order_id", display(order.id));
 }
 
+/// Create the order for a business record
+///
+/// Idempotent per business record: the open (unpaid or paid) order that already exists for
+/// `biz_id` is answered with 200 instead of creating another. A `closed` (expired) order
+/// does not count: ordering the record again creates a new order. The price comes from the
+/// learning center's record of the choice, which must belong to the caller and await
+/// payment; a price sent by the client is ignored.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    operation_id = "createOrder",
+    request_body = CreateOrderBody,
+    responses(
+        (status = 201, description = "a new order", body = OrderView),
+        (status = 200, description = "the existing order of this business record", body = OrderView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`biz_not_found`: no such record, or not the caller's", body = ErrorBody),
+        (status = 409, description = "`biz_not_payable`: already chosen, or free", body = ErrorBody),
+        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
+        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     skip_all,
     fields(user_id = %user.0, biz_type = %body.biz_type, biz_id = %body.biz_id, order_id = Empty)
@@ -173,6 +209,20 @@ async fn own_order(state: &AppState, id: OrderId, caller: &UserId) -> Result<Ord
     }
 }
 
+/// One of the caller's orders
+#[utoipa::path(
+    get,
+    path = "/api/orders/{order_id}",
+    operation_id = "getOrder",
+    params(("order_id" = OrderId, Path)),
+    responses(
+        (status = 200, description = "the order", body = OrderView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`order_not_found`: no such order, or not the caller's", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, order_id = %path))]
 pub async fn get(
     user: AuthenticatedUser,
@@ -183,6 +233,31 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }
 
+/// Start (or resume) paying an unpaid order
+///
+/// Asks the payment gateway for a payment attempt at `channel` and answers its QR code
+/// content. A still-valid unpaid attempt of the same channel is reused.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{order_id}/pay",
+    operation_id = "payOrder",
+    params(("order_id" = OrderId, Path)),
+    request_body = PayBody,
+    responses(
+        (status = 200, description = "the attempt to pay", body = PayView),
+        (status = 400, description = "`invalid_channel`, `channel_not_enabled`, `invalid_request`", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+        (
+            status = 409,
+            description = "`order_already_paid`, `order_closed` (also when the gateway already closed the order on timeout), `order_refunded`",
+            body = ErrorBody
+        ),
+        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
+        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     skip_all,
     fields(user_id = %user.0, order_id = %path, channel = Empty, pay_no = Empty)
@@ -226,8 +301,8 @@ pub async fn pay(
     }))
 }
 
-/// `GET /api/orders/{order_id}/pay-result`.
-#[derive(Debug, Serialize)]
+/// Whether an order is paid.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PayResultView {
     pub order_id: OrderId,
     pub status: OrderStatus,
@@ -236,8 +311,31 @@ pub struct PayResultView {
     pub paid: bool,
 }
 
-/// The student's "I have paid" button (seed `001`): an unpaid order makes the gateway
-/// actively query the channel, the same path as the gateway's own compensation.
+/// The student's "I have paid" button
+///
+/// For an unpaid order, the payment gateway actively queries the channel for every unpaid
+/// attempt (`POST /internal/orders/{order_id}/payments/sync`), the same path as the
+/// gateway's own compensation; an attempt found paid is recorded there exactly as if its
+/// callback had come. `paid` is true when the order is paid or the channel says it is;
+/// `status` is the order's own status, which becomes `paid` once the pay result arrives
+/// through the broker. Paid and closed orders are answered without asking the gateway. A
+/// refunded order answers `status: refunded`, `paid: true` (it was paid; the money went
+/// back since).
+#[utoipa::path(
+    get,
+    path = "/api/orders/{order_id}/pay-result",
+    operation_id = "getPayResult",
+    params(("order_id" = OrderId, Path)),
+    responses(
+        (status = 200, description = "whether the order is paid", body = PayResultView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`order_not_found`: no such order, or not the caller's", body = ErrorBody),
+        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
+        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, order_id = %path))]
 pub async fn pay_result(
     user: AuthenticatedUser,

@@ -2,12 +2,71 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use paywire_channels::wechat::wire::{ApiError as WechatReply, NotificationEnvelope};
+use paywire_contracts::ErrorBody;
 use paywire_domain::PayChannel;
 
 use crate::AppState;
 use crate::callbacks::handle_notification;
 use crate::error::GatewayError;
 
+/// A channel's payment or refund notification
+///
+/// The raw body is verified before anything changes. WeChat Pay v3 (JSON): the
+/// `Wechatpay-Signature` (RSA-SHA256 over `timestamp\nnonce\nbody\n`) with the WeChat Pay
+/// public key named by `Wechatpay-Serial`, a 5-minute timestamp window, then
+/// AEAD_AES_256_GCM decryption of `resource` with the APIv3 key, merchant ids, amount and
+/// currency (CNY only). Alipay (form): the RSA2 `sign` over the sorted parameters with
+/// Alipay's public key, then `app_id` and `seller_id`, both required and equal to the
+/// configured ones (a notification without `seller_id` is refused with `failure`); yuan
+/// amounts are converted to fen exactly. An Alipay `TRADE_CLOSED` is recorded as
+/// `trade_closed` and acknowledged; it moves nothing.
+///
+/// A verified payment marks the attempt paid and writes `pay.result.v1` to the outbox in
+/// one transaction, unless the attempt was closed or the order was already paid by
+/// another attempt: then the attempt is recorded paid and a refund is started (no pay
+/// result). A verified refund notification moves the refund to its final state
+/// (`refund.result.v1` in the outbox). Replies follow the channel's protocol: WeChat Pay
+/// takes any 2xx as acknowledged, Alipay the body `success`; anything else makes the
+/// channel retry.
+#[utoipa::path(
+    post,
+    path = "/api/callback/{channel}",
+    operation_id = "channelNotification",
+    tag = "channel",
+    security(()),
+    params(
+        ("channel" = PayChannel, Path),
+        ("Wechatpay-Timestamp" = Option<String>, Header),
+        ("Wechatpay-Nonce" = Option<String>, Header),
+        ("Wechatpay-Signature" = Option<String>, Header),
+        ("Wechatpay-Serial" = Option<String>, Header),
+    ),
+    request_body(content(
+        (NotificationEnvelope = "application/json"),
+        (std::collections::BTreeMap<String, String> = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 204, description = "WeChat Pay: acknowledged (processed now, or already before)"),
+        (
+            status = 200,
+            description = "Alipay: `success` acknowledges (also for notifications we do not act on)",
+            body = String,
+            content_type = "text/plain"
+        ),
+        (status = 404, description = "`unknown_channel`: no such channel, or not enabled", body = ErrorBody),
+        (
+            status = "4XX",
+            description = "rejected (verification failed): WeChat Pay gets `{code: FAIL}`, Alipay `failure`; the channel retries",
+            body = WechatReply
+        ),
+        (
+            status = "5XX",
+            description = "not processed (e.g. database down): WeChat Pay gets `{code: FAIL}`, Alipay `failure`; the channel retries",
+            body = WechatReply
+        ),
+    )
+)]
 pub async fn notification(
     state: web::Data<AppState>,
     path: web::Path<String>,

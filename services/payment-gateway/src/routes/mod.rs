@@ -1,6 +1,7 @@
 //! HTTP routes.
 
 pub mod callbacks;
+pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod refunds;

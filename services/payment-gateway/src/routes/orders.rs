@@ -2,6 +2,9 @@
 //! student's "I have paid" button and the order timeout's close.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::{BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED};
+use paywire_contracts::payment_gateway::{CloseResult, SyncResult};
 use paywire_domain::OrderId;
 use paywire_platform::auth::ServiceCaller;
 
@@ -9,7 +12,27 @@ use crate::AppState;
 use crate::error::GatewayError;
 use crate::payments::active;
 
-/// `POST /internal/orders/{order_id}/payments/sync` → `{"order_id","paid","pay_no"}`.
+/// Ask the channels about every unpaid attempt of an order
+///
+/// Behind the student's "I have paid" button. Each unpaid attempt is queried at its
+/// channel; one found paid is recorded exactly as if its callback had come (guarded
+/// `unpaid → paid` and `pay.result.v1` in the outbox, once). `pay_no` names the attempt
+/// that paid the order (stray money that is being refunded does not count).
+#[utoipa::path(
+    post,
+    path = "/internal/orders/{order_id}/payments/sync",
+    operation_id = "syncOrderPayments",
+    tag = "internal",
+    params(("order_id" = OrderId, Path)),
+    responses(
+        (status = 200, description = "what the channels said", body = SyncResult),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 502, description = "`channel_rejected`", body = ErrorBody),
+        (status = 503, description = CHANNEL_UNAVAILABLE, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(order_id = %path))]
 pub async fn sync(
     _caller: ServiceCaller,
@@ -20,7 +43,33 @@ pub async fn sync(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// `POST /internal/orders/{order_id}/payments/close` → `{"order_id","outcome","pay_no"}`.
+/// The order timeout: close every unpaid attempt, unless one is paid
+///
+/// For every unpaid attempt: query the channel; paid → recorded as if its callback had
+/// come and the answer is `paid`; not paid → closed at the channel first, then locally
+/// (`unpaid → closed`). When no unpaid attempt is left the order is closed for good
+/// (`closed`): new attempts get 409 `order_closed`, and money that still arrives for it
+/// is refunded automatically. Idempotent. A channel that cannot be reached → 503 and
+/// nothing is guessed: retry later.
+#[utoipa::path(
+    post,
+    path = "/internal/orders/{order_id}/payments/close",
+    operation_id = "closeOrderPayments",
+    tag = "internal",
+    params(("order_id" = OrderId, Path)),
+    responses(
+        (status = 200, description = "the order is paid or closed", body = CloseResult),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 502, description = "`channel_rejected`", body = ErrorBody),
+        (
+            status = 503,
+            description = "`channel_unavailable`, or `order_busy` (new attempts kept appearing): retry later",
+            body = ErrorBody
+        ),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(order_id = %path))]
 pub async fn close(
     _caller: ServiceCaller,

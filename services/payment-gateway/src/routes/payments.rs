@@ -1,6 +1,8 @@
 //! Internal payment-attempt API, for the order service.
 
 use actix_web::{HttpResponse, web};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::{BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED};
 use paywire_contracts::payment_gateway::{CreatePayment, PaymentAttempt};
 use paywire_domain::PayNo;
 use paywire_platform::auth::ServiceCaller;
@@ -20,7 +22,29 @@ fn view(p: &Payment) -> PaymentAttempt {
     }
 }
 
-/// `POST /internal/payments`: 201 with a new attempt, 200 with a reused live one.
+/// Create a payment attempt at a channel (or reuse a live one)
+///
+/// Reuses a still-valid unpaid attempt of the same order, channel and amount that has its
+/// QR code (200); otherwise creates one at the channel (201). Refuses with 409
+/// `order_already_paid` when an attempt paid the order, and 409 `order_closed` once the
+/// order timeout closed it.
+#[utoipa::path(
+    post,
+    path = "/internal/payments",
+    operation_id = "createPayment",
+    tag = "internal",
+    request_body = CreatePayment,
+    responses(
+        (status = 201, description = "a new attempt", body = PaymentAttempt),
+        (status = 200, description = "a reused live attempt", body = PaymentAttempt),
+        (status = 400, description = "`invalid_request`, `channel_not_enabled`", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 409, description = "`order_already_paid`, `order_closed`, `payment_changed`", body = ErrorBody),
+        (status = 502, description = "`channel_rejected`", body = ErrorBody),
+        (status = 503, description = CHANNEL_UNAVAILABLE, body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     skip_all,
     fields(order_id = %body.order_id, channel = %body.channel, pay_no = tracing::field::Empty)
@@ -40,7 +64,21 @@ pub async fn create(
     })
 }
 
-/// `GET /internal/payments/{pay_no}`.
+/// One payment attempt
+#[utoipa::path(
+    get,
+    path = "/internal/payments/{pay_no}",
+    operation_id = "getPayment",
+    tag = "internal",
+    params(("pay_no" = PayNo, Path)),
+    responses(
+        (status = 200, description = "the attempt", body = PaymentAttempt),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     skip_all,
     fields(pay_no = %path, order_id = tracing::field::Empty, channel = tracing::field::Empty)

@@ -2,6 +2,8 @@
 //! at it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
 use paywire_contracts::payment_gateway::{IDEMPOTENCY_KEY_HEADER, RefundView, RequestRefund};
 use paywire_domain::RefundNo;
 use paywire_platform::auth::ServiceCaller;
@@ -26,8 +28,44 @@ fn view(r: &Refund) -> RefundView {
     }
 }
 
-/// `POST /internal/refunds`: 201 with a new refund, 200 with the refund of an earlier
-/// request with the same idempotency key.
+/// Refund (part of) a paid attempt
+///
+/// A business decision of the order service. Under the order's lock and the attempt's row
+/// lock: the attempt must exist (404 `payment_not_found`), belong to `order_id`, be `paid`,
+/// and the refunds of the attempt that are not `failed` plus this one must not exceed the
+/// amount paid; otherwise 409 `refund_not_allowed` and nothing is recorded. Partial refunds
+/// are allowed; the attempt becomes `refunded` once its succeeded refunds reach the amount
+/// paid.
+///
+/// The refund is recorded `pending` (reason `requested`) and driven to a final state by the
+/// gateway's refund worker (channel refund, then query or refund notification), which emits
+/// `refund.result.v1` on the `paywire.pay-result` exchange.
+///
+/// Idempotent: the key comes as the `Idempotency-Key` header or as `request_id` in the body
+/// (both → they must agree). The same key again answers 200 with the first refund as it
+/// stands now; the same key for another order, attempt or amount is 409
+/// `idempotency_conflict`.
+#[utoipa::path(
+    post,
+    path = "/internal/refunds",
+    operation_id = "requestRefund",
+    tag = "internal",
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "required unless the body has `request_id`; 1-128 printable characters"
+    )),
+    request_body = RequestRefund,
+    responses(
+        (status = 201, description = "refund recorded", body = RefundView),
+        (status = 200, description = "the refund of an earlier request with the same idempotency key", body = RefundView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = ErrorBody),
+        (status = 409, description = "`refund_not_allowed` or `idempotency_conflict`", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     skip_all,
     fields(order_id = %body.order_id, pay_no = %body.pay_no, refund_no = tracing::field::Empty)
@@ -54,7 +92,21 @@ pub async fn create(
     })
 }
 
-/// `GET /internal/refunds/{refund_no}`.
+/// One refund (requested or of stray money)
+#[utoipa::path(
+    get,
+    path = "/internal/refunds/{refund_no}",
+    operation_id = "getRefund",
+    tag = "internal",
+    params(("refund_no" = RefundNo, Path)),
+    responses(
+        (status = 200, description = "the refund", body = RefundView),
+        (status = 400, description = BAD_REQUEST, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`refund_not_found`", body = ErrorBody),
+        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(refund_no = %path))]
 pub async fn get(
     _caller: ServiceCaller,
