@@ -354,8 +354,10 @@ mod tests {
             format!("x-dead-letter-exchange: {}", s.exchange),
             format!("x-dead-letter-routing-key: {}", s.queue),
             format!("x-dead-letter-routing-key: {}.dlq", s.queue),
+            // The message's schema is generated from `OrderTimeoutV1` itself
+            // (`cargo xtask proto-docs`, drift-tested in xtask); the topology is checked here
+            // because it comes from this service's settings.
             format!("name: {}", OrderTimeoutV1::EVENT_TYPE),
-            "required: [order_id, created_at]".to_owned(),
         ] {
             assert!(doc.contains(&needle), "AsyncAPI lacks {needle:?}");
         }
