@@ -40,6 +40,8 @@ pub const SMOKE_PROJECT: &str = "paywire-smoke";
 /// First start includes initdb, RabbitMQ's boot and every migration.
 const READY_TIMEOUT: Duration = Duration::from_secs(240);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the broker's queue statistics may lag behind a routed message.
+const QUEUE_STATS_PATIENCE: Duration = Duration::from_secs(30);
 
 /// `docker-compose` (1.29) if installed, else the `docker compose` plugin (v2).
 #[derive(Debug, Clone)]
@@ -414,13 +416,27 @@ async fn kill_mid_purchase(
     if reqwest::get(format!("{}/health", url(lc))).await.is_ok() {
         bail!("learning-center still answers after SIGKILL");
     }
-    let waiting = queue_depths(compose)?
-        .get(LEARNING_PAY_RESULT_QUEUE)
-        .copied()
-        .unwrap_or(0);
+    // A quorum queue's message count in `list_queues` comes from statistics the broker
+    // refreshes every few seconds, so the order can turn paid before the count shows the
+    // copy the fanout put in the learning center's queue at the same moment: ask again.
+    let asked = Instant::now();
+    let waiting = loop {
+        let waiting = queue_depths(compose)?
+            .get(LEARNING_PAY_RESULT_QUEUE)
+            .copied()
+            .unwrap_or(0);
+        if waiting > 0 || asked.elapsed() > QUEUE_STATS_PATIENCE {
+            break waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     println!("==> learning-center is down; {LEARNING_PAY_RESULT_QUEUE} holds {waiting} message(s)");
     if waiting == 0 {
-        bail!("the paid result is not waiting in {LEARNING_PAY_RESULT_QUEUE}");
+        bail!(
+            "the paid result is not waiting in {LEARNING_PAY_RESULT_QUEUE} ({} after the order \
+             turned paid)",
+            images::seconds(asked.elapsed())
+        );
     }
     println!("==> restart learning-center");
     compose.run(&["start", "learning-center"])?;
