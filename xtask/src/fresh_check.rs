@@ -54,6 +54,8 @@ const SERVER_PORTS: [(u16, &str); 3] = [
     (25672, "RabbitMQ (distribution)"),
 ];
 const HEARTBEAT: Duration = Duration::from_secs(60);
+/// How long a stopped server may take to release its port.
+const PORT_RELEASE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Options of `cargo xtask fresh-check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,6 +135,12 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     // Dropped last: the servers come back after the container is gone.
     let servers = MachineServers::stop()?;
     for (port, what) in SERVER_PORTS {
+        // `rabbitmqctl stop` answers before the node's VM has exited and let go of its
+        // ports (seen here: 25672 still bound right after), so give it a moment.
+        let asked = Instant::now();
+        while !port_free(port) && asked.elapsed() < PORT_RELEASE_PATIENCE {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         anyhow::ensure!(
             port_free(port),
             "127.0.0.1:{port} ({what}) is still taken after stopping the machine's servers: \
