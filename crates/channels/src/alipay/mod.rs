@@ -3,7 +3,8 @@
 //!
 //! Requests are form parameters signed over their sorted `k=v` list; responses are
 //! verified over the exact raw `*_response` JSON substring; notifications are form posts
-//! verified without `sign` and `sign_type`. Reference: `/work/shared/reference/channels.md` §2.
+//! verified without `sign` and `sign_type`. Public sources: Alipay open platform, "自行实现签名"
+//! and "异步通知验签" (opendocs.alipay.com/common/02kf5q, /common/02mse7).
 
 pub mod client;
 pub mod sign;

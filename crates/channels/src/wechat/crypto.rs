@@ -2,7 +2,8 @@
 //! signatures, the `Authorization` header and AEAD_AES_256_GCM resources.
 //!
 //! Used by the gateway (merchant side) and by the channel sandbox (WeChat Pay side), so
-//! both ends agree byte for byte. Reference: `/work/shared/reference/channels.md` §1.2–1.4.
+//! both ends agree byte for byte. Public sources: WeChat Pay API v3 docs, "签名生成", "签名验证"
+//! and "证书和回调报文解密" (pay.weixin.qq.com/docs/merchant/development/interface-rules/).
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
