@@ -526,14 +526,14 @@ fn compose_urls_point_at_the_containers_they_mean() {
             "",
         ),
         (
-            "web",
+            "cashier",
             "PAYWIRE__UPSTREAM__LEARNING_CENTER_URL",
             "learning-center",
             "",
         ),
-        ("web", "PAYWIRE__UPSTREAM__ORDER_URL", "order", ""),
+        ("cashier", "PAYWIRE__UPSTREAM__ORDER_URL", "order", ""),
         (
-            "web",
+            "cashier",
             "PAYWIRE__PAGES__WALLET_URL",
             "channel-sandbox",
             "/sandbox/wallet",
@@ -836,7 +836,7 @@ fn production_compose_reads_secrets_from_files_and_runs_no_sandbox() {
         }
     }
     assert_eq!(
-        compose_env(&services["web"])["PAYWIRE__DEV_LOGIN__ENABLED"],
+        compose_env(&services["cashier"])["PAYWIRE__DEV_LOGIN__ENABLED"],
         "false"
     );
     // The database password is a file too.

@@ -44,7 +44,7 @@ pub const SERVICES: &[Service] = &[
     },
     // Last: the pages and the proxy in front of the public APIs.
     Service {
-        name: "web",
+        name: "cashier",
         port: 8080,
         database: None,
         worker_id: None,

@@ -44,7 +44,7 @@ pub const REGENERATE: &str = "cargo xtask proto-docs";
 /// channels and speaks their protocols, whose types belong to `paywire-channels` and whose
 /// reference is the channels' own documentation: its document stays hand-written, checked
 /// route by route by the drift tests.
-pub const GENERATED_OPENAPI: &[&str] = &["order", "payment-gateway", "learning-center", "web"];
+pub const GENERATED_OPENAPI: &[&str] = &["order", "payment-gateway", "learning-center", "cashier"];
 
 pub const ASYNCAPI: &str = "proto-docs/pay-result.asyncapi.yaml";
 
@@ -91,7 +91,7 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
         "order" => order::routes::openapi::ApiDoc::openapi(),
         "payment-gateway" => payment_gateway::routes::openapi::ApiDoc::openapi(),
         "learning-center" => learning_center::routes::openapi::ApiDoc::openapi(),
-        "web" => web::openapi::ApiDoc::openapi(),
+        "cashier" => cashier::openapi::ApiDoc::openapi(),
         other => panic!("{other}: its OpenAPI document is not generated"),
     };
     let base_url = SERVICES
@@ -137,12 +137,12 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
     doc.paths
         .add_path_operation("/health", vec![HttpMethod::Get], health);
     // ... and `/health/ready` on those with a database (platform::http::ready_routes).
-    if service != "web" {
+    if service != "cashier" {
         doc.paths
             .add_path_operation("/health/ready", vec![HttpMethod::Get], ready());
     }
-    // The web service checks neither credential: it proxies the first and drops the second.
-    let (bearer, service_token) = if service == "web" {
+    // The cashier checks neither credential: it proxies the first and drops the second.
+    let (bearer, service_token) = if service == "cashier" {
         (
             "Not checked here: passed through to the proxied APIs, which verify it.",
             "Never accepted and never forwarded by this service.",

@@ -29,7 +29,7 @@ pub async fn run() -> anyhow::Result<()> {
     }
 
     println!("\n==> Paywire is up (Ctrl-C stops everything)");
-    println!("\n    Open {}\n", layout::service("web").base_url());
+    println!("\n    Open {}\n", layout::service("cashier").base_url());
     for s in SERVICES {
         println!("    {:<16} {}", s.name, s.base_url());
     }

@@ -234,10 +234,10 @@ impl Platform {
         })
     }
 
-    /// Also starts the web front (pages, `/api/*` proxy, dev sign-in) in front of this
+    /// Also starts the cashier (pages, `/api/*` proxy, dev sign-in) in front of this
     /// platform, as `cargo xtask up` does; answers its base URL.
-    pub async fn start_web(&mut self) -> anyhow::Result<String> {
-        let mut settings = web::Settings {
+    pub async fn start_cashier(&mut self) -> anyhow::Result<String> {
+        let mut settings = cashier::Settings {
             http: http(0),
             auth: AuthSettings::default(),
             ..Default::default()
@@ -245,9 +245,9 @@ impl Platform {
         settings.upstream.learning_center_url = self.learning_url.clone();
         settings.upstream.order_url = self.order_url.clone();
         settings.pages.wallet_url = format!("{}/sandbox/wallet", self.sandbox_url);
-        let app = web::build(settings).await.context("web")?;
+        let app = cashier::build(settings).await.context("cashier")?;
         let url = format!("http://127.0.0.1:{}", app.port());
-        spawn(&mut self.tasks, "web", app.run_until_stopped());
+        spawn(&mut self.tasks, "cashier", app.run_until_stopped());
         Ok(url)
     }
 

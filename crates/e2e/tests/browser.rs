@@ -1,6 +1,6 @@
 //! The cashier as a person uses it: headless Chromium (Debian's `chromium`, driven over
 //! WebDriver by Debian's `chromium-driver` from Rust, see `paywire_e2e::browser` for why)
-//! against the whole platform in this process, with the web front in front of it.
+//! against the whole platform in this process, with the cashier in front of it.
 //! Screenshots of every step land in `target/browser-artifacts/<scenario>/<step>.png`
 //! (`failed.png`: the page a failing scenario stopped on).
 //!
@@ -37,9 +37,9 @@ fn fresh_user(who: &str) -> String {
 }
 
 /// Signs in through the dev sign-in page as a fresh student.
-async fn sign_in(b: &Browser, web: &str, who: &str) -> anyhow::Result<String> {
+async fn sign_in(b: &Browser, cashier: &str, who: &str) -> anyhow::Result<String> {
     let user = fresh_user(who);
-    b.goto(&format!("{web}/login?next=/")).await?;
+    b.goto(&format!("{cashier}/login?next=/")).await?;
     b.fill("login-user-id", &user).await?;
     b.click("login-submit").await?;
     b.wait_url("back on the catalogue", |u| u.path() == "/")
@@ -186,7 +186,7 @@ async fn pay_in_wallet(b: &Browser, wallet: &str, code: &str) -> anyhow::Result<
     b.back_to(cashier).await
 }
 
-async fn expect_paid(b: &Browser, web: &str, course: &Course) -> anyhow::Result<()> {
+async fn expect_paid(b: &Browser, cashier: &str, course: &Course) -> anyhow::Result<()> {
     let status = b
         .visible(r#"[data-testid="pay-status"][data-state="paid"]"#)
         .await?;
@@ -202,8 +202,10 @@ async fn expect_paid(b: &Browser, web: &str, course: &Course) -> anyhow::Result<
     );
     b.shot("06-success").await?;
     b.click("my-courses-link").await?;
-    b.wait_url("my courses", |u| u.as_str() == format!("{web}/my-courses"))
-        .await?;
+    b.wait_url("my courses", |u| {
+        u.as_str() == format!("{cashier}/my-courses")
+    })
+    .await?;
     expect_can_learn(b, course).await?;
     let row = b.visible(&my_course_row(&course.id)).await?;
     let valid = text(
@@ -242,7 +244,7 @@ async fn expect_can_learn(b: &Browser, course: &Course) -> anyhow::Result<()> {
 async fn purchase(
     chromedriver: &Chromedriver,
     platform: &Platform,
-    web: &str,
+    cashier: &str,
     channel: &str,
     prefix: &str,
 ) -> anyhow::Result<()> {
@@ -251,11 +253,11 @@ async fn purchase(
         .browser(channel)
         .await?
         .run(async |b| {
-            sign_in(b, web, channel).await?;
+            sign_in(b, cashier, channel).await?;
             let (course, _order) = start_checkout(b).await?;
             let code = show_qr(b, channel, prefix).await?;
             pay_in_wallet(b, &wallet, &code).await?;
-            expect_paid(b, web, &course).await
+            expect_paid(b, cashier, &course).await
         })
         .await
         .with_context(|| format!("scenario {channel}"))
@@ -263,13 +265,13 @@ async fn purchase(
 
 /// A free course is enrolled at once and shows in "my courses"; prices are formatted
 /// from integer fen without floating point.
-async fn free_course(chromedriver: &Chromedriver, web: &str) -> anyhow::Result<()> {
+async fn free_course(chromedriver: &Chromedriver, cashier: &str) -> anyhow::Result<()> {
     chromedriver
         .browser("free")
         .await?
         .run(async |b| {
             // Signing in is required to choose: the catalogue sends a stranger to login.
-            b.goto(&format!("{web}/")).await?;
+            b.goto(&format!("{cashier}/")).await?;
             let free = r#"[data-testid="course-card"][data-charge="free"]"#;
             let card_el = b.visible(free).await?;
             let id = attr(&card_el, "data-course-id").await?;
@@ -282,7 +284,7 @@ async fn free_course(chromedriver: &Chromedriver, web: &str) -> anyhow::Result<(
                 u.path() == "/login" && u.query().is_some_and(|q| q.starts_with("next="))
             })
             .await?;
-            sign_in(b, web, "free").await?;
+            sign_in(b, cashier, "free").await?;
             b.shot("01-catalogue").await?;
             let card_el = b.visible(&card(&id)).await?;
             let name = text(
@@ -316,7 +318,7 @@ async fn free_course(chromedriver: &Chromedriver, web: &str) -> anyhow::Result<(
                 "no checkout for a free course"
             );
             b.shot("02-enrolled").await?;
-            b.goto(&format!("{web}/my-courses")).await?;
+            b.goto(&format!("{cashier}/my-courses")).await?;
             expect_can_learn(b, &course).await?;
             b.shot("03-my-courses").await?;
 
@@ -359,12 +361,12 @@ async fn free_course(chromedriver: &Chromedriver, web: &str) -> anyhow::Result<(
 }
 
 /// An order left unpaid past its time shows as closed.
-async fn expired_order(chromedriver: &Chromedriver, web: &str) -> anyhow::Result<()> {
+async fn expired_order(chromedriver: &Chromedriver, cashier: &str) -> anyhow::Result<()> {
     chromedriver
         .browser("expired")
         .await?
         .run(async |b| {
-            sign_in(b, web, "expired").await?;
+            sign_in(b, cashier, "expired").await?;
             start_checkout(b).await?;
             show_qr(b, "wechat", "weixin://").await?;
             // "I have paid" before paying: the active query finds nothing (or reports that
@@ -414,10 +416,10 @@ fn shots(scenario: &str) -> anyhow::Result<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_student_enrols_free_and_buys_with_wechat_pay_by_clicking() -> anyhow::Result<()> {
     let mut platform = Platform::start().await?;
-    let web = platform.start_web().await?;
+    let cashier = platform.start_cashier().await?;
     let chromedriver = Chromedriver::start().await?;
-    free_course(&chromedriver, &web).await?;
-    purchase(&chromedriver, &platform, &web, "wechat", "weixin://").await?;
+    free_course(&chromedriver, &cashier).await?;
+    purchase(&chromedriver, &platform, &cashier, "wechat", "weixin://").await?;
     ensure!(
         shots("free")? == ["01-catalogue.png", "02-enrolled.png", "03-my-courses.png"],
         "free: {:?}",
@@ -441,12 +443,12 @@ async fn a_student_enrols_free_and_buys_with_wechat_pay_by_clicking() -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_student_buys_with_alipay_by_clicking() -> anyhow::Result<()> {
     let mut platform = Platform::start().await?;
-    let web = platform.start_web().await?;
+    let cashier = platform.start_cashier().await?;
     let chromedriver = Chromedriver::start().await?;
     purchase(
         &chromedriver,
         &platform,
-        &web,
+        &cashier,
         "alipay",
         "https://qr.alipay.com/",
     )
@@ -467,9 +469,9 @@ async fn an_order_left_unpaid_shows_as_closed() -> anyhow::Result<()> {
         attempt_ttl_secs: Some(6),
     })
     .await?;
-    let web = platform.start_web().await?;
+    let cashier = platform.start_cashier().await?;
     let chromedriver = Chromedriver::start().await?;
-    expired_order(&chromedriver, &web).await?;
+    expired_order(&chromedriver, &cashier).await?;
     ensure!(shots("expired")?.contains(&"05-closed.png".to_owned()));
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Paywire web: the pages a student uses (catalogue, checkout, my courses, dev sign-in),
+//! Paywire cashier: the pages a student uses (catalogue, checkout, my courses, dev sign-in),
 //! served from one origin together with the public APIs, which it reverse-proxies to the
 //! learning center and the order service as an API gateway would. The browser therefore
 //! never needs CORS, and the services never see another origin.
@@ -20,9 +20,9 @@ use paywire_platform::config::{AuthSettings, HttpSettings, TelemetrySettings};
 use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
-pub use crate::error::WebError;
+pub use crate::error::CashierError;
 
-pub const SERVICE_NAME: &str = "web";
+pub const SERVICE_NAME: &str = "cashier";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -182,6 +182,6 @@ fn configure(
     cfg.default_service(web::to(not_found));
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, WebError> {
-    Err(WebError::NotFound(req.path().to_owned()))
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, CashierError> {
+    Err(CashierError::NotFound(req.path().to_owned()))
 }

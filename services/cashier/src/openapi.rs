@@ -1,4 +1,4 @@
-//! The web service's HTTP API as OpenAPI, generated from the handlers' annotations;
+//! The cashier's HTTP API as OpenAPI, generated from the handlers' annotations;
 //! `cargo xtask proto-docs` writes it to `proto-docs/`. The proxied prefixes are
 //! documented by the services behind them.
 
@@ -10,7 +10,7 @@ use crate::{login, pages};
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
-        title = "Paywire web",
+        title = "Paywire cashier",
         description = "The browser's one origin: the cashier pages (catalogue, checkout, my \
 courses, dev sign-in), their assets, and the public APIs reverse-proxied as an API gateway \
 would:

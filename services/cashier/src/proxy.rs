@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
 
 use crate::api_path::{self, ApiPath};
-use crate::{UpstreamSettings, WebError};
+use crate::{CashierError, UpstreamSettings};
 
 /// Connection-scoped headers (RFC 9110 §7.6.1) and those the proxy sets itself.
 const NOT_FORWARDED: &[&str] = &[
@@ -97,15 +97,15 @@ async fn api(
     req: HttpRequest,
     body: web::Payload,
     proxy: web::Data<Proxy>,
-) -> Result<HttpResponse, WebError> {
+) -> Result<HttpResponse, CashierError> {
     let refused = |why: api_path::Refused| {
         tracing::info!(path = %req.uri().path(), %why, "path refused");
-        WebError::NotFound(req.uri().path().to_owned())
+        CashierError::NotFound(req.uri().path().to_owned())
     };
     let path = api_path::normalise(req.uri().path()).map_err(refused)?;
     let url = proxy
         .url(&path, req.uri().query())
-        .ok_or_else(|| WebError::NotFound(req.uri().path().to_owned()))?;
+        .ok_or_else(|| CashierError::NotFound(req.uri().path().to_owned()))?;
     forward(path.upstream(), url, req, body, proxy).await
 }
 
@@ -116,9 +116,9 @@ async fn forward(
     req: HttpRequest,
     body: web::Payload,
     proxy: web::Data<Proxy>,
-) -> Result<HttpResponse, WebError> {
+) -> Result<HttpResponse, CashierError> {
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|e| WebError::InvalidRequest(e.to_string()))?;
+        .map_err(|e| CashierError::InvalidRequest(e.to_string()))?;
 
     // Owned copies: the connection info is borrowed from the request, not across awaits.
     let forwarded = {
@@ -135,8 +135,8 @@ async fn forward(
     let body = body
         .to_bytes_limited(proxy.max_body)
         .await
-        .map_err(|_| WebError::BodyTooLarge(proxy.max_body))?
-        .map_err(|e| WebError::InvalidRequest(e.to_string()))?;
+        .map_err(|_| CashierError::BodyTooLarge(proxy.max_body))?
+        .map_err(|e| CashierError::InvalidRequest(e.to_string()))?;
 
     let mut out = proxy.client.request(method, url);
     for (name, value) in req.headers() {
@@ -160,11 +160,11 @@ async fn forward(
 
     let answer = out.send().await.map_err(|e| {
         if e.is_timeout() {
-            WebError::UpstreamTimeout {
+            CashierError::UpstreamTimeout {
                 service: upstream.name(),
             }
         } else {
-            WebError::UpstreamUnavailable {
+            CashierError::UpstreamUnavailable {
                 service: upstream.name(),
                 reason: e.to_string(),
             }
@@ -173,7 +173,7 @@ async fn forward(
     tracing::Span::current().record("status", answer.status().as_u16());
 
     let status = StatusCode::from_u16(answer.status().as_u16())
-        .map_err(|e| WebError::InvalidRequest(e.to_string()))?;
+        .map_err(|e| CashierError::InvalidRequest(e.to_string()))?;
     let mut resp = HttpResponseBuilder::new(status);
     for (name, value) in answer.headers() {
         if NOT_FORWARDED.contains(&name.as_str()) {

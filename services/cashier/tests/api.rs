@@ -1,17 +1,17 @@
-//! Black-box tests of the web service: the proxy against a recording upstream, dev
+//! Black-box tests of the cashier: the proxy against a recording upstream, dev
 //! sign-in against a real learning center, and the pages as the browser receives them.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use actix_web::{HttpRequest, HttpResponse, web as aweb};
+use actix_web::{HttpRequest, HttpResponse, web};
+use cashier::{Settings, UpstreamSettings};
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DEV_JWT_SECRET, DEV_SERVICE_TOKEN, DatabaseSettings, HttpSettings,
 };
 use paywire_testkit::{TestDatabase, TestVhost, raw_http};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use web::{Settings, UpstreamSettings};
 
 fn http0() -> HttpSettings {
     HttpSettings {
@@ -25,9 +25,9 @@ fn http0() -> HttpSettings {
 /// (`?status=201`), streaming the body in chunks.
 async fn echo(
     req: HttpRequest,
-    body: aweb::Bytes,
-    who: aweb::Data<&'static str>,
-    hits: aweb::Data<AtomicUsize>,
+    body: web::Bytes,
+    who: web::Data<&'static str>,
+    hits: web::Data<AtomicUsize>,
 ) -> HttpResponse {
     hits.fetch_add(1, Ordering::SeqCst);
     let status = req
@@ -50,10 +50,10 @@ async fn echo(
         "headers": headers,
     })
     .to_string();
-    let chunks: Vec<Result<aweb::Bytes, std::io::Error>> = answer
+    let chunks: Vec<Result<web::Bytes, std::io::Error>> = answer
         .as_bytes()
         .chunks(7)
-        .map(|c| Ok(aweb::Bytes::copy_from_slice(c)))
+        .map(|c| Ok(web::Bytes::copy_from_slice(c)))
         .collect();
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
         .insert_header(("x-upstream", **who))
@@ -66,16 +66,16 @@ fn start_echo(who: &'static str) -> String {
 }
 
 /// An echo upstream and the number of requests that reached it.
-fn start_echo_counting(who: &'static str) -> (String, aweb::Data<AtomicUsize>) {
-    let hits = aweb::Data::new(AtomicUsize::new(0));
+fn start_echo_counting(who: &'static str) -> (String, web::Data<AtomicUsize>) {
+    let hits = web::Data::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
-            .app_data(aweb::Data::new(who))
+            .app_data(web::Data::new(who))
             .app_data(counter.clone())
-            .default_service(aweb::to(echo))
+            .default_service(web::to(echo))
     })
     .workers(1)
     .disable_signals()
@@ -86,8 +86,8 @@ fn start_echo_counting(who: &'static str) -> (String, aweb::Data<AtomicUsize>) {
     (format!("http://127.0.0.1:{port}"), hits)
 }
 
-async fn start_web(settings: Settings) -> String {
-    let app = web::build(settings).await.unwrap();
+async fn start_cashier(settings: Settings) -> String {
+    let app = cashier::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     url
@@ -109,7 +109,7 @@ fn settings(learning: &str, order: &str) -> Settings {
 async fn with_echo_upstreams() -> String {
     let learning = start_echo("learning");
     let order = start_echo("order");
-    start_web(settings(&learning, &order)).await
+    start_cashier(settings(&learning, &order)).await
 }
 
 fn client() -> reqwest::Client {
@@ -220,11 +220,11 @@ async fn raw_request(base: &str, method: &str, target: &str) -> (u16, String) {
     )
 }
 
-/// Issue 9's traversal rows: every one answered 404 by web, none reaches an upstream.
+/// Issue 9's traversal rows: every one answered 404 by the cashier, none reaches an upstream.
 #[tokio::test]
 async fn traversal_paths_are_404_and_never_reach_an_upstream() {
     let (upstream, hits) = start_echo_counting("any");
-    let base = start_web(settings(&upstream, &upstream)).await;
+    let base = start_cashier(settings(&upstream, &upstream)).await;
     let probes = [
         ("POST", "/api/orders/../../internal/orders/1/refund"),
         ("GET", "/api/learning/%2e%2e/%2e%2e/health"),
@@ -263,7 +263,7 @@ async fn traversal_paths_are_404_and_never_reach_an_upstream() {
 #[tokio::test]
 async fn an_unreachable_upstream_is_502_and_a_large_body_413() {
     // Port 1 on loopback: nothing listens there.
-    let base = start_web(settings("http://127.0.0.1:1", "http://127.0.0.1:1")).await;
+    let base = start_cashier(settings("http://127.0.0.1:1", "http://127.0.0.1:1")).await;
     let resp = client()
         .get(format!("{base}/api/learning/courses"))
         .send()
@@ -293,7 +293,7 @@ async fn an_unreachable_upstream_is_502_and_a_large_body_413() {
 
 #[tokio::test]
 async fn dev_login_issues_a_token_the_learning_center_accepts() {
-    let db = TestDatabase::create("web_login").await.unwrap();
+    let db = TestDatabase::create("cashier_login").await.unwrap();
     let vhost = TestVhost::create().unwrap();
     let learning = learning_center::Settings {
         http: http0(),
@@ -312,7 +312,7 @@ async fn dev_login_issues_a_token_the_learning_center_accepts() {
     let learning = learning_center::build(learning).await.unwrap();
     let learning_url = format!("http://127.0.0.1:{}", learning.port());
     let running = tokio::spawn(learning.run_until_stopped());
-    let base = start_web(settings(&learning_url, "http://127.0.0.1:1")).await;
+    let base = start_cashier(settings(&learning_url, "http://127.0.0.1:1")).await;
 
     let resp = client()
         .post(format!("{base}/dev/login"))
@@ -379,13 +379,13 @@ async fn dev_login_refuses_bad_user_ids_and_tokens_from_another_secret_fail() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
-    // A web service configured with another secret issues tokens the default one rejects.
+    // A cashier configured with another secret issues tokens the default one rejects.
     let mut other = settings("http://127.0.0.1:1", "http://127.0.0.1:1");
     other.auth = AuthSettings {
         jwt_secret: SecretString::from("another-secret"),
         ..AuthSettings::default()
     };
-    let other = start_web(other).await;
+    let other = start_cashier(other).await;
     let login: Value = client()
         .post(format!("{other}/dev/login"))
         .json(&json!({"user_id": "s1"}))
@@ -413,7 +413,7 @@ async fn dev_login_refuses_bad_user_ids_and_tokens_from_another_secret_fail() {
 async fn dev_login_disabled_is_404_and_the_page_says_so() {
     let mut s = settings("http://127.0.0.1:1", "http://127.0.0.1:1");
     s.dev_login.enabled = false;
-    let base = start_web(s).await;
+    let base = start_cashier(s).await;
     let resp = client()
         .post(format!("{base}/dev/login"))
         .json(&json!({"user_id": "s1"}))
@@ -441,7 +441,7 @@ async fn pages_are_html_and_carry_no_secret() {
         jwt_secret: SecretString::from(secret),
         service_token: SecretString::from(token),
     };
-    let base = start_web(s).await;
+    let base = start_cashier(s).await;
     let mut bundle = String::new();
     for (path, kind, testid) in [
         ("/", "text/html", "course-list"),

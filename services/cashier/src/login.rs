@@ -8,7 +8,7 @@ use paywire_platform::auth::Authenticator;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::WebError;
+use crate::CashierError;
 
 #[derive(Debug)]
 pub struct DevLogin {
@@ -53,9 +53,9 @@ pub struct LoginAnswer {
 pub async fn dev_login(
     login: web::Data<DevLogin>,
     body: web::Json<LoginBody>,
-) -> Result<HttpResponse, WebError> {
-    let user =
-        UserId::parse(body.user_id.trim()).map_err(|e| WebError::InvalidRequest(e.to_string()))?;
+) -> Result<HttpResponse, CashierError> {
+    let user = UserId::parse(body.user_id.trim())
+        .map_err(|e| CashierError::InvalidRequest(e.to_string()))?;
     tracing::Span::current().record("user_id", user.as_str());
     let token = login.auth.issue(&user, login.ttl);
     tracing::info!("dev login issued a token");

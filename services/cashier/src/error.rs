@@ -1,10 +1,10 @@
-//! The web service's one error type, mapped to HTTP in one place.
+//! The cashier's one error type, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
 use paywire_platform::api_error::{ApiError, Reply};
 
 #[derive(Debug, thiserror::Error)]
-pub enum WebError {
+pub enum CashierError {
     #[error("no such page or API: {0}")]
     NotFound(String),
     #[error("invalid request: {0}")]
@@ -21,25 +21,27 @@ pub enum WebError {
 }
 
 /// Every answer shows its message: none names anything internal.
-impl ApiError for WebError {
+impl ApiError for CashierError {
     fn reply(&self) -> Reply {
         let reply = match self {
-            WebError::NotFound(_) => Reply::new(StatusCode::NOT_FOUND, "not_found"),
-            WebError::InvalidRequest(_) => Reply::new(StatusCode::BAD_REQUEST, "invalid_request"),
-            WebError::BodyTooLarge(_) => {
+            CashierError::NotFound(_) => Reply::new(StatusCode::NOT_FOUND, "not_found"),
+            CashierError::InvalidRequest(_) => {
+                Reply::new(StatusCode::BAD_REQUEST, "invalid_request")
+            }
+            CashierError::BodyTooLarge(_) => {
                 Reply::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
             }
-            WebError::UpstreamUnavailable { .. } => {
+            CashierError::UpstreamUnavailable { .. } => {
                 Reply::new(StatusCode::BAD_GATEWAY, "upstream_unavailable")
             }
-            WebError::UpstreamTimeout { .. } => {
+            CashierError::UpstreamTimeout { .. } => {
                 Reply::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
             }
         };
         reply.detail()
     }
 }
-paywire_platform::api_error!(WebError);
+paywire_platform::api_error!(CashierError);
 
 #[cfg(test)]
 mod tests {
@@ -49,11 +51,15 @@ mod tests {
     #[test]
     fn each_error_has_its_status_and_code() {
         let cases = [
-            (WebError::NotFound("/x".into()), 404, "not_found"),
-            (WebError::InvalidRequest("x".into()), 400, "invalid_request"),
-            (WebError::BodyTooLarge(1), 413, "body_too_large"),
+            (CashierError::NotFound("/x".into()), 404, "not_found"),
             (
-                WebError::UpstreamUnavailable {
+                CashierError::InvalidRequest("x".into()),
+                400,
+                "invalid_request",
+            ),
+            (CashierError::BodyTooLarge(1), 413, "body_too_large"),
+            (
+                CashierError::UpstreamUnavailable {
                     service: "order",
                     reason: "refused".into(),
                 },
@@ -61,7 +67,7 @@ mod tests {
                 "upstream_unavailable",
             ),
             (
-                WebError::UpstreamTimeout { service: "order" },
+                CashierError::UpstreamTimeout { service: "order" },
                 504,
                 "upstream_timeout",
             ),

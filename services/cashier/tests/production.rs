@@ -1,11 +1,11 @@
-//! Production mode of the web front: the dev sign-in, the sandbox wallet link and the
+//! Production mode of the cashier: the dev sign-in, the sandbox wallet link and the
 //! development JWT secret are refused; with real settings it starts and serves.
 
 use std::time::Duration;
 
+use cashier::{SERVICE_NAME, Settings};
 use paywire_platform::production::{Environment, check};
 use paywire_testkit::production::{assert_refused, run_in_production};
-use web::{SERVICE_NAME, Settings};
 
 const STRONG: &str = "3a7f09c1d2e4b5a6978877665544332211ffeeddccbbaa00";
 
@@ -26,7 +26,7 @@ fn development_defaults_are_refused_by_name() {
 #[test]
 fn the_binary_refuses_the_dev_sign_in() {
     assert_refused(
-        env!("CARGO_BIN_EXE_web"),
+        env!("CARGO_BIN_EXE_cashier"),
         &[
             ("PAYWIRE__AUTH__JWT_SECRET", STRONG),
             ("PAYWIRE__PAGES__WALLET_URL", ""),
@@ -49,7 +49,7 @@ fn the_binary_starts_in_production_with_real_settings() {
         .unwrap()
         .port()
         .to_string();
-    let binary = env!("CARGO_BIN_EXE_web");
+    let binary = env!("CARGO_BIN_EXE_cashier");
     let probe = std::thread::spawn({
         let port = port.clone();
         move || {
@@ -74,7 +74,7 @@ fn the_binary_starts_in_production_with_real_settings() {
         Duration::from_secs(5),
     );
     let health = probe.join().unwrap();
-    assert!(run.exit.is_none(), "web exited:\n{}", run.output);
+    assert!(run.exit.is_none(), "cashier exited:\n{}", run.output);
     assert_eq!(health, Some(200), "no /health answer:\n{}", run.output);
     assert!(
         run.output.contains("production settings checked"),

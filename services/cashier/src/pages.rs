@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use paywire_contracts::ErrorBody;
 use paywire_domain::{CourseId, OrderId};
 
-use crate::{PageSettings, WebError};
+use crate::{CashierError, PageSettings};
 
 const LAYOUT_HEAD: &str = include_str!("../assets/head.html");
 const CATALOGUE: &str = include_str!("../assets/catalogue.html");
@@ -162,11 +162,11 @@ async fn login(pages: web::Data<Pages>) -> HttpResponse {
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
-async fn asset(name: web::Path<String>) -> Result<HttpResponse, WebError> {
+async fn asset(name: web::Path<String>) -> Result<HttpResponse, CashierError> {
     let (_, content_type, body) = ASSETS
         .iter()
         .find(|(n, _, _)| *n == name.as_str())
-        .ok_or_else(|| WebError::NotFound(format!("/assets/{name}")))?;
+        .ok_or_else(|| CashierError::NotFound(format!("/assets/{name}")))?;
     Ok(HttpResponse::Ok()
         .content_type(*content_type)
         .insert_header(("X-Content-Type-Options", "nosniff"))

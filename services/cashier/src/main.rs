@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    paywire_platform::app::main::<cashier::Settings>().await
+}

@@ -1,4 +1,0 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    paywire_platform::app::main::<web::Settings>().await
-}
