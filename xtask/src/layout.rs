@@ -145,6 +145,59 @@ mod tests {
         );
     }
 
+    /// `(package, dependency)` for every path dependency (any kind: normal, dev, build) of a
+    /// workspace package under `from/` on a package under one of `to/`, as `cargo
+    /// metadata` resolves them (workspace-inherited paths included).
+    fn path_deps(from: &str, to: &[&str]) -> Vec<(String, String)> {
+        let out = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--offline",
+            ])
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let root = repo_root();
+        let under = |path: &str, dir: &str| std::path::Path::new(path).starts_with(root.join(dir));
+        let mut found = Vec::new();
+        for package in meta["packages"].as_array().unwrap() {
+            if !under(package["manifest_path"].as_str().unwrap(), from) {
+                continue;
+            }
+            for dep in package["dependencies"].as_array().unwrap() {
+                if let Some(path) = dep["path"].as_str()
+                    && to.iter().any(|dir| under(path, dir))
+                {
+                    found.push((
+                        package["name"].as_str().unwrap().to_owned(),
+                        dep["name"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn libraries_depend_on_no_service_or_harness() {
+        assert_eq!(path_deps("crates", &["services", "testing"]), vec![]);
+        // The check sees path dependencies: the end-to-end harness does depend on services.
+        let e2e = path_deps("testing", &["services"]);
+        assert!(
+            e2e.contains(&("paywire-e2e".into(), "order".into())),
+            "{e2e:?}"
+        );
+    }
+
     #[test]
     fn every_service_directory_is_known() {
         let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("services"))

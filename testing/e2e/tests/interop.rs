@@ -1,4 +1,4 @@
-//! Interoperability with independent, widely used SDKs from npm (`crates/e2e/interop`):
+//! Interoperability with independent, widely used SDKs from npm (`testing/e2e/interop`):
 //! they must accept what our channel clients send, what our sandbox answers and the
 //! callbacks our sandbox sends. It proves both sides speak the real protocol, not just
 //! each other.
