@@ -9,7 +9,6 @@ use std::net::TcpListener;
 use std::pin::Pin;
 
 use actix_web::dev::Server;
-use actix_web::web;
 use diesel_migrations::EmbeddedMigrations;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::PlatformError;
 use crate::config::{DatabaseSettings, HttpSettings, TelemetrySettings};
 use crate::db::DbPool;
+use crate::http::Routes;
 use crate::production::ProductionChecks;
 
 /// A service's settings, which say all the bootstrap needs: the service's name, its
@@ -139,14 +139,11 @@ impl fmt::Debug for Application {
 
 impl Application {
     /// Binds `settings` (port 0 picks a free port) and serves the routes of `configure`.
-    pub fn serve<F>(
+    pub fn serve(
         name: &'static str,
         settings: &HttpSettings,
-        configure: F,
-    ) -> Result<Self, PlatformError>
-    where
-        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
-    {
+        configure: impl Routes,
+    ) -> Result<Self, PlatformError> {
         Self::serve_on(
             name,
             crate::http::bind(settings)?,
@@ -157,15 +154,12 @@ impl Application {
 
     /// Serves on a listener bound earlier (a service that must know its own address
     /// before it can build its routes).
-    pub fn serve_on<F>(
+    pub fn serve_on(
         name: &'static str,
         listener: TcpListener,
         workers: usize,
-        configure: F,
-    ) -> Result<Self, PlatformError>
-    where
-        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
-    {
+        configure: impl Routes,
+    ) -> Result<Self, PlatformError> {
         let port = listener.local_addr()?.port();
         let server = crate::http::serve(listener, workers, configure)?;
         tracing::info!(service = name, port, "listening");
@@ -277,6 +271,7 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::web;
 
     fn app() -> Application {
         let http = HttpSettings::default();

@@ -10,7 +10,9 @@ use tracing_actix_web::TracingLogger;
 
 use crate::PlatformError;
 use crate::api_error::{ApiError, Reply};
-use crate::config::HttpSettings;
+use crate::auth::Authenticator;
+use crate::config::{AuthSettings, HttpSettings};
+use crate::db::DbPool;
 
 /// The one error body every Paywire API returns; declared with the other contracts.
 pub use paywire_contracts::ErrorBody;
@@ -20,16 +22,18 @@ pub fn bind(settings: &HttpSettings) -> Result<TcpListener, PlatformError> {
     Ok(TcpListener::bind((settings.host.as_str(), settings.port))?)
 }
 
+/// What registers a service's routes: called once per worker, so it is cloned into each.
+pub trait Routes: Fn(&mut web::ServiceConfig) + Send + Clone + 'static {}
+
+impl<F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static> Routes for F {}
+
 /// Starts an actix server on `listener` with the routes from `configure`, plus tracing
 /// spans per request (with a request id), JSON 400s for malformed bodies and `/health`.
-pub fn serve<F>(
+pub fn serve(
     listener: TcpListener,
     workers: usize,
-    configure: F,
-) -> Result<Server, PlatformError>
-where
-    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
-{
+    configure: impl Routes,
+) -> Result<Server, PlatformError> {
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
@@ -51,6 +55,25 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// What every database service's API is made of, registered once: `/health/ready` over
+/// `pool` ([`readiness`]), the service's `state` and an [`Authenticator`] for `auth` (what
+/// the credential extractors check against) as app data, then the service's own `routes`.
+/// For [`crate::app::Application::serve`].
+pub fn api<S: Send + Sync + 'static>(
+    pool: DbPool,
+    state: web::Data<S>,
+    auth: &AuthSettings,
+    routes: fn(&mut web::ServiceConfig),
+) -> impl Routes {
+    let auth = web::Data::new(Authenticator::new(auth));
+    move |cfg| {
+        readiness(cfg, pool.clone());
+        cfg.app_data(state.clone())
+            .app_data(auth.clone())
+            .configure(routes);
+    }
+}
+
 /// How long readiness waits for a working database connection.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -59,12 +82,12 @@ pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 /// it on checkout), else `503 database_unavailable` with `Retry-After`, so a load balancer
 /// sends no traffic to an instance whose database is gone and takes it back by itself.
 /// `/health` stays a liveness probe: a restart would not bring the database back.
-pub fn readiness(cfg: &mut web::ServiceConfig, pool: crate::db::DbPool) {
+pub fn readiness(cfg: &mut web::ServiceConfig, pool: DbPool) {
     cfg.app_data(web::Data::new(ReadyPool(pool)))
         .route("/health/ready", web::get().to(ready));
 }
 
-struct ReadyPool(crate::db::DbPool);
+struct ReadyPool(DbPool);
 
 async fn ready(pool: web::Data<ReadyPool>) -> Result<HttpResponse, NotReady> {
     match tokio::time::timeout(READY_TIMEOUT, pool.0.get()).await {
@@ -104,34 +127,30 @@ impl ApiError for BadRequest {
 }
 crate::api_error!(BadRequest);
 
+/// The error handler of an extractor's configuration: what it could not read is a `400`
+/// with `code` and the extractor's own message.
+fn bad_request<E: std::fmt::Display>(
+    code: &'static str,
+) -> impl Fn(E, &HttpRequest) -> actix_web::Error + Send + Sync + 'static {
+    move |err, _req| {
+        BadRequest {
+            code,
+            message: err.to_string(),
+        }
+        .into()
+    }
+}
+
 fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(64 * 1024)
-        .error_handler(|err, _req: &HttpRequest| {
-            BadRequest {
-                code: "invalid_body",
-                message: err.to_string(),
-            }
-            .into()
-        })
+        .error_handler(bad_request("invalid_body"))
 }
 
 fn path_config() -> web::PathConfig {
-    web::PathConfig::default().error_handler(|err, _req| {
-        BadRequest {
-            code: "invalid_path",
-            message: err.to_string(),
-        }
-        .into()
-    })
+    web::PathConfig::default().error_handler(bad_request("invalid_path"))
 }
 
 fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _req| {
-        BadRequest {
-            code: "invalid_query",
-            message: err.to_string(),
-        }
-        .into()
-    })
+    web::QueryConfig::default().error_handler(bad_request("invalid_query"))
 }

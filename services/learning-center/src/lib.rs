@@ -16,11 +16,11 @@ use paywire_domain::topology::LEARNING_PAY_RESULT_QUEUE;
 use paywire_messaging::consumer::{ConsumerConfig, run_consumer};
 use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
 use paywire_platform::app::Application;
-use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
 use paywire_platform::db::DbPool;
+use paywire_platform::http::api;
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
@@ -96,10 +96,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         pool: pool.clone(),
         ids: IdGenerator::new(settings.ids.worker_id)?,
     });
-    let auth = web::Data::new(Authenticator::new(&settings.auth));
-    let mut app = Application::serve(SERVICE_NAME, &settings.http, move |cfg| {
-        routes::configure(cfg, state.clone(), auth.clone())
-    })?;
+    let routes = api(pool.clone(), state, &settings.auth, routes::configure);
+    let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
     let mut config = ConsumerConfig::new(LEARNING_PAY_RESULT_QUEUE, CONSUMER_NAME);
     config.prefetch = settings.amqp.prefetch;

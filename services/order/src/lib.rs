@@ -20,11 +20,11 @@ use paywire_messaging::consumer::{ConsumerConfig, run_consumer};
 use paywire_messaging::relay::{RelayConfig, run_relay};
 use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
 use paywire_platform::app::Application;
-use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
 use paywire_platform::db::DbPool;
+use paywire_platform::http::api;
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
@@ -152,10 +152,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         payment_gateway: payment_gateway.clone(),
         delay_queue: settings.timeout.delay_queue_name(),
     });
-    let auth = web::Data::new(Authenticator::new(&settings.auth));
-    let mut app = Application::serve(SERVICE_NAME, &settings.http, move |cfg| {
-        routes::configure(cfg, state.clone(), auth.clone())
-    })?;
+    let routes = api(pool.clone(), state, &settings.auth, routes::configure);
+    let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
     let amqp_url = &settings.amqp.url;
     app.spawn(

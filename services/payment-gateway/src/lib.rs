@@ -19,12 +19,12 @@ use paywire_domain::topology::PAY_RESULT_SUBSCRIBERS;
 use paywire_messaging::relay::{RelayConfig, run_relay};
 use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
 use paywire_platform::app::Application;
-use paywire_platform::auth::Authenticator;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
     expose_for_layering,
 };
 use paywire_platform::db::DbPool;
+use paywire_platform::http::api;
 use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -294,12 +294,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         payment: settings.payment.clone(),
         sweeper: settings.sweeper.clone(),
     });
-    let auth = web::Data::new(Authenticator::new(&settings.auth));
-    let routes_state = state.clone();
-    let mut app =
-        Application::serve_on(SERVICE_NAME, listener, settings.http.workers, move |cfg| {
-            routes::configure(cfg, routes_state.clone(), auth.clone())
-        })?;
+    let routes = api(
+        pool.clone(),
+        state.clone(),
+        &settings.auth,
+        routes::configure,
+    );
+    let mut app = Application::serve_on(SERVICE_NAME, listener, settings.http.workers, routes)?;
 
     app.spawn(
         "outbox-relay",

@@ -7,19 +7,11 @@ pub mod payments;
 pub mod refunds;
 
 use actix_web::web;
-use paywire_platform::auth::Authenticator;
 
-use crate::AppState;
-
-pub fn configure(
-    cfg: &mut web::ServiceConfig,
-    state: web::Data<AppState>,
-    auth: web::Data<Authenticator>,
-) {
-    paywire_platform::http::readiness(cfg, state.pool.clone());
-    cfg.app_data(state)
-        .app_data(auth)
-        .route("/internal/payments", web::post().to(payments::create))
+/// The service's own routes; readiness, state and credentials come with
+/// [`paywire_platform::http::api`].
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/internal/payments", web::post().to(payments::create))
         .route("/internal/payments/{pay_no}", web::get().to(payments::get))
         .route(
             "/internal/orders/{order_id}/payments/sync",
