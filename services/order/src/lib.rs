@@ -28,7 +28,7 @@ use paywire_platform::http::api;
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
-use crate::clients::{LearningCenterClient, PaymentGatewayClient};
+use crate::clients::{LearningCenterClient, PaymentGatewayClient, Upstream};
 pub use crate::error::OrderError;
 use crate::pay_result::{CONSUMER_NAME, PayResultHandler};
 use crate::timeout::TimeoutHandler;
@@ -136,19 +136,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     .await?;
 
     let timeout = Duration::from_millis(settings.upstream.timeout_ms.max(1));
-    let payment_gateway = PaymentGatewayClient::new(
-        &settings.upstream.payment_gateway_url,
-        &settings.auth.service_token,
-        timeout,
-    )?;
+    let upstream = |url: &str| Upstream::new(url, &settings.auth.service_token, timeout);
+    let payment_gateway =
+        PaymentGatewayClient::new(upstream(&settings.upstream.payment_gateway_url)?);
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         ids: IdGenerator::new(settings.ids.worker_id)?,
-        learning_center: LearningCenterClient::new(
+        learning_center: LearningCenterClient::new(upstream(
             &settings.upstream.learning_center_url,
-            &settings.auth.service_token,
-            timeout,
-        )?,
+        )?),
         payment_gateway: payment_gateway.clone(),
         delay_queue: settings.timeout.delay_queue_name(),
     });

@@ -1,33 +1,20 @@
 //! The learning center's internal API: the choose-course record an order pays for.
 
-use std::time::Duration;
-
 pub use paywire_contracts::learning_center::ChooseCourseRecord;
 use paywire_domain::ChooseCourseId;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 
-use super::{bad_response, http_client, send, unexpected};
+use super::{Upstream, bad_response, send, unexpected};
 use crate::error::OrderError;
 
 const SERVICE: &str = "learning-center";
 
 #[derive(Debug, Clone)]
-pub struct LearningCenterClient {
-    http: reqwest::Client,
-    base_url: String,
-}
+pub struct LearningCenterClient(Upstream);
 
 impl LearningCenterClient {
-    pub fn new(
-        base_url: &str,
-        service_token: &SecretString,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            http: http_client(service_token, timeout)?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-        })
+    pub fn new(upstream: Upstream) -> Self {
+        Self(upstream)
     }
 
     /// The record, or `None` when the learning center does not know it.
@@ -36,8 +23,8 @@ impl LearningCenterClient {
         &self,
         id: ChooseCourseId,
     ) -> Result<Option<ChooseCourseRecord>, OrderError> {
-        let url = format!("{}/internal/choose-courses/{id}", self.base_url);
-        let resp = send(SERVICE, || self.http.get(&url)).await?;
+        let url = format!("{}/internal/choose-courses/{id}", self.0.base_url);
+        let resp = send(SERVICE, || self.0.http.get(&url)).await?;
         match resp.status() {
             StatusCode::OK => {
                 let record: ChooseCourseRecord =

@@ -25,12 +25,30 @@ pub use payment_gateway::{
     RequestRefund, SyncResult,
 };
 
+/// An upstream service: its base URL and one `reqwest` client for it, carrying the service
+/// credential and the timeout. Each typed client below wraps one.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl Upstream {
+    pub fn new(
+        base_url: &str,
+        service_token: &SecretString,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: http_client(service_token, timeout)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
 /// One `reqwest` client per upstream, with the service token as a default header marked
 /// sensitive (never printed by `Debug`).
-pub(crate) fn http_client(
-    service_token: &SecretString,
-    timeout: Duration,
-) -> anyhow::Result<reqwest::Client> {
+fn http_client(service_token: &SecretString, timeout: Duration) -> anyhow::Result<reqwest::Client> {
     let mut token = HeaderValue::from_str(service_token.expose_secret())
         .map_err(|_| anyhow::anyhow!("the service token is not a valid header value"))?;
     token.set_sensitive(true);

@@ -2,17 +2,14 @@
 //! actively query the channel for an order's attempts (`sync`), close an expired order's
 //! attempts (`close`), and ask for a refund of the attempt that paid an order.
 
-use std::time::Duration;
-
 use paywire_contracts::payment_gateway::IDEMPOTENCY_KEY_HEADER;
 pub use paywire_contracts::payment_gateway::{
     CloseOutcome, CloseResult, CreatePayment, PaymentAttempt, RefundView, RequestRefund, SyncResult,
 };
 use paywire_domain::OrderId;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 
-use super::{bad_response, error_body, http_client, send, unexpected};
+use super::{Upstream, bad_response, error_body, send, unexpected};
 use crate::error::OrderError;
 
 const SERVICE: &str = "payment-gateway";
@@ -25,27 +22,17 @@ pub struct RefundAnswer {
 }
 
 #[derive(Debug, Clone)]
-pub struct PaymentGatewayClient {
-    http: reqwest::Client,
-    base_url: String,
-}
+pub struct PaymentGatewayClient(Upstream);
 
 impl PaymentGatewayClient {
-    pub fn new(
-        base_url: &str,
-        service_token: &SecretString,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            http: http_client(service_token, timeout)?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-        })
+    pub fn new(upstream: Upstream) -> Self {
+        Self(upstream)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %req.order_id, channel = %req.channel))]
     pub async fn create_payment(&self, req: &CreatePayment) -> Result<PaymentAttempt, OrderError> {
-        let url = format!("{}/internal/payments", self.base_url);
-        let resp = send(SERVICE, || self.http.post(&url).json(req)).await?;
+        let url = format!("{}/internal/payments", self.0.base_url);
+        let resp = send(SERVICE, || self.0.http.post(&url).json(req)).await?;
         let status = resp.status();
         if status.is_success() {
             let attempt: PaymentAttempt =
@@ -89,8 +76,11 @@ impl PaymentGatewayClient {
     /// Asks the gateway to query the channel for every unpaid attempt of the order.
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn sync_payments(&self, order_id: OrderId) -> Result<SyncResult, OrderError> {
-        let url = format!("{}/internal/orders/{order_id}/payments/sync", self.base_url);
-        let resp = send(SERVICE, || self.http.post(&url)).await?;
+        let url = format!(
+            "{}/internal/orders/{order_id}/payments/sync",
+            self.0.base_url
+        );
+        let resp = send(SERVICE, || self.0.http.post(&url)).await?;
         if !resp.status().is_success() {
             return Err(unexpected(SERVICE, resp).await);
         }
@@ -112,9 +102,9 @@ impl PaymentGatewayClient {
         req: &RequestRefund,
         idempotency_key: &str,
     ) -> Result<RefundAnswer, OrderError> {
-        let url = format!("{}/internal/refunds", self.base_url);
+        let url = format!("{}/internal/refunds", self.0.base_url);
         let resp = send(SERVICE, || {
-            self.http
+            self.0.http
                 .post(&url)
                 .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
                 .json(req)
@@ -161,9 +151,9 @@ impl PaymentGatewayClient {
     pub async fn close_payments(&self, order_id: OrderId) -> Result<CloseOutcome, OrderError> {
         let url = format!(
             "{}/internal/orders/{order_id}/payments/close",
-            self.base_url
+            self.0.base_url
         );
-        let resp = send(SERVICE, || self.http.post(&url)).await?;
+        let resp = send(SERVICE, || self.0.http.post(&url)).await?;
         if !resp.status().is_success() {
             return Err(unexpected(SERVICE, resp).await);
         }
