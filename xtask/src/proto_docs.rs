@@ -110,29 +110,7 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
         .operation_id(Some("health"))
         .summary(Some("Liveness probe"))
         .security(SecurityRequirement::default())
-        .response(
-            "200",
-            ResponseBuilder::new()
-                .description("the service is up")
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(RefOr::T(Schema::Object(
-                            ObjectBuilder::new()
-                                .schema_type(Type::Object)
-                                .property(
-                                    "status",
-                                    ObjectBuilder::new()
-                                        .schema_type(Type::String)
-                                        .enum_values(Some(["ok"])),
-                                )
-                                .required("status")
-                                .build(),
-                        ))))
-                        .build(),
-                )
-                .build(),
-        )
+        .response("200", status_response("the service is up", "ok"))
         .build();
     doc.paths
         .add_path_operation("/health", vec![HttpMethod::Get], health);
@@ -258,6 +236,22 @@ fn consumed_queue_arguments(queue: &str) -> Value {
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
         "x-delivery-limit": 20,
+    })
+}
+
+/// What the `paywire.pay-result` exchange carries, to every subscriber's queue.
+const PAY_RESULT_MESSAGES: &[&str] = &["payResultV1", "refundResultV1"];
+
+/// A service's queue on the `paywire.pay-result` exchange: both results arrive there.
+fn pay_result_queue(queue: &str, title: &str, description: &str) -> Value {
+    json!({
+        "address": queue,
+        "title": title,
+        "description": description,
+        "servers": [{"$ref": "#/servers/local"}],
+        "messages": messages(PAY_RESULT_MESSAGES),
+        "bindings": {"amqp": queue_binding(queue)},
+        "x-queue-arguments": consumed_queue_arguments(queue),
     })
 }
 
@@ -388,7 +382,6 @@ pub fn asyncapi() -> Value {
         envelope_schema::<OrderTimeoutV1>("OrderTimeoutV1"),
     );
 
-    let pay_result_messages = messages(&["payResultV1", "refundResultV1"]);
     json!({
         "asyncapi": "3.0.0",
         "info": {
@@ -409,35 +402,27 @@ pub fn asyncapi() -> Value {
                 "address": PAY_RESULT_EXCHANGE,
                 "title": "pay-result fanout exchange",
                 "servers": [{"$ref": "#/servers/local"}],
-                "messages": pay_result_messages,
+                "messages": messages(PAY_RESULT_MESSAGES),
                 "bindings": {"amqp": {
                     "is": "routingKey",
                     "exchange": {"name": PAY_RESULT_EXCHANGE, "type": "fanout", "durable": true, "autoDelete": false, "vhost": "/"},
                     "bindingVersion": "0.3.0",
                 }},
             },
-            "orderPayResultQueue": {
-                "address": ORDER_PAY_RESULT_QUEUE,
-                "title": "the order service's queue",
-                "description": "Bound to `paywire.pay-result`. A pay result marks the order paid; one for a \
+            "orderPayResultQueue": pay_result_queue(
+                ORDER_PAY_RESULT_QUEUE,
+                "the order service's queue",
+                "Bound to `paywire.pay-result`. A pay result marks the order paid; one for a \
     closed order, or for an order paid by another attempt, is logged as stray (the gateway refunds it). A \
     `refund.result.v1` of a requested refund that succeeded for the attempt that paid the order, in full, \
     marks the order `refunded`; other refund results change nothing.",
-                "servers": [{"$ref": "#/servers/local"}],
-                "messages": pay_result_messages,
-                "bindings": {"amqp": queue_binding(ORDER_PAY_RESULT_QUEUE)},
-                "x-queue-arguments": consumed_queue_arguments(ORDER_PAY_RESULT_QUEUE),
-            },
-            "learningCenterPayResultQueue": {
-                "address": LEARNING_PAY_RESULT_QUEUE,
-                "title": "the learning center's queue",
-                "description": "Bound to `paywire.pay-result`; the learning center enrols the student. \
+            ),
+            "learningCenterPayResultQueue": pay_result_queue(
+                LEARNING_PAY_RESULT_QUEUE,
+                "the learning center's queue",
+                "Bound to `paywire.pay-result`; the learning center enrols the student. \
     `refund.result.v1` is acknowledged without effect.",
-                "servers": [{"$ref": "#/servers/local"}],
-                "messages": pay_result_messages,
-                "bindings": {"amqp": queue_binding(LEARNING_PAY_RESULT_QUEUE)},
-                "x-queue-arguments": consumed_queue_arguments(LEARNING_PAY_RESULT_QUEUE),
-            },
+            ),
             "orderTimeoutDelayQueue": {
                 "address": delay_queue,
                 "title": "the order timeout delay queue (default TTL)",
@@ -501,6 +486,30 @@ pub fn asyncapi() -> Value {
     })
 }
 
+/// A probe's 200: `{"status": <status>}` (the platform's `/health` and `/health/ready`).
+fn status_response(description: &str, status: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .property(
+                            "status",
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .enum_values(Some([status])),
+                        )
+                        .required("status")
+                        .build(),
+                ))))
+                .build(),
+        )
+        .build()
+}
+
 /// `GET /health/ready`: 200 `{"status":"ready"}` or 503 `database_unavailable`.
 fn ready() -> utoipa::openapi::path::Operation {
     OperationBuilder::new()
@@ -513,29 +522,7 @@ fn ready() -> utoipa::openapi::path::Operation {
              process answers.",
         ))
         .security(SecurityRequirement::default())
-        .response(
-            "200",
-            ResponseBuilder::new()
-                .description("ready")
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(RefOr::T(Schema::Object(
-                            ObjectBuilder::new()
-                                .schema_type(Type::Object)
-                                .property(
-                                    "status",
-                                    ObjectBuilder::new()
-                                        .schema_type(Type::String)
-                                        .enum_values(Some(["ready"])),
-                                )
-                                .required("status")
-                                .build(),
-                        ))))
-                        .build(),
-                )
-                .build(),
-        )
+        .response("200", status_response("ready", "ready"))
         .response(
             "503",
             ResponseBuilder::new()
