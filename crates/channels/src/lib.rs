@@ -16,3 +16,14 @@ pub use channel::{
     NotificationReply, NotificationRequest, PaymentChannel, PaymentState, RefundState,
 };
 pub use error::{ChannelError, CryptoError, NotifyError};
+
+/// `len` random ASCII letters and digits: WeChat Pay's nonces, and the channel sandbox's
+/// QR codes and made-up payer names, which look like the channels' own.
+pub fn random_alphanumeric(len: usize) -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

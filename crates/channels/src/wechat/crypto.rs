@@ -5,12 +5,11 @@
 //! both ends agree byte for byte. Public sources: WeChat Pay API v3 docs, "签名生成", "签名验证"
 //! and "证书和回调报文解密" (pay.weixin.qq.com/docs/merchant/development/interface-rules/).
 
+use crate::random_alphanumeric;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rand::Rng;
-use rand::distributions::Alphanumeric;
 use rsa::RsaPrivateKey;
 
 use crate::CryptoError;
@@ -147,14 +146,6 @@ pub fn nonce() -> String {
 /// A fresh 12-character resource nonce for AEAD_AES_256_GCM (what WeChat Pay sends).
 pub fn resource_nonce() -> String {
     random_alphanumeric(RESOURCE_NONCE_LEN)
-}
-
-fn random_alphanumeric(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
 }
 
 fn cipher(apiv3_key: &[u8], nonce: &str) -> Result<Aes256Gcm, CryptoError> {

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, FixedOffset, Utc};
+use paywire_channels::random_alphanumeric;
 use paywire_domain::Fen;
 use rand::Rng;
-use rand::distributions::Alphanumeric;
 use serde::Serialize;
 
 use crate::SandboxError;
@@ -110,12 +110,9 @@ pub fn alipay_time(at: DateTime<Utc>) -> String {
         .to_string()
 }
 
-fn random_alphanumeric(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(|b| char::from(b).to_ascii_lowercase())
-        .collect()
+/// Alipay's QR codes and masked logon ids are lower case.
+fn random_lowercase(len: usize) -> String {
+    random_alphanumeric(len).to_ascii_lowercase()
 }
 
 fn random_digits(len: usize) -> String {
@@ -127,7 +124,7 @@ fn random_digits(len: usize) -> String {
 
 /// Like `https://qr.alipay.com/bax03431ljhokirwl38f00a7`.
 fn new_qr_code() -> String {
-    format!("https://qr.alipay.com/bax0{}", random_alphanumeric(20))
+    format!("https://qr.alipay.com/bax0{}", random_lowercase(20))
 }
 
 /// 28 digits: date, `22001`, then 15 digits.
@@ -143,7 +140,7 @@ fn new_trade_no(now: DateTime<Utc>) -> String {
 fn new_buyer() -> Buyer {
     Buyer {
         user_id: format!("2088{}", random_digits(12)),
-        logon_id: format!("{}***@example.com", random_alphanumeric(3)),
+        logon_id: format!("{}***@example.com", random_lowercase(3)),
     }
 }
 

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
+use paywire_channels::random_alphanumeric;
 use paywire_domain::Fen;
 use rand::Rng;
-use rand::distributions::Alphanumeric;
 use serde::Serialize;
 
 use crate::SandboxError;
@@ -212,14 +212,6 @@ pub fn cst() -> FixedOffset {
 pub fn rfc3339_cst(at: DateTime<Utc>) -> String {
     at.with_timezone(&cst())
         .to_rfc3339_opts(SecondsFormat::Secs, false)
-}
-
-fn random_alphanumeric(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
 }
 
 fn new_code_url() -> String {
