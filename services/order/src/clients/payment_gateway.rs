@@ -104,7 +104,8 @@ impl PaymentGatewayClient {
     ) -> Result<RefundAnswer, OrderError> {
         let url = format!("{}/internal/refunds", self.0.base_url);
         let resp = send(SERVICE, || {
-            self.0.http
+            self.0
+                .http
                 .post(&url)
                 .header(IDEMPOTENCY_KEY_HEADER, idempotency_key)
                 .json(req)
