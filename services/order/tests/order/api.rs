@@ -1,7 +1,7 @@
 //! Black-box tests of the order service's API and pay-result consumer (harness and peers in
 //! `common`).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! `refund.result.v1` (requested, succeeded) marks the order refunded once; refunds of
 //! stray money never touch the order (harness and gateway stand-in in `common`).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

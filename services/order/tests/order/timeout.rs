@@ -1,7 +1,7 @@
 //! Order timeout through the real delay queue, the "I have paid" active query, and event
 //! types the order service does not handle (harness and peers in `common`).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
