@@ -1,7 +1,7 @@
 //! Stray money goes back, and Alipay beside WeChat: black-box against the channel sandbox
 //! (both channels, refunds, wallet).
 
-mod support;
+use crate::support;
 
 use paywire_testkit::{TestDatabase, TestVhost};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! where nothing listens unless a test wants them, so only active queries can find a
 //! payment.
 
-mod support;
+use crate::support;
 
 use payment_gateway::Settings;
 use paywire_testkit::{TestDatabase, TestVhost};

@@ -1,7 +1,7 @@
 //! Black-box tests: the gateway on port 0 with its own database and vhost, the channel
 //! sandbox as WeChat Pay.
 
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Utc};
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;

@@ -4,7 +4,7 @@
 //! is back; readiness says not-ready (503, `Retry-After`, stable code) until the pool
 //! works again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Refunds the order service asks for (`POST /internal/refunds`): black-box against the
 //! channel sandbox, driven to a final state by the same refund worker as stray money.
 
-mod support;
+use crate::support;
 
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
 use paywire_platform::config::DEV_SERVICE_TOKEN;
