@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use paywire_channels::PaymentChannel;
 use paywire_channels::alipay::{Alipay, AlipayConfig};
 use paywire_channels::wechat::{WechatPay, WechatPayConfig, WechatPayKeyring};
+use paywire_channels::{PaymentChannel, keys};
 use paywire_domain::PayChannel;
 
 use crate::{AlipaySettings, Settings, WechatSettings, timeout};
@@ -51,21 +51,20 @@ impl ChannelRegistry {
 }
 
 fn wechat(settings: &WechatSettings, own_callback_base: &str) -> anyhow::Result<WechatPay> {
-    let merchant_private_key =
-        paywire_channels::keys::private_key_from_file(&settings.merchant_private_key_path)
-            .with_context(|| format!("merchant key {}", settings.merchant_private_key_path))?;
-    let wechatpay_public_key =
-        paywire_channels::keys::public_key_from_file(&settings.wechatpay_public_key_path)
-            .with_context(|| format!("WeChat Pay key {}", settings.wechatpay_public_key_path))?;
+    let merchant_private_key = key(
+        "merchant key",
+        &settings.merchant_private_key_path,
+        keys::private_key_from_file,
+    )?;
+    let wechatpay_public_key = key(
+        "WeChat Pay key",
+        &settings.wechatpay_public_key_path,
+        keys::public_key_from_file,
+    )?;
     let keyring = WechatPayKeyring::new().with_key(
         settings.wechatpay_public_key_id.clone(),
         wechatpay_public_key,
     );
-    let notify_url = if settings.notify_url.is_empty() {
-        format!("{own_callback_base}/wechat")
-    } else {
-        settings.notify_url.clone()
-    };
     let config = WechatPayConfig {
         api_base: settings.api_base.clone(),
         mchid: settings.mchid.clone(),
@@ -76,32 +75,48 @@ fn wechat(settings: &WechatSettings, own_callback_base: &str) -> anyhow::Result<
         keyring,
         // Refund results come to the same callback route (told apart by event type).
         refund_notify_url: None,
-        notify_url,
+        notify_url: notify_url(&settings.notify_url, own_callback_base, PayChannel::Wechat),
         timeout: timeout(settings.timeout_ms),
     };
     Ok(WechatPay::new(config)?)
 }
 
 fn alipay(settings: &AlipaySettings, own_callback_base: &str) -> anyhow::Result<Alipay> {
-    let app_private_key =
-        paywire_channels::keys::private_key_from_file(&settings.app_private_key_path)
-            .with_context(|| format!("app private key {}", settings.app_private_key_path))?;
-    let alipay_public_key =
-        paywire_channels::keys::public_key_from_file(&settings.alipay_public_key_path)
-            .with_context(|| format!("Alipay public key {}", settings.alipay_public_key_path))?;
-    let notify_url = if settings.notify_url.is_empty() {
-        format!("{own_callback_base}/alipay")
-    } else {
-        settings.notify_url.clone()
-    };
     let config = AlipayConfig {
         gateway_url: settings.gateway_url.clone(),
         app_id: settings.app_id.clone(),
         seller_id: settings.seller_id.clone(),
-        app_private_key,
-        alipay_public_key,
-        notify_url,
+        app_private_key: key(
+            "app private key",
+            &settings.app_private_key_path,
+            keys::private_key_from_file,
+        )?,
+        alipay_public_key: key(
+            "Alipay public key",
+            &settings.alipay_public_key_path,
+            keys::public_key_from_file,
+        )?,
+        notify_url: notify_url(&settings.notify_url, own_callback_base, PayChannel::Alipay),
         timeout: timeout(settings.timeout_ms),
     };
     Ok(Alipay::new(config)?)
+}
+
+/// A channel key read from its PEM file; the error names which key and where.
+fn key<K>(
+    what: &str,
+    path: &str,
+    read: fn(String) -> Result<K, paywire_channels::CryptoError>,
+) -> anyhow::Result<K> {
+    read(path.to_owned()).with_context(|| format!("{what} {path}"))
+}
+
+/// Where the channel posts its callbacks: the configured URL, else this gateway's own
+/// callback route for the channel (`<own_callback_base>/<channel>`).
+fn notify_url(configured: &str, own_callback_base: &str, channel: PayChannel) -> String {
+    if configured.is_empty() {
+        format!("{own_callback_base}/{channel}")
+    } else {
+        configured.to_owned()
+    }
 }
