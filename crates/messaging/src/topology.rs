@@ -129,10 +129,19 @@ pub async fn declare_fanout_exchange(
     channel: &Channel,
     exchange: &str,
 ) -> Result<(), MessagingError> {
+    declare_durable_exchange(channel, exchange, ExchangeKind::Fanout).await
+}
+
+/// Paywire's exchanges are durable: they and their bindings survive a broker restart.
+async fn declare_durable_exchange(
+    channel: &Channel,
+    exchange: &str,
+    kind: ExchangeKind,
+) -> Result<(), MessagingError> {
     channel
         .exchange_declare(
             exchange.into(),
-            ExchangeKind::Fanout,
+            kind,
             ExchangeDeclareOptions {
                 durable: true,
                 ..Default::default()
@@ -173,17 +182,7 @@ pub async fn declare_delay_queue(
     target_queue: &str,
     policy: &RetryPolicy,
 ) -> Result<(), MessagingError> {
-    channel
-        .exchange_declare(
-            target_exchange.into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    declare_durable_exchange(channel, target_exchange, ExchangeKind::Direct).await?;
     declare_queue_set(channel, target_exchange, target_queue, target_queue, policy).await?;
 
     let mut args = quorum_args();
