@@ -1,6 +1,6 @@
 //! Black-box tests of fault injection: each fault is shown to happen, and is recorded.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

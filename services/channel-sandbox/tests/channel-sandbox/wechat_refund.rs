@@ -1,6 +1,6 @@
 //! Black-box tests of WeChat Pay refunds (`/v3/refund/domestic/refunds`).
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::*;

@@ -1,7 +1,7 @@
 //! Black-box tests of the Alipay imitation: requests signed with the test app key, every
 //! answer verified over its raw `*_response` substring with the test Alipay public key.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,0 +1,9 @@
+//! The channel sandbox's integration tests, one binary with a module per suite; `support`
+//! holds the running sandbox, the merchant-side signing and the notification receiver.
+
+mod alipay;
+mod faults;
+mod production;
+mod support;
+mod wechat;
+mod wechat_refund;
