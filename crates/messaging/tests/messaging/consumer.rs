@@ -1,6 +1,6 @@
 //! Idempotent consumers, retries and parking against real PostgreSQL and RabbitMQ.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

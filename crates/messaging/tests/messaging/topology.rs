@@ -1,6 +1,6 @@
 //! Topology declaration against a real RabbitMQ vhost.
 
-mod common;
+use crate::common;
 
 use common::Env;
 use lapin::options::BasicPublishOptions;

@@ -5,7 +5,7 @@
 //! here are per vhost (`close_all_connections -p <vhost>`); a full broker restart
 //! (`stop_app`/`start_app`) is exercised by `cargo xtask chaos` only.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

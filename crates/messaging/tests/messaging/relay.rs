@@ -1,6 +1,6 @@
 //! Outbox + relay against real PostgreSQL and RabbitMQ.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
