@@ -1,0 +1,8 @@
+//! End-to-end tests, one binary (the five services linked once, not once per suite) with a
+//! module per suite; the platform harness is the crate's library (`paywire_e2e`).
+
+mod browser;
+mod faults;
+mod interop;
+mod purchase;
+mod timeout;
