@@ -76,15 +76,7 @@ impl PaymentGatewayClient {
     /// Asks the gateway to query the channel for every unpaid attempt of the order.
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn sync_payments(&self, order_id: OrderId) -> Result<SyncResult, OrderError> {
-        let url = format!(
-            "{}/internal/orders/{order_id}/payments/sync",
-            self.0.base_url
-        );
-        let resp = send(SERVICE, || self.0.http.post(&url)).await?;
-        if !resp.status().is_success() {
-            return Err(unexpected(SERVICE, resp).await);
-        }
-        let result: SyncResult = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
+        let result: SyncResult = self.order_payments(order_id, "sync").await?;
         if result.order_id != order_id || (result.paid && result.pay_no.is_none()) {
             return Err(OrderError::BadUpstreamResponse {
                 service: SERVICE,
@@ -150,15 +142,24 @@ impl PaymentGatewayClient {
     /// channel. A gateway or channel that cannot be reached is `UpstreamUnavailable`.
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn close_payments(&self, order_id: OrderId) -> Result<CloseOutcome, OrderError> {
+        let answer: CloseResult = self.order_payments(order_id, "close").await?;
+        Ok(answer.outcome)
+    }
+
+    /// `POST /internal/orders/{order_id}/payments/{action}` (no body) and its 2xx answer.
+    async fn order_payments<T: serde::de::DeserializeOwned>(
+        &self,
+        order_id: OrderId,
+        action: &str,
+    ) -> Result<T, OrderError> {
         let url = format!(
-            "{}/internal/orders/{order_id}/payments/close",
+            "{}/internal/orders/{order_id}/payments/{action}",
             self.0.base_url
         );
         let resp = send(SERVICE, || self.0.http.post(&url)).await?;
         if !resp.status().is_success() {
             return Err(unexpected(SERVICE, resp).await);
         }
-        let answer: CloseResult = resp.json().await.map_err(|e| bad_response(SERVICE, e))?;
-        Ok(answer.outcome)
+        resp.json().await.map_err(|e| bad_response(SERVICE, e))
     }
 }
