@@ -5,10 +5,13 @@
 //! Failures: a transient handler failure republishes a copy to the queue's next retry
 //! queue (delays from [`RetryPolicy`]) and acks the original; once the retries are used up,
 //! or for a permanent failure or a message without `message_id`, a copy is parked in the
-//! queue's dead-letter queue with the reason in headers. Infrastructure failures (database
-//! unavailable, a lost race at commit) requeue the delivery after a pause instead of
-//! spending retries. Database errors are judged by `paywire_platform::db::DbFault`, the
-//! same classification the HTTP APIs answer by.
+//! queue's dead-letter queue with the reason in headers. Database faults that pass (the
+//! server restarting, no connection from the pool, a lost race), whether in the handler,
+//! the inbox insert or the commit, spend nothing: the consumer waits for the database with
+//! backoff and processes the same delivery again, without a nack (a quorum queue counts
+//! every requeue towards `x-delivery-limit`) and without a retry. Database errors are
+//! judged by `paywire_platform::db::DbFault`, the same classification the HTTP APIs answer
+//! by; handlers turn their own errors into [`HandleError`]s with [`HandleError::of`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +28,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Confirmation};
-use paywire_platform::db::{DbFault, DbPool, PoolError};
+use paywire_platform::db::{DbFault, DbPool, PoolError, Transience};
 
 use crate::schema::processed_messages;
 use crate::topology::{RetryPolicy, dead_letter_queue_name, retry_queue_name};
@@ -47,6 +50,8 @@ pub struct IncomingMessage {
     pub event_type: String,
     pub body: Vec<u8>,
     pub redelivered: bool,
+    /// Retries this message has already taken through the retry queues (0 at first).
+    pub retries: u32,
 }
 
 impl IncomingMessage {
@@ -73,8 +78,13 @@ impl IncomingMessage {
 pub enum HandleError {
     /// Malformed or otherwise never going to succeed: parked at once.
     Permanent(String),
-    /// May succeed later (a dependency is down, a row is locked): retried with delays.
+    /// May succeed later for a reason outside the database (an upstream service is down):
+    /// retried with delays, spending one of the message's retries.
     Transient(String),
+    /// The database failed in a way that passes ([`DbFault::Unavailable`] or
+    /// [`DbFault::Conflict`]): the same delivery is processed again once the database
+    /// answers, spending no retry.
+    Database(DbFault, String),
 }
 
 impl std::fmt::Display for HandleError {
@@ -82,19 +92,45 @@ impl std::fmt::Display for HandleError {
         match self {
             Self::Permanent(m) => write!(f, "permanent failure: {m}"),
             Self::Transient(m) => write!(f, "transient failure: {m}"),
+            Self::Database(fault, m) => write!(f, "database {fault:?}: {m}"),
+        }
+    }
+}
+
+impl HandleError {
+    /// What went wrong, without the classification.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Permanent(m) | Self::Transient(m) | Self::Database(_, m) => m,
+        }
+    }
+
+    /// The one decision for a handler's own error: a passing database fault waits for the
+    /// database ([`HandleError::Database`]), another transient failure is retried later,
+    /// anything else is parked (and logged as an error: it needs a person).
+    pub fn of<E: Transience>(e: E) -> Self {
+        match e.db_fault() {
+            Some(fault) if fault.is_transient() => {
+                tracing::warn!(error = %e, ?fault, "database fault; the message waits for the database");
+                Self::Database(fault, e.to_string())
+            }
+            _ if e.is_transient() => {
+                tracing::warn!(error = %e, "transient failure; retrying later");
+                Self::Transient(e.to_string())
+            }
+            _ => {
+                tracing::error!(error = %e, "message cannot be applied");
+                Self::Permanent(e.to_string())
+            }
         }
     }
 }
 
 /// Database errors inside a handler, classified once ([`DbFault`]): a lost connection or a
-/// lost race is retried; a constraint violation or a missing row is parked at once.
+/// lost race waits for the database; a constraint violation or a missing row is parked.
 impl From<diesel::result::Error> for HandleError {
     fn from(e: diesel::result::Error) -> Self {
-        if DbFault::of_query(&e).is_transient() {
-            Self::Transient(e.to_string())
-        } else {
-            Self::Permanent(e.to_string())
-        }
+        Self::of(e)
     }
 }
 
@@ -116,8 +152,18 @@ pub struct ConsumerConfig {
     pub prefetch: u16,
     /// Must match the policy the queue was declared with.
     pub retry: RetryPolicy,
-    /// Pause before requeueing a delivery that failed for infrastructure reasons.
+    /// Pause before requeueing a delivery whose retry copy the broker did not confirm.
     pub requeue_pause: Duration,
+    /// First pause before processing a delivery again after a passing database fault;
+    /// doubles up to [`MAX_DATABASE_PAUSE`].
+    pub database_pause: Duration,
+    /// Tries of one delivery that got a connection and still met a passing database fault,
+    /// before it is treated as an ordinary transient failure (one retry spent). A restart
+    /// costs one or two such tries; a fault that keeps coming back while the pool works is
+    /// not a restart and must not hold the queue forever. Tries that found no connection
+    /// at all are not counted: the database is away, and no other message could be
+    /// applied either.
+    pub database_tries: u32,
     /// First pause before reconnecting; doubles up to 30 s.
     pub reconnect_backoff: Duration,
 }
@@ -130,12 +176,16 @@ impl ConsumerConfig {
             prefetch: 20,
             retry: RetryPolicy::default(),
             requeue_pause: Duration::from_secs(1),
+            database_pause: Duration::from_millis(100),
+            database_tries: 10,
             reconnect_backoff: Duration::from_millis(500),
         }
     }
 }
 
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest pause between two tries of a delivery that met a database fault.
+pub const MAX_DATABASE_PAUSE: Duration = Duration::from_secs(2);
 
 /// Consumes `config.queue` forever, reconnecting with backoff after broker failures.
 /// Spawn it as a task; it returns only if cancelled.
@@ -253,6 +303,7 @@ async fn on_delivery(
             .unwrap_or_default(),
         body: delivery.data.clone(),
         redelivered: delivery.redelivered,
+        retries: retry_count(&delivery),
     };
     process(pool, publish_channel, config, handler, &delivery, &msg).await
 }
@@ -275,11 +326,61 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
+/// One try of a delivery: the inbox insert, the handler and the commit.
+async fn apply(
+    pool: &DbPool,
+    config: &ConsumerConfig,
+    handler: &dyn MessageHandler,
+    msg: &IncomingMessage,
+) -> Result<Applied, TxError> {
+    let mut conn = pool.get().await.map_err(TxError::Pool)?;
+    conn.transaction::<_, TxError, _>(async |conn| {
+        let inserted = diesel::insert_into(processed_messages::table)
+            .values((
+                processed_messages::consumer.eq(&config.consumer),
+                processed_messages::message_id.eq(&msg.message_id),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            return Ok(Applied::Before);
+        }
+        handler.handle(conn, msg).await.map_err(TxError::Handler)?;
+        Ok(Applied::Now)
+    })
+    .await
+}
+
+impl std::fmt::Display for TxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxError::Pool(e) => write!(f, "database pool: {e}"),
+            TxError::Database(e) => write!(f, "database: {e}"),
+            TxError::Handler(e) => f.write_str(e.message()),
+        }
+    }
+}
+
+impl TxError {
+    /// The passing database fault behind this failure, and whether a connection was had.
+    fn passing_fault(&self) -> Option<(DbFault, bool)> {
+        let (fault, connected) = match self {
+            TxError::Pool(e) => (DbFault::of_pool(e), false),
+            TxError::Database(e) => (DbFault::of_query(e), true),
+            TxError::Handler(HandleError::Database(fault, _)) => (*fault, true),
+            TxError::Handler(_) => return None,
+        };
+        fault.is_transient().then_some((fault, connected))
+    }
+}
+
 #[tracing::instrument(skip_all, fields(
     queue = %config.queue,
     message_id = %msg.message_id,
     event_type = %msg.event_type,
     redelivered = msg.redelivered,
+    retries = msg.retries,
 ))]
 async fn process(
     pool: &DbPool,
@@ -289,26 +390,25 @@ async fn process(
     delivery: &Delivery,
     msg: &IncomingMessage,
 ) -> Result<(), MessagingError> {
-    let applied = match pool.get().await {
-        Err(e) => Err(TxError::Pool(e)),
-        Ok(mut conn) => {
-            conn.transaction::<_, TxError, _>(async |conn| {
-                let inserted = diesel::insert_into(processed_messages::table)
-                    .values((
-                        processed_messages::consumer.eq(&config.consumer),
-                        processed_messages::message_id.eq(&msg.message_id),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if inserted == 0 {
-                    return Ok(Applied::Before);
-                }
-                handler.handle(conn, msg).await.map_err(TxError::Handler)?;
-                Ok(Applied::Now)
-            })
-            .await
+    // A passing database fault holds this delivery (unacknowledged, so a crash still
+    // returns it to the queue) and tries it again: no nack, no retry spent.
+    let mut pause = config.database_pause;
+    let mut connected_tries = 0;
+    let applied = loop {
+        let result = apply(pool, config, handler, msg).await;
+        let Err(e) = &result else { break result };
+        let Some((fault, connected)) = e.passing_fault() else {
+            break result;
+        };
+        if connected {
+            connected_tries += 1;
+            if connected_tries >= config.database_tries {
+                break result;
+            }
         }
+        tracing::warn!(error = %e, ?fault, pause_ms = pause.as_millis() as u64, "database fault; trying the same delivery again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_DATABASE_PAUSE);
     };
     match applied {
         Ok(Applied::Now) => {
@@ -319,16 +419,8 @@ async fn process(
             tracing::info!("duplicate message skipped");
             ack(delivery, msg).await
         }
-        Err(TxError::Pool(e)) => {
-            tracing::warn!(error = %e, fault = ?DbFault::of_pool(&e), "no database connection, requeueing");
-            requeue_after_pause(delivery, config).await
-        }
-        Err(TxError::Database(e)) if DbFault::of_query(&e).is_transient() => {
-            tracing::warn!(error = %e, fault = ?DbFault::of_query(&e), "database failure, requeueing");
-            requeue_after_pause(delivery, config).await
-        }
-        Err(TxError::Database(e)) => {
-            // A constraint or data error outside the handler: requeueing would loop forever.
+        Err(TxError::Database(e)) if !DbFault::of_query(&e).is_transient() => {
+            // A constraint or data error outside the handler: trying again would loop.
             tracing::error!(error = %e, "permanent database failure, parking message");
             park(
                 publish_channel,
@@ -338,6 +430,12 @@ async fn process(
                 &e.to_string(),
             )
             .await
+        }
+        Err(TxError::Pool(e)) => {
+            // Only a pool that can never work gets here (a misconfiguration): the message
+            // is not at fault, so it goes back to the queue rather than to the DLQ.
+            tracing::error!(error = %e, "database pool unusable, requeueing");
+            requeue_after_pause(delivery, config).await
         }
         Err(TxError::Handler(HandleError::Permanent(reason))) => {
             tracing::warn!(error = %reason, "permanent failure, parking message");
@@ -350,8 +448,11 @@ async fn process(
             )
             .await
         }
-        Err(TxError::Handler(HandleError::Transient(reason))) => {
-            let done = retry_count(delivery);
+        // Transient failures, and database faults that kept coming back with a working
+        // pool: retried through the retry queues, spending one retry.
+        Err(e) => {
+            let reason = e.to_string();
+            let done = msg.retries;
             let delays = &config.retry.delays;
             if (done as usize) < delays.len() {
                 tracing::warn!(error = %reason, retry = done + 1, "transient failure, retrying later");
@@ -525,6 +626,7 @@ mod decode_tests {
             event_type: "x.v1".into(),
             body: body.as_bytes().to_vec(),
             redelivered: false,
+            retries: 0,
         }
     }
 

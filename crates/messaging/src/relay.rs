@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use futures::{FutureExt, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
-use paywire_platform::db::DbPool;
+use paywire_platform::db::{DbPool, establish_patiently};
 use tracing::Instrument;
 
 use crate::schema::outbox;
@@ -51,6 +51,8 @@ impl Default for RelayConfig {
 }
 
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a new LISTEN connection waits for a server that refuses (restarting).
+const LISTENER_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs the relay forever: connection failures (broker or database) are logged and the
 /// connections rebuilt with backoff. Spawn it as a task; it returns only if cancelled.
@@ -96,7 +98,9 @@ async fn session_inner(
 ) -> Result<std::convert::Infallible, MessagingError> {
     // LISTEN before the first round: a commit after it is either seen by the round or
     // wakes the next one.
-    let mut listener = AsyncPgConnection::establish(database_url).await?;
+    // During a database restart, wait for the server here (a pause of at most 500 ms)
+    // rather than in the session's backoff, which grows to 30 s.
+    let mut listener = establish_patiently(database_url, LISTENER_PATIENCE).await?;
     diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
         .execute(&mut listener)
         .await?;

@@ -105,11 +105,19 @@ pub struct DatabaseSettings {
     /// How long a new connection keeps being tried while the server refuses (a restart,
     /// a failover) before the request that needed it fails with `503`.
     pub connect_patience_ms: u64,
+    /// How long a request that is safe to repeat (a read, a write keyed by its business
+    /// record) keeps being repeated inside the service after a database fault that passes
+    /// (`db::repeat_while_unavailable`) before it answers `503`.
+    pub retry_budget_ms: u64,
 }
 
 /// See [`DatabaseSettings::connect_patience_ms`]: covers a restart of a few seconds and
 /// stays below the 5 s our own callers wait for an answer.
 pub const DEFAULT_CONNECT_PATIENCE_MS: u64 = 4000;
+
+/// See [`DatabaseSettings::retry_budget_ms`]: a new try starts only within it, so with the
+/// pool's patience an answer comes within about 5 s, what our own callers wait.
+pub const DEFAULT_RETRY_BUDGET_MS: u64 = 1000;
 
 impl DatabaseSettings {
     pub fn local(dbname: &str) -> Self {
@@ -118,6 +126,7 @@ impl DatabaseSettings {
             max_connections: 10,
             migrate: true,
             connect_patience_ms: DEFAULT_CONNECT_PATIENCE_MS,
+            retry_budget_ms: DEFAULT_RETRY_BUDGET_MS,
         }
     }
 }

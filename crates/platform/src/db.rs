@@ -109,6 +109,68 @@ impl DbFault {
     }
 }
 
+/// An error that can say whether the database caused it and whether the same work may
+/// succeed later. The one question every place that repeats work asks: consumers (wait,
+/// retry or park) and request handlers that repeat safe work.
+pub trait Transience: std::fmt::Display {
+    /// The database fault behind this error, if the database is what failed.
+    fn db_fault(&self) -> Option<DbFault>;
+
+    /// Whether repeating the same work later may succeed: a transient database fault, or a
+    /// passing cause the error type knows of (an upstream service that is down).
+    fn is_transient(&self) -> bool {
+        self.db_fault().is_some_and(DbFault::is_transient)
+    }
+}
+
+impl Transience for diesel::result::Error {
+    fn db_fault(&self) -> Option<DbFault> {
+        Some(DbFault::of_query(self))
+    }
+}
+
+impl Transience for PoolError {
+    fn db_fault(&self) -> Option<DbFault> {
+        Some(DbFault::of_pool(self))
+    }
+}
+
+/// Runs `work` on a connection from `pool` and, while it fails with a database fault that
+/// passes (its connection cut by a restart, no connection within the pool's patience, a
+/// lost race), runs it again on a fresh connection, pausing 100 ms doubling up to 1 s. A
+/// new try starts only within `budget`, counted from the first; then the last error is
+/// returned (a `503` for an API). Only for work that is safe to repeat: reads, writes keyed
+/// by the business record, and transactions (a failed one changed nothing).
+pub async fn repeat_while_unavailable<T, E, F>(
+    pool: &DbPool,
+    budget: Duration,
+    mut work: F,
+) -> Result<T, E>
+where
+    E: From<PoolError> + Transience,
+    F: AsyncFnMut(&mut AsyncPgConnection) -> Result<T, E>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let result = match pool.get().await {
+            Ok(mut conn) => work(&mut *conn).await,
+            Err(e) => Err(E::from(e)),
+        };
+        match result {
+            Err(e)
+                if e.db_fault().is_some_and(DbFault::is_transient)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "database fault; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn db_err(action: &'static str) -> impl Fn(String) -> PlatformError {
     move |message| PlatformError::Database { action, message }
 }

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use paywire_domain::{ChooseCourseId, CourseId};
 use paywire_platform::api_error::{ApiError, Reply};
-use paywire_platform::db::{DbFault, PoolError};
+use paywire_platform::db::{DbFault, PoolError, Transience};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearningError {
@@ -52,15 +52,19 @@ impl ApiError for LearningError {
 }
 paywire_platform::api_error!(LearningError);
 
-impl LearningError {
-    /// Whether retrying the same work later may succeed (infrastructure, not data).
-    pub fn is_transient(&self) -> bool {
+impl Transience for LearningError {
+    fn db_fault(&self) -> Option<DbFault> {
         match self {
-            LearningError::Database(e) => DbFault::of_query(e).is_transient(),
-            LearningError::Pool(e) => DbFault::of_pool(e).is_transient(),
-            LearningError::Contention(_) => true,
-            _ => false,
+            LearningError::Database(e) => Some(DbFault::of_query(e)),
+            LearningError::Pool(e) => Some(DbFault::of_pool(e)),
+            _ => None,
         }
+    }
+
+    /// Infrastructure, not data: the database, or races the request kept losing.
+    fn is_transient(&self) -> bool {
+        matches!(self, LearningError::Contention(_))
+            || self.db_fault().is_some_and(DbFault::is_transient)
     }
 }
 

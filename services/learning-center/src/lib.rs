@@ -8,8 +8,10 @@ pub mod schema;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
+use diesel_async::AsyncPgConnection;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use paywire_domain::IdGenerator;
 use paywire_domain::topology::LEARNING_PAY_RESULT_QUEUE;
@@ -19,7 +21,7 @@ use paywire_platform::app::Application;
 use paywire_platform::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
 };
-use paywire_platform::db::DbPool;
+use paywire_platform::db::{DbPool, repeat_while_unavailable};
 use paywire_platform::http::api;
 use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,20 @@ impl ProductionChecks for Settings {
 pub struct AppState {
     pub pool: DbPool,
     pub ids: IdGenerator,
+    /// `database.retry_budget_ms`: see [`AppState::repeat`].
+    pub retry_budget: Duration,
+}
+
+impl AppState {
+    /// Runs a request's database work, repeated while the database is briefly away
+    /// (`paywire_platform::db::repeat_while_unavailable`). Every request of this service
+    /// is safe to repeat: reads, and choices that are idempotent per student and course.
+    pub async fn repeat<T>(
+        &self,
+        work: impl AsyncFnMut(&mut AsyncPgConnection) -> Result<T, LearningError>,
+    ) -> Result<T, LearningError> {
+        repeat_while_unavailable(&self.pool, self.retry_budget, work).await
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -95,6 +111,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         ids: IdGenerator::new(settings.ids.worker_id)?,
+        retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
     let routes = api(pool.clone(), state, &settings.auth, routes::configure);
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;

@@ -152,14 +152,10 @@ impl MessageHandler for PayResultHandler {
             }
         };
         tracing::Span::current().record("choose_course_id", event.biz_id.as_str());
-        match apply_pay_result(conn, &event).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_transient() => Err(HandleError::Transient(e.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "pay result cannot be applied");
-                Err(HandleError::Permanent(e.to_string()))
-            }
-        }
+        apply_pay_result(conn, &event)
+            .await
+            .map(drop)
+            .map_err(HandleError::of)
     }
 }
 
@@ -188,6 +184,7 @@ mod tests {
             event_type: event_type.into(),
             body,
             redelivered: false,
+            retries: 0,
         }
     }
 

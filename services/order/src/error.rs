@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use paywire_domain::{OrderId, PayChannel};
 use paywire_platform::api_error::{ApiError, Reply};
-use paywire_platform::db::{DbFault, PoolError};
+use paywire_platform::db::{DbFault, PoolError, Transience};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -93,15 +93,19 @@ impl ApiError for OrderError {
 }
 paywire_platform::api_error!(OrderError);
 
-impl OrderError {
-    /// Whether retrying the same work later may succeed (infrastructure, not data).
-    pub fn is_transient(&self) -> bool {
+impl Transience for OrderError {
+    fn db_fault(&self) -> Option<DbFault> {
         match self {
-            OrderError::Database(e) => DbFault::of_query(e).is_transient(),
-            OrderError::Pool(e) => DbFault::of_pool(e).is_transient(),
-            OrderError::UpstreamUnavailable { .. } => true,
-            _ => false,
+            OrderError::Database(e) => Some(DbFault::of_query(e)),
+            OrderError::Pool(e) => Some(DbFault::of_pool(e)),
+            _ => None,
         }
+    }
+
+    /// Infrastructure, not data: the database, or an upstream that cannot be reached.
+    fn is_transient(&self) -> bool {
+        matches!(self, OrderError::UpstreamUnavailable { .. })
+            || self.db_fault().is_some_and(DbFault::is_transient)
     }
 }
 

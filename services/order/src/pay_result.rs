@@ -197,7 +197,7 @@ impl MessageHandler for PayResultHandler {
         conn: &mut AsyncPgConnection,
         msg: &IncomingMessage,
     ) -> Result<(), HandleError> {
-        let applied = match decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))? {
+        match decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))? {
             Incoming::Other => {
                 tracing::debug!(event_type = %msg.event_type, "event type not handled here; acknowledged");
                 return Ok(());
@@ -212,15 +212,8 @@ impl MessageHandler for PayResultHandler {
                     .record("order_id", tracing::field::display(event.order_id));
                 mark_refunded(conn, &event).await.map(drop)
             }
-        };
-        match applied {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_transient() => Err(HandleError::Transient(e.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "pay result cannot be applied");
-                Err(HandleError::Permanent(e.to_string()))
-            }
         }
+        .map_err(HandleError::of)
     }
 }
 
@@ -249,6 +242,7 @@ mod tests {
             event_type: event_type.into(),
             body,
             redelivered: false,
+            retries: 0,
         }
     }
 

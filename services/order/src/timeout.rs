@@ -235,17 +235,10 @@ impl MessageHandler for TimeoutHandler {
     ) -> Result<(), HandleError> {
         let event = decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))?;
         tracing::Span::current().record("order_id", tracing::field::display(event.order_id));
-        match expire(conn, &self.gateway, event.order_id).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "order timeout not settled yet; retrying later");
-                Err(HandleError::Transient(e.to_string()))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "order timeout cannot be settled");
-                Err(HandleError::Permanent(e.to_string()))
-            }
-        }
+        expire(conn, &self.gateway, event.order_id)
+            .await
+            .map(drop)
+            .map_err(HandleError::of)
     }
 }
 
@@ -303,6 +296,7 @@ mod tests {
             event_type: event_type.into(),
             body,
             redelivered: false,
+            retries: 0,
         }
     }
 

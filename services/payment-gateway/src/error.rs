@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use paywire_domain::{OrderId, PayChannel, PayNo, RefundNo};
 use paywire_platform::api_error::{ApiError, Reply};
-use paywire_platform::db::PoolError;
+use paywire_platform::db::{DbFault, PoolError, Transience};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -41,6 +41,16 @@ pub enum GatewayError {
     CorruptRow(String),
     #[error("messaging: {0}")]
     Messaging(#[from] paywire_messaging::MessagingError),
+}
+
+impl Transience for GatewayError {
+    fn db_fault(&self) -> Option<DbFault> {
+        match self {
+            GatewayError::Database(e) => Some(DbFault::of_query(e)),
+            GatewayError::Pool(e) => Some(DbFault::of_pool(e)),
+            _ => None,
+        }
+    }
 }
 
 impl ApiError for GatewayError {

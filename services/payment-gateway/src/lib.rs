@@ -255,6 +255,10 @@ pub struct AppState {
     pub ids: IdGenerator,
     pub payment: PaymentSettings,
     pub sweeper: SweeperSettings,
+    /// `database.retry_budget_ms`: how long reads are repeated while the database is
+    /// briefly away. Internal writes are not repeated here: the order service repeats
+    /// them on `503 database_*`, and a create may already have reached the channel.
+    pub retry_budget: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -293,6 +297,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         ids: IdGenerator::new(settings.ids.worker_id)?,
         payment: settings.payment.clone(),
         sweeper: settings.sweeper.clone(),
+        retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
     let routes = api(
         pool.clone(),

@@ -67,6 +67,7 @@ pub fn consumer_config(queue: &str, consumer: &str) -> ConsumerConfig {
     c.prefetch = 10;
     c.retry = fast_retry();
     c.requeue_pause = Duration::from_millis(100);
+    c.database_pause = Duration::from_millis(50);
     c.reconnect_backoff = Duration::from_millis(100);
     c
 }
@@ -74,17 +75,24 @@ pub fn consumer_config(queue: &str, consumer: &str) -> ConsumerConfig {
 impl Env {
     /// On the shared server.
     pub async fn new() -> anyhow::Result<Self> {
-        Self::on(&paywire_testkit::pg_server()).await
+        let patience = DatabaseSettings::default().connect_patience_ms;
+        Self::create(&paywire_testkit::pg_server(), patience).await
     }
 
-    /// On `server` (e.g. a private one the test stops and starts).
+    /// On `server`, a private one the test stops and starts: the pool waits only 300 ms
+    /// for a new connection, so an outage also shows as checkouts that fail.
     pub async fn on(server: &str) -> anyhow::Result<Self> {
+        Self::create(server, 300).await
+    }
+
+    async fn create(server: &str, connect_patience_ms: u64) -> anyhow::Result<Self> {
         let db = TestDatabase::create_on(server, "messaging").await?;
         paywire_platform::db::migrate(&db.url, vec![MIGRATIONS]).await?;
         let pool = paywire_platform::db::pool(&DatabaseSettings {
             url: db.url.clone(),
             max_connections: 8,
             migrate: false,
+            connect_patience_ms,
             ..DatabaseSettings::default()
         })?;
         let vhost = tokio::task::spawn_blocking(TestVhost::create).await??;

@@ -2,8 +2,8 @@
 
 use crate::common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use paywire_messaging::{
     DEATH_REASON_HEADER, ERROR_HEADER, HandleError, IncomingMessage, MessageHandler,
     RETRY_COUNT_HEADER, dead_letter_queue_name, retry_queue_name,
 };
+use paywire_platform::db::DbFault;
 use paywire_testkit::eventually;
 
 const QUEUE: &str = "test.sub";
@@ -24,6 +25,8 @@ enum Behaviour {
     /// Fails transiently on the first n calls, then succeeds.
     TransientTimes(usize),
     Permanent,
+    /// Loses a race in the database on the first n calls, then succeeds.
+    ConflictTimes(usize),
     /// On the first call, has the broker drop every connection of the vhost (so the ack
     /// that follows the commit is lost), then succeeds.
     LoseConnectionOnFirstCall,
@@ -33,6 +36,8 @@ struct Recorder {
     consumer: String,
     behaviour: Behaviour,
     calls: AtomicUsize,
+    /// `(retries, redelivered)` of every call.
+    deliveries: Mutex<Vec<(u32, bool)>>,
     vhost: String,
 }
 
@@ -42,12 +47,17 @@ impl Recorder {
             consumer: consumer.to_owned(),
             behaviour,
             calls: AtomicUsize::new(0),
+            deliveries: Mutex::new(Vec::new()),
             vhost: env.vhost.name.clone(),
         })
     }
 
     fn calls(&self) -> usize {
         AtomicUsize::load(&self.calls, Ordering::SeqCst)
+    }
+
+    fn deliveries(&self) -> Vec<(u32, bool)> {
+        self.deliveries.lock().unwrap().clone()
     }
 }
 
@@ -77,12 +87,23 @@ impl MessageHandler for Recorder {
         msg: &IncomingMessage,
     ) -> Result<(), HandleError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.deliveries
+            .lock()
+            .unwrap()
+            .push((msg.retries, msg.redelivered));
         match self.behaviour {
             Behaviour::Succeed => {}
             Behaviour::TransientTimes(n) if call <= n => {
                 return Err(HandleError::Transient(format!("busy (call {call})")));
             }
             Behaviour::TransientTimes(_) => {}
+            Behaviour::ConflictTimes(n) if call <= n => {
+                return Err(HandleError::Database(
+                    DbFault::Conflict,
+                    format!("could not serialize access (call {call})"),
+                ));
+            }
+            Behaviour::ConflictTimes(_) => {}
             Behaviour::Permanent => return Err(HandleError::Permanent("malformed".into())),
             Behaviour::LoseConnectionOnFirstCall if call == 1 => {
                 let vhost = self.vhost.clone();
@@ -187,6 +208,63 @@ async fn transient_failures_are_retried_through_the_retry_queues() -> anyhow::Re
     assert_eq!(handler.calls(), 3);
     assert_eq!(processed(&env, "m1").await?, 1);
     assert_eq!(env.depth(&dead_letter_queue_name(QUEUE)), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn lost_database_races_are_tried_again_on_the_same_delivery_without_a_retry()
+-> anyhow::Result<()> {
+    let mut env = Env::new().await?;
+    env.declare(QUEUE).await?;
+    env.publish_raw(QUEUE, Some("m1"), b"{}").await?;
+    let handler = Recorder::new(&env, "c", Behaviour::ConflictTimes(3));
+    env.spawn_consumer(consumer_config(QUEUE, "c"), handler.clone());
+
+    eventually(WAIT, || async {
+        (effects(&env, "m1").await.ok()? == 1).then_some(())
+    })
+    .await?;
+    wait_empty(&env, &all_queues()).await?;
+    // Three lost races and the success, all on the first delivery: never requeued
+    // (redelivered), never sent through a retry queue (retries).
+    assert_eq!(handler.deliveries(), vec![(0, false); 4]);
+    assert_eq!(processed(&env, "m1").await?, 1);
+    assert_eq!(env.depth(&dead_letter_queue_name(QUEUE)), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_database_fault_that_keeps_coming_back_spends_retries_and_is_parked() -> anyhow::Result<()>
+{
+    let mut env = Env::new().await?;
+    env.declare(QUEUE).await?;
+    env.publish_raw(QUEUE, Some("m1"), b"{}").await?;
+    let handler = Recorder::new(&env, "c", Behaviour::ConflictTimes(usize::MAX));
+    let mut config = consumer_config(QUEUE, "c");
+    config.database_tries = 2;
+    env.spawn_consumer(config, handler.clone());
+
+    let dlq = dead_letter_queue_name(QUEUE);
+    eventually(WAIT, || async { (env.depth(&dlq) == 1).then_some(()) }).await?;
+    wait_empty(&env, &all_queues()).await?;
+    // Two tries per delivery: the first, then one through each of the two retry queues.
+    assert_eq!(
+        handler.deliveries(),
+        vec![
+            (0, false),
+            (0, false),
+            (1, false),
+            (1, false),
+            (2, false),
+            (2, false)
+        ]
+    );
+    let parked = env.drain(&dlq).await?;
+    assert_eq!(
+        header_str(&parked[0], DEATH_REASON_HEADER).as_deref(),
+        Some("retries_exhausted")
+    );
+    assert_eq!(processed(&env, "m1").await?, 0);
     Ok(())
 }
 

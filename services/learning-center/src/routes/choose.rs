@@ -77,19 +77,23 @@ pub async fn choose(
     body: web::Json<ChooseBody>,
 ) -> Result<HttpResponse, LearningError> {
     let student = &user.0;
-    let mut conn = state.pool.get().await?;
-    let course = store::find_course(&mut conn, body.course_id)
-        .await?
-        .ok_or(LearningError::CourseNotFound(body.course_id))?;
-    for _ in 0..ROUNDS {
-        if let Some(view) = choose_once(&state, &mut conn, student, &course).await? {
-            return Ok(HttpResponse::Ok().json(view));
-        }
-    }
-    Err(LearningError::Contention(format!(
-        "choosing course {} for {student}",
-        course.id
-    )))
+    let view = state
+        .repeat(async |conn| {
+            let course = store::find_course(conn, body.course_id)
+                .await?
+                .ok_or(LearningError::CourseNotFound(body.course_id))?;
+            for _ in 0..ROUNDS {
+                if let Some(view) = choose_once(&state, conn, student, &course).await? {
+                    return Ok(view);
+                }
+            }
+            Err(LearningError::Contention(format!(
+                "choosing course {} for {student}",
+                course.id
+            )))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// One round of [`choose`]; `None` when a concurrent request changed the picture.
@@ -169,11 +173,14 @@ pub async fn learn_status(
     path: web::Path<CourseId>,
 ) -> Result<HttpResponse, LearningError> {
     let course_id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    if store::find_course(&mut conn, course_id).await?.is_none() {
-        return Err(LearningError::CourseNotFound(course_id));
-    }
-    let enrolment = store::find_enrolment(&mut conn, &user.0, course_id).await?;
+    let enrolment = state
+        .repeat(async |conn| {
+            if store::find_course(conn, course_id).await?.is_none() {
+                return Err(LearningError::CourseNotFound(course_id));
+            }
+            store::find_enrolment(conn, &user.0, course_id).await
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(LearnStatusView {
         course_id,
         learn_status: LearnStatus::derive(enrolment.map(|e| e.valid_until), Utc::now()),
@@ -238,9 +245,12 @@ pub async fn my_courses(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LearningError> {
-    let mut conn = state.pool.get().await?;
-    let enrolments = store::enrolments_of(&mut conn, &user.0).await?;
-    let pending = store::pending_of(&mut conn, &user.0).await?;
+    let (enrolments, pending) = state
+        .repeat(async |conn| {
+            let enrolments = store::enrolments_of(conn, &user.0).await?;
+            Ok((enrolments, store::pending_of(conn, &user.0).await?))
+        })
+        .await?;
     let now = Utc::now();
     Ok(HttpResponse::Ok().json(MyCoursesView {
         courses: enrolments

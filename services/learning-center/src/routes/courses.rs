@@ -50,8 +50,9 @@ impl From<Course> for CourseView {
 )]
 #[tracing::instrument(skip_all)]
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, LearningError> {
-    let mut conn = state.pool.get().await?;
-    let courses = store::list_courses(&mut conn).await?;
+    let courses = state
+        .repeat(async |conn| store::list_courses(conn).await)
+        .await?;
     Ok(HttpResponse::Ok().json(
         courses
             .into_iter()

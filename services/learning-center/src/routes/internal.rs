@@ -34,8 +34,8 @@ pub async fn choose_course(
     path: web::Path<ChooseCourseId>,
 ) -> Result<HttpResponse, LearningError> {
     let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let choice = store::find_choice(&mut conn, id)
+    let choice = state
+        .repeat(async |conn| store::find_choice(conn, id).await)
         .await?
         .ok_or(LearningError::ChooseCourseNotFound(id))?;
     Ok(HttpResponse::Ok().json(ChooseCourseRecord {

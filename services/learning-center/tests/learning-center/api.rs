@@ -22,6 +22,8 @@ use paywire_domain::{
 use paywire_messaging::topology::dead_letter_queue_name;
 use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
 use paywire_platform::config::{AuthSettings, DEV_SERVICE_TOKEN};
+use paywire_platform::db::Transience;
+use paywire_testkit::postgres::{PrivatePostgres, Shutdown};
 use paywire_testkit::{TestDatabase, TestVhost, eventually};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -45,13 +47,22 @@ struct Harness {
 impl Harness {
     async fn start() -> Self {
         let db = TestDatabase::create("learning").await.unwrap();
-        let vhost = TestVhost::create().unwrap();
+        Self::start_with(db, TestVhost::create().unwrap(), |_| {}).await
+    }
+
+    /// On `db` (e.g. on a private server), with settings adjusted by `tune`.
+    async fn start_with(
+        db: TestDatabase,
+        vhost: TestVhost,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut s = Settings::default();
         s.http.port = 0;
         s.http.workers = 1;
         s.database.url = db.url.clone();
         s.database.max_connections = 8;
         s.amqp.url = vhost.amqp_url.clone();
+        tune(&mut s);
         let auth = Authenticator::new(&s.auth);
         let app = learning_center::build(s).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -762,4 +773,77 @@ async fn pay_results_from_the_broker_enrol_once_and_bad_ones_are_parked() {
         1,
         "only the applied message is recorded; the duplicate was skipped"
     );
+}
+
+/// While its PostgreSQL restarts (a private server; the suite's stays up), the service
+/// repeats requests inside itself instead of answering 503, for as long as
+/// `database.retry_budget_ms` allows; with no budget the same outage is a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_a_database_restart_are_repeated_inside_the_service() {
+    let server = PrivatePostgres::start().await.unwrap();
+    let db = TestDatabase::create_on(&server.url(), "learning_outage")
+        .await
+        .unwrap();
+    // The pool gives up on a new connection after 200 ms; only the repeat can wait longer.
+    let patient = Harness::start_with(db, TestVhost::create().unwrap(), |s| {
+        s.database.connect_patience_ms = 200;
+        s.database.retry_budget_ms = 60_000;
+    })
+    .await;
+    let impatient = Harness::start_with(
+        TestDatabase::create_on(&server.url(), "learning_outage")
+            .await
+            .unwrap(),
+        TestVhost::create().unwrap(),
+        |s| {
+            s.database.connect_patience_ms = 200;
+            s.database.retry_budget_ms = 0;
+        },
+    )
+    .await;
+    assert_eq!(patient.get("s1", "/api/learning/courses").await.0, 200);
+    assert_eq!(impatient.get("s1", "/api/learning/courses").await.0, 200);
+
+    server.control().stop(Shutdown::Immediate).await.unwrap();
+    let learn_status = format!("/api/learning/learn-status/{FREE}");
+    let during = tokio::join!(
+        patient.get("s1", "/api/learning/courses"),
+        patient.choose("s1", PAID),
+        patient.get("s1", "/api/learning/my-courses"),
+        patient.get("s1", &learn_status),
+        async {
+            let refused = impatient.get("s2", "/api/learning/courses").await;
+            // Longer than the pool's patience before the server comes back.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            server.control().start().await.unwrap();
+            refused
+        },
+    );
+    let (courses, chosen, mine, learn, refused) = during;
+    assert_eq!(
+        (refused.0, refused.1["error"].as_str()),
+        (503, Some("database_unavailable")),
+        "{refused:?}"
+    );
+    for (what, (status, body)) in [
+        ("courses", &courses),
+        ("choose", &chosen),
+        ("my-courses", &mine),
+        ("learn-status", &learn),
+    ] {
+        assert_eq!(*status, 200, "{what}: {body}");
+    }
+    assert_eq!(chosen.1["status"], "awaiting_payment");
+    // The choice repeated inside the service exists once.
+    let (status, again) = patient.choose("s1", PAID).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["choose_course_id"], chosen.1["choose_course_id"]);
+    let (_, mine) = patient.get("s1", "/api/learning/my-courses").await;
+    assert_eq!(
+        mine["awaiting_payment"].as_array().map(Vec::len),
+        Some(1),
+        "{mine}"
+    );
+    drop((patient, impatient));
+    drop(server);
 }

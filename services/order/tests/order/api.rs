@@ -25,6 +25,7 @@ use paywire_domain::{
 use paywire_messaging::topology::dead_letter_queue_name;
 use paywire_platform::auth::Authenticator;
 use paywire_platform::config::AuthSettings;
+use paywire_platform::db::Transience;
 use paywire_testkit::{TestDatabase, eventually};
 use secrecy::SecretString;
 use serde_json::{Value, json};

@@ -6,6 +6,7 @@ use paywire_contracts::openapi::{BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERRO
 use paywire_contracts::payment_gateway::{CreatePayment, PaymentAttempt};
 use paywire_domain::PayNo;
 use paywire_platform::auth::ServiceCaller;
+use paywire_platform::db::repeat_while_unavailable;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -89,10 +90,11 @@ pub async fn get(
     path: web::Path<PayNo>,
 ) -> Result<HttpResponse, GatewayError> {
     let pay_no = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let payment = store::find(&mut conn, pay_no)
-        .await?
-        .ok_or(GatewayError::PaymentNotFound(pay_no))?;
+    let payment = repeat_while_unavailable(&state.pool, state.retry_budget, async |conn| {
+        store::find(conn, pay_no).await
+    })
+    .await?
+    .ok_or(GatewayError::PaymentNotFound(pay_no))?;
     let span = tracing::Span::current();
     span.record("order_id", tracing::field::display(payment.order_id));
     span.record("channel", tracing::field::display(payment.channel));

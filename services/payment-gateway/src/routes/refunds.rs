@@ -7,6 +7,7 @@ use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
 use paywire_contracts::payment_gateway::{IDEMPOTENCY_KEY_HEADER, RefundView, RequestRefund};
 use paywire_domain::RefundNo;
 use paywire_platform::auth::ServiceCaller;
+use paywire_platform::db::repeat_while_unavailable;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -114,9 +115,10 @@ pub async fn get(
     path: web::Path<RefundNo>,
 ) -> Result<HttpResponse, GatewayError> {
     let refund_no = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let refund = store::find(&mut conn, refund_no)
-        .await?
-        .ok_or(GatewayError::RefundNotFound(refund_no))?;
+    let refund = repeat_while_unavailable(&state.pool, state.retry_budget, async |conn| {
+        store::find(conn, refund_no).await
+    })
+    .await?
+    .ok_or(GatewayError::RefundNotFound(refund_no))?;
     Ok(HttpResponse::Ok().json(view(&refund)))
 }
