@@ -5,6 +5,11 @@
 //! and `PAYWIRE_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672`); vhosts are
 //! managed with `rabbitmqctl` ([`rabbitmq`]), which needs no management plugin.
 
+use std::path::{Path, PathBuf};
+
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rand::Rng;
 
 pub mod postgres;
@@ -21,6 +26,37 @@ pub fn pg_server() -> String {
 pub fn amqp_server() -> String {
     std::env::var("PAYWIRE_TEST_AMQP")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into())
+}
+
+/// The repository root. Tests run in their own package's directory, so a path relative to
+/// the working directory means something else in every crate; resolve from here instead.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the test kit lives two levels below the repository root")
+        .to_path_buf()
+}
+
+/// `deploy/test-keys/<rel>` (e.g. `wechat/merchant_private_key.pem`) as an absolute path.
+pub fn test_key(rel: &str) -> String {
+    repo_root()
+        .join("deploy/test-keys")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The one row of a counting query: `SELECT count(*) AS n …`.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub n: i64,
+}
+
+/// Runs a counting query (`SELECT count(*) AS n …`) and answers `n`.
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> diesel::QueryResult<i64> {
+    Ok(diesel::sql_query(sql).get_result::<Count>(conn).await?.n)
 }
 
 /// A short random suffix for database, vhost and queue names.
@@ -127,6 +163,37 @@ impl TestVhost {
         Ok(())
     }
 
+    /// Publishes one persistent JSON message (`message_id`, `event_type`) to `exchange` with
+    /// publisher confirms, as the services' relays do; panics if the broker refuses it.
+    pub async fn publish(&self, exchange: &str, message_id: &str, event_type: &str, body: &[u8]) {
+        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
+            .await
+            .expect("connect to the test vhost");
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(message_id.into())
+            .with_type(event_type.into())
+            .with_content_type("application/json".into());
+        channel
+            .basic_publish(
+                exchange.into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+    }
+
     /// Number of messages ready in `queue` (0 if the queue does not exist).
     pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
         let text = rabbitmqctl(&[
@@ -154,6 +221,19 @@ impl Drop for TestVhost {
     fn drop(&mut self) {
         let _ = rabbitmqctl(&["delete_vhost", &self.name]);
     }
+}
+
+/// How long [`wait_for`] waits for an asynchronous effect: a generous deadline, not a
+/// measure of speed.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`eventually`] within [`PATIENCE`], panicking when the condition is never met.
+pub async fn wait_for<T, F, Fut>(check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually(PATIENCE, check).await.unwrap()
 }
 
 /// Polls `check` until it yields `Some`, or fails after `timeout`. Tests wait for

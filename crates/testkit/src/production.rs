@@ -2,7 +2,6 @@
 //! `PAYWIRE__ENVIRONMENT=production` and read what it says.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ pub struct Run {
 /// Runs `binary` in production mode from the repository root (where the default key paths
 /// resolve) with `envs` on top, and waits up to `wait` for it to exit.
 pub fn run_in_production(binary: &str, envs: &[(&str, &str)], wait: Duration) -> Run {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::repo_root();
     // An empty config file: no config/<service>.toml of a developer's changes the outcome.
     let empty_config =
         std::env::temp_dir().join(format!("paywire-empty-{}.toml", std::process::id()));

@@ -9,8 +9,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
-
 use paywire_chaos::procs::Launcher;
 use paywire_chaos::{ChaosConfig, NODE_ENV};
 
@@ -30,9 +28,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let exe = std::env::current_exe()?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()?;
+    let root = paywire_testkit::repo_root();
     let seed = std::env::var("PAYWIRE_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -5,7 +5,6 @@
 pub mod browser;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,10 +17,7 @@ use serde_json::{Value, json};
 /// How long tests wait for asynchronous effects (relay, broker, consumers).
 pub const SETTLE: Duration = Duration::from_secs(30);
 
-pub fn test_key(rel: &str) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/test-keys");
-    root.join(rel).to_string_lossy().into_owned()
-}
+pub use paywire_testkit::test_key;
 
 fn free_port() -> u16 {
     // The gateway's notify_url must name its own port before it binds; reserving a free
@@ -452,13 +448,7 @@ impl Student<'_> {
 
 /// Runs one `SELECT count(*)`-style query returning a single BIGINT named `n`.
 pub async fn count(db: &TestDatabase, sql: &str) -> anyhow::Result<i64> {
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
     let mut conn = AsyncPgConnection::establish(&db.url).await?;
-    let row: N = diesel::sql_query(sql).get_result(&mut conn).await?;
-    Ok(row.n)
+    Ok(paywire_testkit::count(&mut conn, sql).await?)
 }

@@ -1,11 +1,10 @@
 //! Shared fixtures: a fresh database with the messaging migrations, a fresh vhost, and
 //! helpers to enqueue, publish raw messages and drain queues.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
@@ -37,12 +36,6 @@ impl Drop for Env {
             t.abort();
         }
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 pub fn fast_relay() -> RelayConfig {
@@ -115,13 +108,12 @@ impl Env {
 
     pub async fn count(&self, query: &str) -> anyhow::Result<i64> {
         let mut conn = self.pool.get().await?;
-        let c: Count = diesel::sql_query(query).get_result(&mut conn).await?;
-        Ok(c.n)
+        Ok(paywire_testkit::count(&mut conn, query).await?)
     }
 
     pub async fn count_for(&self, query: &str, id: &str) -> anyhow::Result<i64> {
         let mut conn = self.pool.get().await?;
-        let c: Count = diesel::sql_query(query)
+        let c: paywire_testkit::Count = diesel::sql_query(query)
             .bind::<Text, _>(id)
             .get_result(&mut conn)
             .await?;

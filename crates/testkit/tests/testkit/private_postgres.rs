@@ -7,17 +7,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use paywire_testkit::TestDatabase;
 use paywire_testkit::postgres::{PrivatePostgres, Shutdown};
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
 async fn rows(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
-    let c: Count = diesel::sql_query("SELECT count(*) AS n FROM kept")
-        .get_result(conn)
-        .await?;
-    Ok(c.n)
+    paywire_testkit::count(conn, "SELECT count(*) AS n FROM kept").await
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use crate::support;
 
 use std::time::Duration;
 
+use paywire_testkit::test_key;
 use serde_json::{Value, json};
 use support::*;
 
@@ -236,10 +237,9 @@ async fn timeout_does_the_work_but_answers_too_late() {
 
 fn sign_wechat(method: &str, path: &str, body: &str, ts: i64) -> String {
     use paywire_channels::wechat::crypto;
-    let key = paywire_channels::keys::private_key_from_file(format!(
-        "{WX_KEYS}/merchant_private_key.pem"
-    ))
-    .unwrap();
+    let key =
+        paywire_channels::keys::private_key_from_file(test_key("wechat/merchant_private_key.pem"))
+            .unwrap();
     let nonce = crypto::nonce();
     let sig = crypto::sign(
         &key,

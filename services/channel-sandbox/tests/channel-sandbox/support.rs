@@ -2,10 +2,7 @@
 //! signed Alipay client that verifies every answer over its raw substring, and a merchant
 //! notify endpoint that answers from a script.
 
-#![allow(dead_code)]
-
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, HttpServer, web};
 use channel_sandbox::Settings;
@@ -13,11 +10,10 @@ use paywire_channels::alipay::{sign as alipay_sign, verify as alipay_verify};
 use paywire_channels::keys;
 use paywire_channels::rsa_sha256;
 use paywire_channels::wechat::crypto;
+use paywire_testkit::test_key;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 
-pub const WX_KEYS: &str = "../../deploy/test-keys/wechat";
-pub const ALI_KEYS: &str = "../../deploy/test-keys/alipay";
 pub const MCHID: &str = "1900009191";
 pub const APPID: &str = "wxd678efh567hg6787";
 pub const SERIAL: &str = "7E2A1C3B4D5F60718293A4B5C6D7E8F901234567";
@@ -26,25 +22,25 @@ pub const ALI_APP_ID: &str = "2021000000000001";
 pub const ALI_SELLER_ID: &str = "2088000000000001";
 
 pub fn wechatpay_public_key() -> RsaPublicKey {
-    keys::public_key_from_file(format!("{WX_KEYS}/wechatpay_public_key.pem")).unwrap()
+    keys::public_key_from_file(test_key("wechat/wechatpay_public_key.pem")).unwrap()
 }
 
 pub fn alipay_public_key() -> RsaPublicKey {
-    keys::public_key_from_file(format!("{ALI_KEYS}/alipay_public_key.pem")).unwrap()
+    keys::public_key_from_file(test_key("alipay/alipay_public_key.pem")).unwrap()
 }
 
 pub fn app_private_key() -> RsaPrivateKey {
-    keys::private_key_from_file(format!("{ALI_KEYS}/app_private_key.pem")).unwrap()
+    keys::private_key_from_file(test_key("alipay/app_private_key.pem")).unwrap()
 }
 
 pub fn settings(compression: f64) -> Settings {
     let mut s = Settings::default();
     s.http.port = 0;
     s.http.workers = 1;
-    s.wechat.merchant_public_key_path = format!("{WX_KEYS}/merchant_public_key.pem");
-    s.wechat.wechatpay_private_key_path = format!("{WX_KEYS}/wechatpay_private_key.pem");
-    s.alipay.app_public_key_path = format!("{ALI_KEYS}/app_public_key.pem");
-    s.alipay.alipay_private_key_path = format!("{ALI_KEYS}/alipay_private_key.pem");
+    s.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
+    s.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
+    s.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
+    s.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
     s.notify.time_compression = compression;
     s
 }
@@ -56,16 +52,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Waits (up to 30 s) for an asynchronous effect.
-pub async fn eventually<T, F, Fut>(check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    paywire_testkit::eventually(Duration::from_secs(30), check)
-        .await
-        .unwrap()
-}
+pub use paywire_testkit::wait_for as eventually;
 
 /// A WeChat answer and whether its `Wechatpay-Signature` verifies over the raw body.
 #[derive(Debug)]
@@ -107,10 +94,8 @@ impl Sandbox {
         Self {
             base,
             client: reqwest::Client::new(),
-            merchant_key: keys::private_key_from_file(format!(
-                "{WX_KEYS}/merchant_private_key.pem"
-            ))
-            .unwrap(),
+            merchant_key: keys::private_key_from_file(test_key("wechat/merchant_private_key.pem"))
+                .unwrap(),
             app_key: app_private_key(),
         }
     }

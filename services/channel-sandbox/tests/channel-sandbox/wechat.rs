@@ -9,10 +9,10 @@ use actix_web::{HttpRequest, HttpResponse, HttpServer, web};
 use channel_sandbox::{Settings, WECHAT_RETRY_SCHEDULE};
 use paywire_channels::keys;
 use paywire_channels::wechat::crypto;
+use paywire_testkit::{test_key, wait_for as eventually};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 
-const KEYS: &str = "../../deploy/test-keys/wechat";
 const MCHID: &str = "1900009191";
 const APPID: &str = "wxd678efh567hg6787";
 const SERIAL: &str = "7E2A1C3B4D5F60718293A4B5C6D7E8F901234567";
@@ -22,19 +22,19 @@ const APIV3_KEY: &str = "paywire-sandbox-apiv3-key-32byte";
 const DEAD_NOTIFY_URL: &str = "http://127.0.0.1:9/notify";
 
 fn merchant_key() -> RsaPrivateKey {
-    keys::private_key_from_file(format!("{KEYS}/merchant_private_key.pem")).unwrap()
+    keys::private_key_from_file(test_key("wechat/merchant_private_key.pem")).unwrap()
 }
 
 fn wechatpay_public_key() -> RsaPublicKey {
-    keys::public_key_from_file(format!("{KEYS}/wechatpay_public_key.pem")).unwrap()
+    keys::public_key_from_file(test_key("wechat/wechatpay_public_key.pem")).unwrap()
 }
 
 fn settings(compression: f64, timeout_ms: u64) -> Settings {
     let mut s = Settings::default();
     s.http.port = 0;
     s.http.workers = 1;
-    s.wechat.merchant_public_key_path = format!("{KEYS}/merchant_public_key.pem");
-    s.wechat.wechatpay_private_key_path = format!("{KEYS}/wechatpay_private_key.pem");
+    s.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
+    s.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
     s.notify.time_compression = compression;
     s.notify.timeout_ms = timeout_ms;
     s
@@ -234,21 +234,6 @@ fn assert_wechat_error(resp: &Signed, status: u16, code: &str) {
     let body = resp.json();
     assert_eq!(body["code"], code, "{body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
-}
-
-/// Polls `probe` until it yields a value; panics after a generous deadline.
-async fn eventually<T, F, Fut>(mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..600 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached within 30 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use learning_center::error::LearningError;
 use learning_center::pay_result::{Applied, apply_pay_result};
 use learning_center::store;
@@ -143,18 +140,8 @@ async fn db_only() -> (TestDatabase, AsyncPgConnection) {
     (db, conn)
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql)
-        .get_result::<Count>(conn)
-        .await
-        .unwrap()
-        .n
+    paywire_testkit::count(conn, sql).await.unwrap()
 }
 
 async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
@@ -689,35 +676,6 @@ async fn an_expired_paid_course_needs_a_new_payment() {
 // Through the broker
 // ---------------------------------------------------------------------------------------
 
-async fn publish(vhost: &TestVhost, message_id: &str, event_type: &str, body: &[u8]) {
-    let conn = paywire_messaging::topology::connect(&vhost.amqp_url, "learning-test")
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_message_id(message_id.into())
-        .with_type(event_type.into())
-        .with_content_type("application/json".into());
-    channel
-        .basic_publish(
-            PAY_RESULT_EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = conn.close(200, "done".into()).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_results_from_the_broker_enrol_once_and_bad_ones_are_parked() {
     let h = Harness::start().await;
@@ -729,9 +687,13 @@ async fn pay_results_from_the_broker_enrol_once_and_bad_ones_are_parked() {
         .unwrap();
     let event = pay_result(id, "alice", PAID_PRICE).into_envelope(EventId::from(9001), Utc::now());
     let body = serde_json::to_vec(&event).unwrap();
-    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+    h.vhost
+        .publish(PAY_RESULT_EXCHANGE, "9001", PayResultV1::EVENT_TYPE, &body)
+        .await;
     // The at-least-once relay may publish it twice: applied once.
-    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+    h.vhost
+        .publish(PAY_RESULT_EXCHANGE, "9001", PayResultV1::EVENT_TYPE, &body)
+        .await;
 
     eventually(Duration::from_secs(20), || async {
         (h.learn_status("alice", PAID).await == "can_learn").then_some(())
@@ -747,14 +709,22 @@ async fn pay_results_from_the_broker_enrol_once_and_bad_ones_are_parked() {
     let bob_id: ChooseCourseId = bob["choose_course_id"].as_str().unwrap().parse().unwrap();
     let forged =
         pay_result(bob_id, "mallory", PAID_PRICE).into_envelope(EventId::from(9002), Utc::now());
-    publish(
-        &h.vhost,
-        "9002",
-        PayResultV1::EVENT_TYPE,
-        &serde_json::to_vec(&forged).unwrap(),
-    )
-    .await;
-    publish(&h.vhost, "9003", PayResultV1::EVENT_TYPE, b"{not json").await;
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            "9002",
+            PayResultV1::EVENT_TYPE,
+            &serde_json::to_vec(&forged).unwrap(),
+        )
+        .await;
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            "9003",
+            PayResultV1::EVENT_TYPE,
+            b"{not json",
+        )
+        .await;
     let dlq = dead_letter_queue_name(LEARNING_PAY_RESULT_QUEUE);
     eventually(Duration::from_secs(20), || async {
         (h.vhost.queue_depth(&dlq).ok()? == 2).then_some(())

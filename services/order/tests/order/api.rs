@@ -17,7 +17,7 @@ use order::pay_result::{MarkPaid, mark_paid};
 use order::store;
 use order::timeout::ScheduleTimeout;
 use paywire_contracts::PayResultV1;
-use paywire_domain::topology::ORDER_PAY_RESULT_QUEUE;
+use paywire_domain::topology::{ORDER_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
 use paywire_domain::{
     BizType, ChooseCourseId, CourseId, EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo,
     UserId,
@@ -581,9 +581,13 @@ async fn pay_results_from_the_broker_mark_orders_paid() {
     let order = store::find(&mut conn, id).await.unwrap().unwrap();
     let event = pay_result(&order, 80).into_envelope(EventId::from(9001), Utc::now());
     let body = serde_json::to_vec(&event).unwrap();
-    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+    h.vhost
+        .publish(PAY_RESULT_EXCHANGE, "9001", PayResultV1::EVENT_TYPE, &body)
+        .await;
     // Redelivered by an at-least-once relay: applied once, nothing parked.
-    publish(&h.vhost, "9001", PayResultV1::EVENT_TYPE, &body).await;
+    h.vhost
+        .publish(PAY_RESULT_EXCHANGE, "9001", PayResultV1::EVENT_TYPE, &body)
+        .await;
 
     let paid = eventually(Duration::from_secs(20), || async {
         let (_, body) = h.get("alice", &format!("/api/orders/{id}")).await;
@@ -594,7 +598,9 @@ async fn pay_results_from_the_broker_mark_orders_paid() {
     assert_eq!(paid["pay_no"], "80");
 
     // Garbage is parked in the dead-letter queue, not retried forever.
-    publish(&h.vhost, "9002", "pay.result.v1", b"{not json").await;
+    h.vhost
+        .publish(PAY_RESULT_EXCHANGE, "9002", "pay.result.v1", b"{not json")
+        .await;
     let dlq = dead_letter_queue_name(ORDER_PAY_RESULT_QUEUE);
     eventually(Duration::from_secs(20), || async {
         (h.vhost.queue_depth(&dlq).ok()? == 1).then_some(())

@@ -3,7 +3,6 @@
 //! gateway are small actix servers started here that answer their internal endpoints
 //! (HTTP peers, not stand-ins for a database); the real services are wired together in the
 //! end-to-end suite.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::TcpListener;
@@ -12,12 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use order::Settings;
 use order::store;
 use paywire_contracts::PayResultV1;
-use paywire_domain::topology::PAY_RESULT_EXCHANGE;
 use paywire_domain::{OrderId, PayChannel, PayNo, UserId};
 use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
 use paywire_platform::config::DEV_SERVICE_TOKEN;
@@ -429,33 +425,4 @@ pub fn pay_result(order: &store::Order, pay_no: i64) -> PayResultV1 {
         channel_trade_no: format!("42000{pay_no}"),
         paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
     }
-}
-
-pub async fn publish(vhost: &TestVhost, message_id: &str, event_type: &str, body: &[u8]) {
-    let conn = paywire_messaging::topology::connect(&vhost.amqp_url, "order-test")
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_message_id(message_id.into())
-        .with_type(event_type.into())
-        .with_content_type("application/json".into());
-    channel
-        .basic_publish(
-            PAY_RESULT_EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = conn.close(200, "done".into()).await;
 }

@@ -3,8 +3,7 @@
 
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use paywire_testkit::TestDatabase;
 
 #[tokio::test]
@@ -32,11 +31,12 @@ async fn migrate_creates_the_database_applies_migrations_and_exits() {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut conn = AsyncPgConnection::establish(&fresh.url).await.unwrap();
-    let applied: i64 = diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n;
+    let applied = paywire_testkit::count(
+        &mut conn,
+        "SELECT count(*) AS n FROM __diesel_schema_migrations",
+    )
+    .await
+    .unwrap();
     let sets = [paywire_messaging::MIGRATIONS, order::MIGRATIONS];
     let expected: usize = sets
         .iter()
@@ -45,19 +45,11 @@ async fn migrate_creates_the_database_applies_migrations_and_exits() {
     assert_eq!(applied, i64::try_from(expected).unwrap());
     // The service's and the messaging tables are both there.
     for table in ["orders", "order_items", "outbox", "processed_messages"] {
-        let n: i64 = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-            .get_result::<Count>(&mut conn)
+        let n = paywire_testkit::count(&mut conn, &format!("SELECT count(*) AS n FROM {table}"))
             .await
-            .unwrap()
-            .n;
+            .unwrap();
         assert_eq!(n, 0, "{table}");
     }
     drop(conn);
     drop(fresh);
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
 }

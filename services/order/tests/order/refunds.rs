@@ -14,6 +14,7 @@ use diesel_async::RunQueryDsl;
 use order::pay_result::{MarkRefunded, RefundResultV1, mark_refunded};
 use order::store;
 use paywire_contracts::{Lenient, PayResultV1};
+use paywire_domain::topology::PAY_RESULT_EXCHANGE;
 use paywire_domain::{EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo, RefundNo};
 use paywire_messaging::schema::processed_messages;
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
@@ -34,13 +35,14 @@ async fn paid_order(h: &Harness, biz: i64) -> OrderId {
     let id = h.order_for("alice", biz).await;
     let o = order(h, id).await;
     let event = pay_result(&o, PAY_NO).into_envelope(EventId::from(biz * 10), Utc::now());
-    publish(
-        &h.vhost,
-        &(biz * 10).to_string(),
-        PayResultV1::EVENT_TYPE,
-        &serde_json::to_vec(&event).unwrap(),
-    )
-    .await;
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            &(biz * 10).to_string(),
+            PayResultV1::EVENT_TYPE,
+            &serde_json::to_vec(&event).unwrap(),
+        )
+        .await;
     eventually(WAIT, || async {
         (order(h, id).await.status == OrderStatus::Paid).then_some(())
     })
@@ -74,13 +76,14 @@ fn refund_event(id: OrderId, pay_no: i64, reason: &str, status: &str, amount: i6
 async fn publish_refund(h: &Harness, message_id: &str, event: &Value) {
     let mut event = event.clone();
     event["event_id"] = message_id.into();
-    publish(
-        &h.vhost,
-        message_id,
-        "refund.result.v1",
-        &serde_json::to_vec(&event).unwrap(),
-    )
-    .await;
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            message_id,
+            "refund.result.v1",
+            &serde_json::to_vec(&event).unwrap(),
+        )
+        .await;
 }
 
 async fn handled(h: &Harness, message_id: &str) -> bool {

@@ -14,7 +14,7 @@ use order::Settings;
 use order::pay_result::{MarkPaid, mark_paid};
 use order::store;
 use paywire_contracts::PayResultV1;
-use paywire_domain::topology::ORDER_PAY_RESULT_QUEUE;
+use paywire_domain::topology::{ORDER_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
 use paywire_domain::{EventId, OrderId, OrderStatus, PayNo};
 use paywire_messaging::schema::{outbox, processed_messages};
 use paywire_messaging::topology::dead_letter_queue_name;
@@ -66,13 +66,14 @@ async fn timeout_handled(h: &Harness, id: OrderId) -> bool {
 async fn publish_pay_result(h: &Harness, order: &store::Order, event_id: i64) {
     let event = pay_result(order, 80).into_envelope(EventId::from(event_id), Utc::now());
     let body = serde_json::to_vec(&event).unwrap();
-    publish(
-        &h.vhost,
-        &event_id.to_string(),
-        PayResultV1::EVENT_TYPE,
-        &body,
-    )
-    .await;
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            &event_id.to_string(),
+            PayResultV1::EVENT_TYPE,
+            &body,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,13 +327,14 @@ async fn event_types_the_order_service_does_not_handle_are_acknowledged() {
                  "amount_fen": PRICE, "reason": "stray", "status": "succeeded",
                  "refunded_at": "2026-11-22T10:00:00Z"},
     });
-    publish(
-        &h.vhost,
-        "9201",
-        "refund.result.v1",
-        &serde_json::to_vec(&refund).unwrap(),
-    )
-    .await;
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            "9201",
+            "refund.result.v1",
+            &serde_json::to_vec(&refund).unwrap(),
+        )
+        .await;
     publish_pay_result(&h, &order(&h, id).await, 9202).await;
     eventually(WAIT, || async {
         (order(&h, id).await.status == OrderStatus::Paid).then_some(())

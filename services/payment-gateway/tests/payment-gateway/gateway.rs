@@ -133,18 +133,10 @@ async fn the_internal_api_needs_the_service_credential_and_a_valid_body() {
 
     // Nothing of the refused requests reached the database.
     let mut conn = h.conn().await;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT count(*) AS n FROM payments"),
-        &mut conn,
-    )
-    .await
-    .unwrap();
-    assert_eq!(count.n, 0);
+    let count = paywire_testkit::count(&mut conn, "SELECT count(*) AS n FROM payments")
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
 
     let unknown = h
         .client

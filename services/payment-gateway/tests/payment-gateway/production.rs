@@ -2,7 +2,7 @@
 //! and sandbox identity, names each, shows none; real-looking settings pass.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use payment_gateway::{SERVICE_NAME, Settings};
 use paywire_platform::production::{Environment, check};
@@ -81,8 +81,7 @@ fn refused(settings: &Settings) -> BTreeSet<String> {
 }
 
 fn repo_path(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+    paywire_testkit::repo_root()
         .join(rel)
         .to_string_lossy()
         .into_owned()

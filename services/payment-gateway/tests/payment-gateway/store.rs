@@ -95,16 +95,9 @@ impl Db {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let row: N = diesel::sql_query(sql)
-            .get_result(&mut self.conn().await)
+        paywire_testkit::count(&mut self.conn().await, sql)
             .await
-            .unwrap();
-        row.n
+            .unwrap()
     }
 }
 

@@ -1,10 +1,6 @@
 //! A gateway started in-process on port 0 against its own database and vhost, with the
 //! channel sandbox (WeChat Pay imitation) as its channel peer.
 
-#![allow(dead_code)]
-
-use std::time::Duration;
-
 use chrono::{DateTime, FixedOffset, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
@@ -22,17 +18,11 @@ pub const PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0119000091912026112200000000000001";
 pub const APIV3_KEY: &str = "paywire-sandbox-apiv3-key-32byte";
 
 pub fn key_path(name: &str) -> String {
-    format!(
-        "{}/../../deploy/test-keys/wechat/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    paywire_testkit::test_key(&format!("wechat/{name}"))
 }
 
 pub fn alipay_key_path(name: &str) -> String {
-    format!(
-        "{}/../../deploy/test-keys/alipay/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    paywire_testkit::test_key(&format!("alipay/{name}"))
 }
 
 pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) -> Settings {
@@ -203,7 +193,7 @@ impl Harness {
 
     pub async fn refunds(&self) -> Vec<RefundRow> {
         diesel::sql_query(
-            "SELECT refund_no, pay_no, order_id, amount_fen, reason, status, channel_refund_id, attempts \
+            "SELECT refund_no, pay_no, order_id, amount_fen, reason, status, channel_refund_id \
              FROM refunds ORDER BY created_at, refund_no",
         )
         .load(&mut self.conn().await)
@@ -316,8 +306,6 @@ pub struct RefundRow {
     pub status: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub channel_refund_id: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    pub attempts: i32,
 }
 
 #[derive(Debug, QueryableByName)]
@@ -453,15 +441,7 @@ fn rand_digits() -> u64 {
     u64::from(nanos) % 100_000_000_000
 }
 
-pub async fn eventually<T, F, Fut>(check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    paywire_testkit::eventually(Duration::from_secs(20), check)
-        .await
-        .unwrap()
-}
+pub use paywire_testkit::wait_for as eventually;
 
 /// An Alipay `trade_status_sync` notification for the dev app and seller, signed with the
 /// test keys' "Alipay" private key exactly as Alipay signs one; `with` changes or (None)
