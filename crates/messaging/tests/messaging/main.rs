@@ -3,6 +3,7 @@
 
 mod common;
 mod consumer;
+mod db_outage;
 mod relay;
 mod resilience;
 mod topology;

@@ -8,7 +8,7 @@
 //!   after the restart is published through the notification (with polling all but off),
 //!   and a row that notifies nobody is still found by the poll.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::Mutex;
