@@ -31,8 +31,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Sub {
     /// Create databases, declare broker topology, start all five services and print their
-    /// URLs; Ctrl-C stops them all
-    Up,
+    /// URLs and metrics URLs; Ctrl-C stops them all
+    Up {
+        /// Also start Prometheus (Debian's `prometheus`) with deploy/observability/ against
+        /// the services, on http://127.0.0.1:9090
+        #[arg(long)]
+        observe: bool,
+    },
     /// Create databases and apply every service's migrations, then exit
     Migrate,
     /// Buy a paid course with each channel through the HTTP API of a running platform
@@ -143,7 +148,9 @@ enum DlqSub {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Up,
+    Up {
+        observe: bool,
+    },
     Migrate,
     Demo {
         /// Each channel buys one course, in order; default: every channel.
@@ -215,7 +222,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
     let cli = Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().map(String::as_str)))?;
     Ok(match cli.command {
         None => Command::Help,
-        Some(Sub::Up) => Command::Up,
+        Some(Sub::Up { observe }) => Command::Up { observe },
         Some(Sub::Migrate) => Command::Migrate,
         Some(Sub::Demo { mut channels }) => {
             if channels.is_empty() {
@@ -306,7 +313,11 @@ mod tests {
     #[test]
     fn subcommands_parse() {
         assert_eq!(p(&[]).unwrap(), Command::Help);
-        assert_eq!(p(&["up"]).unwrap(), Command::Up);
+        assert_eq!(p(&["up"]).unwrap(), Command::Up { observe: false });
+        assert_eq!(
+            p(&["up", "--observe"]).unwrap(),
+            Command::Up { observe: true }
+        );
         assert_eq!(p(&["migrate"]).unwrap(), Command::Migrate);
         assert_eq!(p(&["proto-docs"]).unwrap(), Command::ProtoDocs);
         assert_eq!(

@@ -88,6 +88,23 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|| paywire_platform::config::AmqpSettings::default().url)
 }
 
+/// The commit the services are built from (`paywire_build_info`), `unknown` outside git.
+pub fn git_sha() -> String {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(repo_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned())
+    })
+    .clone()
+}
+
 /// The workspace root: services load `deploy/test-keys/...` and `config/<service>.toml`
 /// relative to it.
 pub fn repo_root() -> PathBuf {

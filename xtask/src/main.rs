@@ -57,7 +57,7 @@ async fn main() -> ExitCode {
             println!("{}", cli::help());
             Ok(())
         }
-        Command::Up => up::run().await,
+        Command::Up { observe } => up::run(observe).await,
         Command::Migrate => migrate::run().await,
         Command::Demo { channels } => demo::run_each(&channels).await,
         Command::Token { user } => token::run(&user),

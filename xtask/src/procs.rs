@@ -57,6 +57,7 @@ pub fn spawn(service: &'static Service, args: &[&str]) -> anyhow::Result<Running
             service,
             std::env::var("PAYWIRE_PG").ok().as_deref(),
         ))
+        .env("PAYWIRE_GIT_SHA", layout::git_sha())
         .current_dir(layout::repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -125,14 +126,20 @@ pub async fn stop_all(children: &mut [Running], grace: Duration) {
     }
 }
 
-/// Polls `GET <base>/health` until it answers 2xx, a child exits, or `timeout` passes.
+/// Polls `GET <base>/health/ready` (a service with a database: migrated and connected) or
+/// `GET <base>/health/live` until it answers 2xx, a child exits, or `timeout` passes.
 pub async fn wait_healthy(
     http: &reqwest::Client,
     service: &Service,
     children: &mut [Running],
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let url = format!("{}/health", service.base_url());
+    let probe = if service.database.is_some() {
+        "/health/ready"
+    } else {
+        "/health/live"
+    };
+    let url = format!("{}{probe}", service.base_url());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some((name, status)) = first_exited(children)? {

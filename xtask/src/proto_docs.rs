@@ -105,15 +105,46 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
             .description(Some("local development (`cargo xtask up`)"))
             .build(),
     ]);
-    // The platform mounts `/health` on every service.
-    let health = OperationBuilder::new()
-        .operation_id(Some("health"))
-        .summary(Some("Liveness probe"))
+    // The platform mounts `/health` (and its alias `/health/live`) and `/metrics` on every
+    // service.
+    let liveness = |id: &str| {
+        OperationBuilder::new()
+            .operation_id(Some(id))
+            .summary(Some("Liveness probe"))
+            .security(SecurityRequirement::default())
+            .response("200", status_response("the service is up", "ok"))
+            .build()
+    };
+    doc.paths
+        .add_path_operation("/health", vec![HttpMethod::Get], liveness("health"));
+    doc.paths.add_path_operation(
+        "/health/live",
+        vec![HttpMethod::Get],
+        liveness("health_live"),
+    );
+    let metrics = OperationBuilder::new()
+        .operation_id(Some("metrics"))
+        .summary(Some("Prometheus metrics (text exposition format 0.0.4)"))
         .security(SecurityRequirement::default())
-        .response("200", status_response("the service is up", "ok"))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description(
+                    "the process's metrics: HTTP, outbox, consumers, channels, payments, build info",
+                )
+                .content(
+                    "text/plain; version=0.0.4",
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::T(Schema::Object(
+                            ObjectBuilder::new().schema_type(Type::String).build(),
+                        ))))
+                        .build(),
+                )
+                .build(),
+        )
         .build();
     doc.paths
-        .add_path_operation("/health", vec![HttpMethod::Get], health);
+        .add_path_operation("/metrics", vec![HttpMethod::Get], metrics);
     // ... and `/health/ready` on those with a database (platform::http::ready_routes).
     if service != "cashier" {
         doc.paths

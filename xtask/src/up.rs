@@ -13,7 +13,10 @@ use crate::procs::{self, Running};
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn run() -> anyhow::Result<()> {
+/// Where `--observe` serves Prometheus.
+const PROMETHEUS_ADDRESS: &str = "127.0.0.1:9090";
+
+pub async fn run(observe: bool) -> anyhow::Result<()> {
     procs::build_services().await?;
     ensure_databases().await?;
     declare_topology(&layout::amqp_url()).await?;
@@ -22,7 +25,10 @@ pub async fn run() -> anyhow::Result<()> {
         .timeout(Duration::from_secs(2))
         .build()?;
     let mut children: Vec<Running> = Vec::new();
-    let started = start_all(&http, &mut children).await;
+    let mut started = start_all(&http, &mut children).await;
+    if observe && started.is_ok() {
+        started = start_prometheus().map(|p| children.push(p));
+    }
     if let Err(e) = started {
         procs::stop_all(&mut children, STOP_GRACE).await;
         return Err(e);
@@ -31,7 +37,18 @@ pub async fn run() -> anyhow::Result<()> {
     println!("\n==> Paywire is up (Ctrl-C stops everything)");
     println!("\n    Open {}\n", layout::service("cashier").base_url());
     for s in SERVICES {
-        println!("    {:<16} {}", s.name, s.base_url());
+        println!(
+            "    {:<16} {}   metrics {}/metrics",
+            s.name,
+            s.base_url(),
+            s.base_url()
+        );
+    }
+    if observe {
+        println!(
+            "    {:<16} http://{PROMETHEUS_ADDRESS}/alerts",
+            "prometheus"
+        );
     }
     println!("    try: cargo xtask demo\n");
 
@@ -54,6 +71,36 @@ pub async fn run() -> anyhow::Result<()> {
     };
     procs::stop_all(&mut children, STOP_GRACE).await;
     outcome
+}
+
+/// Debian's Prometheus with `deploy/observability/` (scrape config and alert rules), its
+/// data under `target/prometheus`, stopped with the services.
+fn start_prometheus() -> anyhow::Result<Running> {
+    let binary = std::path::Path::new("/usr/bin/prometheus");
+    anyhow::ensure!(
+        binary.exists(),
+        "--observe needs Prometheus: apt-get install prometheus"
+    );
+    let root = layout::repo_root();
+    let data = root.join("target/prometheus");
+    std::fs::create_dir_all(&data)?;
+    println!("==> starting Prometheus on http://{PROMETHEUS_ADDRESS}");
+    let child = tokio::process::Command::new(binary)
+        .arg(format!(
+            "--config.file={}",
+            root.join("deploy/observability/prometheus.yml").display()
+        ))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address={PROMETHEUS_ADDRESS}"))
+        .arg("--log.level=warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting prometheus")?;
+    Ok(Running {
+        name: "prometheus",
+        child,
+    })
 }
 
 async fn start_all(http: &reqwest::Client, children: &mut Vec<Running>) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub mod alipay;
 mod channel;
 mod error;
 pub mod keys;
+mod metered;
 pub mod rsa_sha256;
 pub mod wechat;
 
@@ -16,6 +17,7 @@ pub use channel::{
     NotificationReply, NotificationRequest, PaymentChannel, PaymentState, RefundState,
 };
 pub use error::{ChannelError, CryptoError, NotifyError};
+pub use metered::{Metered, notify_label, result_label};
 
 /// `len` random ASCII letters and digits: WeChat Pay's nonces, and the channel sandbox's
 /// QR codes and made-up payer names, which look like the channels' own.

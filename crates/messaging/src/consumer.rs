@@ -12,10 +12,15 @@
 //! every requeue towards `x-delivery-limit`) and without a retry. Database errors are
 //! judged by `paywire_platform::db::DbFault`, the same classification the HTTP APIs answer
 //! by; handlers turn their own errors into [`HandleError`]s with [`HandleError::of`].
+//!
+//! Metrics: `paywire_consumer_messages_total{queue,outcome}` (`applied`, `duplicate`,
+//! `retried`, `parked`, `requeued`), `paywire_consumer_handling_seconds{queue}`, and
+//! `paywire_queue_messages{queue}`: the depth of the queue, its retry queues and its
+//! dead-letter queue, read from the broker every [`DEPTH_INTERVAL`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use diesel::ExpressionMethods;
@@ -24,7 +29,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Confirmation};
@@ -187,6 +192,51 @@ const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest pause between two tries of a delivery that met a database fault.
 pub const MAX_DATABASE_PAUSE: Duration = Duration::from_secs(2);
 
+/// How often a consumer reads its queues' depths from the broker.
+pub const DEPTH_INTERVAL: Duration = Duration::from_secs(5);
+
+fn count(queue: &str, outcome: &'static str) {
+    metrics::counter!("paywire_consumer_messages_total", "queue" => queue.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// Publishes `paywire_queue_messages` for the queue, its retry queues and its DLQ until the
+/// session ends. A probe that fails (a queue this deployment did not declare) ends the
+/// watching, never the consuming.
+async fn watch_depths(
+    connection: &lapin::Connection,
+    config: &ConsumerConfig,
+) -> std::convert::Infallible {
+    let queues: Vec<String> = [config.queue.clone(), dead_letter_queue_name(&config.queue)]
+        .into_iter()
+        .chain((1..=config.retry.delays.len()).map(|n| retry_queue_name(&config.queue, n)))
+        .collect();
+    let probe = async {
+        let channel = connection.create_channel().await?;
+        loop {
+            for queue in &queues {
+                let declared = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                metrics::gauge!("paywire_queue_messages", "queue" => queue.clone())
+                    .set(f64::from(declared.message_count()));
+            }
+            tokio::time::sleep(DEPTH_INTERVAL).await;
+        }
+    };
+    let result: Result<std::convert::Infallible, lapin::Error> = probe.await;
+    let Err(e) = result;
+    tracing::warn!(queue = %config.queue, error = %e, "queue depths not watched");
+    std::future::pending().await
+}
+
 /// Consumes `config.queue` forever, reconnecting with backoff after broker failures.
 /// Spawn it as a task; it returns only if cancelled.
 pub async fn run_consumer(
@@ -263,16 +313,25 @@ async fn session(
     };
     // Set-up on a connection the broker is tearing down can stall; bound it so the
     // reconnect loop always gets control back.
-    let (_connection, _republisher, publish_channel, _channel, mut deliveries) =
+    let (connection, _republisher, publish_channel, _channel, mut deliveries) =
         tokio::time::timeout(topology::CONNECT_TIMEOUT, setup)
             .await
             .map_err(|_| MessagingError::Timeout("setting up the consumer session"))??;
     *connected = true;
     tracing::info!(queue = %config.queue, "consumer connected");
-    while let Some(delivery) = deliveries.next().await {
-        on_delivery(pool, &publish_channel, config, handler, delivery?).await?;
+    let consume = async {
+        while let Some(delivery) = deliveries.next().await {
+            let started = Instant::now();
+            on_delivery(pool, &publish_channel, config, handler, delivery?).await?;
+            metrics::histogram!("paywire_consumer_handling_seconds", "queue" => config.queue.clone())
+                .record(started.elapsed().as_secs_f64());
+        }
+        Err(MessagingError::ConsumerClosed(config.queue.clone()))
+    };
+    tokio::select! {
+        ended = consume => ended,
+        never = watch_depths(&connection, config) => match never {},
     }
-    Err(MessagingError::ConsumerClosed(config.queue.clone()))
 }
 
 async fn on_delivery(
@@ -413,10 +472,12 @@ async fn process(
     match applied {
         Ok(Applied::Now) => {
             tracing::debug!("message applied");
+            count(&config.queue, "applied");
             ack(delivery, msg).await
         }
         Ok(Applied::Before) => {
             tracing::info!("duplicate message skipped");
+            count(&config.queue, "duplicate");
             ack(delivery, msg).await
         }
         Err(TxError::Database(e)) if !DbFault::of_query(&e).is_transient() => {
@@ -491,6 +552,7 @@ async fn requeue_after_pause(
             multiple: false,
         })
         .await?;
+    count(&config.queue, "requeued");
     Ok(())
 }
 
@@ -577,6 +639,7 @@ async fn retry(
     match republish(publish_channel, delivery, &target, headers).await {
         Ok(()) => {
             delivery.ack(BasicAckOptions::default()).await?;
+            count(&config.queue, "retried");
             Ok(())
         }
         Err(e) => {
@@ -603,6 +666,7 @@ async fn park(
     match republish(publish_channel, delivery, &target, headers).await {
         Ok(()) => {
             delivery.ack(BasicAckOptions::default()).await?;
+            count(&config.queue, "parked");
             Ok(())
         }
         Err(e) => {

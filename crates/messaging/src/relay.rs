@@ -6,9 +6,16 @@
 //! lost. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so relays on several instances
 //! never publish the same row concurrently. A row whose outcome is unknown (confirm lost
 //! with the connection) is published again later: consumers deduplicate by `message_id`.
+//!
+//! Metrics: `paywire_outbox_pending_rows` and `paywire_outbox_oldest_unpublished_age_seconds`
+//! (measured after each round), `paywire_outbox_published_total`,
+//! `paywire_outbox_republished_total` (published after an earlier attempt failed or its
+//! outcome was lost), `paywire_outbox_publish_failures_total{outcome}` (`refused` by the
+//! broker, or `unknown`: the confirm was lost), `paywire_outbox_publish_seconds` (a batch's
+//! first publish to its last confirm).
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -120,6 +127,7 @@ async fn session_inner(
     let mut notifications = std::pin::pin!(listener.notifications_stream());
     loop {
         let report = publish_batch(pool, &mut publisher, config).await?;
+        measure_backlog(pool).await?;
         if let Some(reason) = report.channel_broken {
             return Err(MessagingError::ChannelBroken(reason));
         }
@@ -159,6 +167,31 @@ struct OutboxRow {
     aggregate_id: String,
     payload: serde_json::Value,
     created_at: DateTime<Utc>,
+    attempts: i32,
+}
+
+/// Rows not yet published and the age of the oldest, for the backlog gauges (the alert on
+/// a stuck outbox watches the age).
+async fn measure_backlog(pool: &DbPool) -> Result<(), MessagingError> {
+    #[derive(QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        pending: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        oldest_age_seconds: f64,
+    }
+    let mut conn = pool.get().await?;
+    let backlog: Backlog = diesel::sql_query(
+        "SELECT count(*) AS pending, \
+         COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS oldest_age_seconds \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .get_result(&mut conn)
+    .await?;
+    metrics::gauge!("paywire_outbox_pending_rows").set(backlog.pending as f64);
+    metrics::gauge!("paywire_outbox_oldest_unpublished_age_seconds")
+        .set(backlog.oldest_age_seconds.max(0.0));
+    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +199,9 @@ struct BatchReport {
     fetched: i64,
     /// Set when a publish or confirm failed in a way that leaves the channel unusable.
     channel_broken: Option<String>,
+    published: u64,
+    /// Published rows that had failed (or whose outcome was lost) before.
+    republished: u64,
 }
 
 enum Outcome {
@@ -235,7 +271,7 @@ async fn publish_batch(
         failed = tracing::field::Empty,
     );
     let mut conn = pool.get().await?;
-    conn.transaction::<_, MessagingError, _>(async |conn| {
+    let report = conn.transaction::<_, MessagingError, _>(async |conn| {
         let rows: Vec<OutboxRow> = outbox::table
             .filter(outbox::published_at.is_null())
             .filter(outbox::available_at.le(diesel::dsl::now))
@@ -248,7 +284,7 @@ async fn publish_batch(
             .await?;
         let mut report = BatchReport {
             fetched: rows.len() as i64,
-            channel_broken: None,
+            ..BatchReport::default()
         };
         if rows.is_empty() {
             return Ok(report);
@@ -256,6 +292,7 @@ async fn publish_batch(
         tracing::Span::current().record("fetched", rows.len());
 
         // Pipeline the whole batch, then wait for all confirms at once.
+        let started = Instant::now();
         let mut pending = Vec::with_capacity(rows.len());
         for row in &rows {
             if !publisher.exchange_exists(&row.exchange).await? {
@@ -278,16 +315,27 @@ async fn publish_batch(
         let outcomes =
             futures::future::join_all(pending.into_iter().map(|p| await_confirm(p, deadline)))
                 .await;
+        let confirmed_after = started.elapsed().as_secs_f64();
 
         let mut published_ids = Vec::new();
         for (row, outcome) in rows.iter().zip(outcomes) {
             match outcome {
-                Outcome::Published => published_ids.push(row.id),
+                Outcome::Published => {
+                    published_ids.push(row.id);
+                    if row.attempts > 0 {
+                        report.republished += 1;
+                    }
+                }
                 Outcome::Failed {
                     reason,
                     channel_broken,
                 } => {
                     tracing::warn!(message_id = row.id, error = %reason, "outbox publish failed");
+                    // A broken channel or lost confirm leaves the outcome unknown: the
+                    // row is published again and consumers deduplicate.
+                    let outcome = if channel_broken { "unknown" } else { "refused" };
+                    metrics::counter!("paywire_outbox_publish_failures_total", "outcome" => outcome)
+                        .increment(1);
                     if channel_broken && report.channel_broken.is_none() {
                         report.channel_broken = Some(reason.clone());
                     }
@@ -313,10 +361,18 @@ async fn publish_batch(
         let span = tracing::Span::current();
         span.record("published", published_ids.len());
         span.record("failed", rows.len() - published_ids.len());
+        report.published = published_ids.len() as u64;
+        if report.published > 0 {
+            metrics::histogram!("paywire_outbox_publish_seconds").record(confirmed_after);
+        }
         Ok(report)
     })
     .instrument(span)
-    .await
+    .await?;
+    // Counted once the rows are marked published (committed), not at the confirm.
+    metrics::counter!("paywire_outbox_published_total").increment(report.published);
+    metrics::counter!("paywire_outbox_republished_total").increment(report.republished);
+    Ok(report)
 }
 
 async fn publish_row(channel: &Channel, row: &OutboxRow) -> Result<PublisherConfirm, String> {

@@ -162,6 +162,7 @@ impl Application {
     ) -> Result<Self, PlatformError> {
         let port = listener.local_addr()?.port();
         let server = crate::http::serve(listener, workers, configure)?;
+        crate::metrics::record_build_info(name);
         tracing::info!(service = name, port, "listening");
         Ok(Self {
             name,

@@ -1,5 +1,6 @@
-//! HTTP bootstrap shared by the services: binding, request tracing, JSON errors, health
-//! (`/health`: the process answers) and readiness (`/health/ready`: it can do its work).
+//! HTTP bootstrap shared by the services: binding, request tracing, request metrics and
+//! `/metrics`, JSON errors, health (`/health` and `/health/live`: the process answers) and
+//! readiness (`/health/ready`: it can do its work).
 
 use std::net::TcpListener;
 
@@ -28,19 +29,24 @@ pub trait Routes: Fn(&mut web::ServiceConfig) + Send + Clone + 'static {}
 impl<F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static> Routes for F {}
 
 /// Starts an actix server on `listener` with the routes from `configure`, plus tracing
-/// spans per request (with a request id), JSON 400s for malformed bodies and `/health`.
+/// spans per request (with a request id), request metrics, JSON 400s for malformed bodies,
+/// `/health`, `/health/live` and `/metrics`.
 pub fn serve(
     listener: TcpListener,
     workers: usize,
     configure: impl Routes,
 ) -> Result<Server, PlatformError> {
+    crate::metrics::install();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
+            .wrap(actix_web::middleware::from_fn(crate::metrics::track))
             .app_data(json_config())
             .app_data(path_config())
             .app_data(query_config())
             .route("/health", web::get().to(health))
+            .route("/health/live", web::get().to(health))
+            .route("/metrics", web::get().to(crate::metrics::render))
             .configure(configure.clone())
     })
     .disable_signals()

@@ -1,5 +1,5 @@
 //! Plumbing written once and shared by every Paywire service:
-//! configuration, telemetry, HTTP bootstrap, authentication, the database, and the
+//! configuration, telemetry, metrics, HTTP bootstrap, authentication, the database, and the
 //! production-mode checks.
 
 pub mod api_error;
@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod production;
 pub mod telemetry;
 

@@ -235,10 +235,17 @@ impl MessageHandler for TimeoutHandler {
     ) -> Result<(), HandleError> {
         let event = decode(msg).inspect_err(|e| tracing::error!(error = %e, "rejected"))?;
         tracing::Span::current().record("order_id", tracing::field::display(event.order_id));
-        expire(conn, &self.gateway, event.order_id)
+        let expiry = expire(conn, &self.gateway, event.order_id)
             .await
-            .map(drop)
-            .map_err(HandleError::of)
+            .map_err(HandleError::of)?;
+        // `paywire_order_timeouts_total{result}`: what a fired timeout found.
+        let result = match expiry {
+            Expiry::Settled(_) => "settled",
+            Expiry::PaidAtChannel => "paid_at_channel",
+            Expiry::Closed => "closed",
+        };
+        metrics::counter!("paywire_order_timeouts_total", "result" => result).increment(1);
+        Ok(())
     }
 }
 

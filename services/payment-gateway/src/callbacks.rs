@@ -61,7 +61,10 @@ pub async fn handle_notification(
         }) => {
             tracing::Span::current().record("pay_no", tracing::field::display(pay_no));
             return match refunds::worker::apply_refund_state(state, refund_no, refund_state).await {
-                Ok(_) => channel.acknowledge(&Ok(())),
+                Ok(_) => {
+                    crate::metrics::notification(channel.channel(), "refund");
+                    channel.acknowledge(&Ok(()))
+                }
                 Err(e) => {
                     tracing::error!(error = %e, %refund_no, "refund notification not applied");
                     server_failure_reply(channel.as_ref(), &e)
@@ -84,7 +87,10 @@ pub async fn handle_notification(
             }
             .await;
             return match recorded {
-                Ok(()) => channel.acknowledge(&Ok(())),
+                Ok(()) => {
+                    crate::metrics::notification(channel.channel(), "trade_closed");
+                    channel.acknowledge(&Ok(()))
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "trade-closed notification not recorded");
                     server_failure_reply(channel.as_ref(), &e)
@@ -159,19 +165,23 @@ async fn apply(
     now: DateTime<Utc>,
 ) -> Result<NotificationOutcome, GatewayError> {
     let mut conn = state.pool.get().await?;
-    conn.transaction::<_, GatewayError, _>(async |conn| {
-        let recorded = record_confirmed(conn, &state.ids, channel, confirmed, now).await?;
-        store::record_notification(
-            conn,
-            channel,
-            Some(confirmed.pay_no),
-            &recorded.outcome,
-            recorded.detail.as_deref(),
-        )
+    let outcome = conn
+        .transaction::<_, GatewayError, _>(async |conn| {
+            let recorded = record_confirmed(conn, &state.ids, channel, confirmed, now).await?;
+            store::record_notification(
+                conn,
+                channel,
+                Some(confirmed.pay_no),
+                &recorded.outcome,
+                recorded.detail.as_deref(),
+            )
+            .await?;
+            Ok(recorded.outcome)
+        })
         .await?;
-        Ok(recorded.outcome)
-    })
-    .await
+    crate::metrics::payment_recorded(channel, confirmed.amount, &outcome);
+    crate::metrics::notification(channel, &outcome.as_text());
+    Ok(outcome)
 }
 
 /// Records an outcome outside the (rolled back or never started) effect transaction.
@@ -188,7 +198,8 @@ async fn record_separately(
         store::record_notification(&mut conn, channel, pay_no, outcome, Some(detail)).await
     }
     .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not record notification outcome");
+    match result {
+        Ok(()) => crate::metrics::notification(channel, &outcome.as_text()),
+        Err(e) => tracing::error!(error = %e, "could not record notification outcome"),
     }
 }

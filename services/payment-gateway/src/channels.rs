@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use paywire_channels::alipay::{Alipay, AlipayConfig};
 use paywire_channels::wechat::{WechatPay, WechatPayConfig, WechatPayKeyring};
-use paywire_channels::{PaymentChannel, keys};
+use paywire_channels::{Metered, PaymentChannel, keys};
 use paywire_domain::PayChannel;
 
 use crate::{AlipaySettings, Settings, WechatSettings, timeout};
@@ -27,12 +27,12 @@ impl ChannelRegistry {
         if settings.wechat.enabled {
             let wechat = wechat(&settings.wechat, own_callback_base)
                 .context("configuring the WeChat Pay channel")?;
-            registry.insert(Arc::new(wechat));
+            registry.insert(Arc::new(Metered(wechat)));
         }
         if settings.alipay.enabled {
             let alipay = alipay(&settings.alipay, own_callback_base)
                 .context("configuring the Alipay channel")?;
-            registry.insert(Arc::new(alipay));
+            registry.insert(Arc::new(Metered(alipay)));
         }
         Ok(registry)
     }

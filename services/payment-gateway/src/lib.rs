@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod channels;
 pub mod error;
+pub mod metrics;
 pub mod payments;
 pub mod refunds;
 pub mod routes;

@@ -73,6 +73,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, crate::GatewayError> 
         .await?
     };
     let count = claimed.len();
+    crate::metrics::sweeper_claimed(count);
     for payment in claimed {
         check(state, &payment, now).await;
     }
@@ -92,16 +93,27 @@ async fn check(state: &AppState, payment: &Payment, now: DateTime<Utc>) {
                 outcome = recorded.outcome.as_text(),
                 "sweeper found a payment"
             );
+            crate::metrics::sweeper_check(recorded.outcome.as_text());
         }
         Ok(Found::Closed) if now < payment.expires_at => {
+            crate::metrics::sweeper_check("closed".into());
             // Closed at the channel by someone else: follow it locally.
             if let Err(e) = close_attempt(state, payment).await {
                 tracing::warn!(error = %e, "could not close the attempt locally");
             }
         }
-        Ok(Found::Closed) => tracing::info!("expired attempt closed"),
-        Ok(Found::NotPaid) => tracing::debug!("still unpaid"),
-        Err(e) => tracing::warn!(error = %e, "check failed; retried at the next check"),
+        Ok(Found::Closed) => {
+            crate::metrics::sweeper_check("closed".into());
+            tracing::info!("expired attempt closed");
+        }
+        Ok(Found::NotPaid) => {
+            crate::metrics::sweeper_check("not_paid".into());
+            tracing::debug!("still unpaid");
+        }
+        Err(e) => {
+            crate::metrics::sweeper_check("failed".into());
+            tracing::warn!(error = %e, "check failed; retried at the next check");
+        }
     }
 }
 

@@ -111,6 +111,7 @@ pub async fn close_attempt(state: &AppState, payment: &Payment) -> Result<Found,
         })
         .await?;
     if closed {
+        crate::metrics::attempt_closed(payment.channel);
         tracing::info!("attempt closed at the channel and locally");
     }
     Ok(Found::Closed)

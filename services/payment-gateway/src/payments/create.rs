@@ -165,7 +165,10 @@ pub async fn create_or_reuse(
             tracing::info!(pay_no = %p.pay_no, "reusing live payment attempt");
             return Ok(AttemptOutcome::Reused(p));
         }
-        Decision::Fresh(p) => p,
+        Decision::Fresh(p) => {
+            crate::metrics::attempt_created(p.channel);
+            p
+        }
     };
     tracing::Span::current().record("pay_no", tracing::field::display(payment.pay_no));
 

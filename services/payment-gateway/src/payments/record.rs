@@ -148,10 +148,13 @@ pub async fn record_confirmed_now(
 ) -> Result<Recorded, GatewayError> {
     let mut conn = state.pool.get().await?;
     let now = Utc::now();
-    conn.transaction::<_, GatewayError, _>(async |conn| {
-        record_confirmed(conn, &state.ids, channel, confirmed, now).await
-    })
-    .await
+    let recorded = conn
+        .transaction::<_, GatewayError, _>(async |conn| {
+            record_confirmed(conn, &state.ids, channel, confirmed, now).await
+        })
+        .await?;
+    crate::metrics::payment_recorded(channel, confirmed.amount, &recorded.outcome);
+    Ok(recorded)
 }
 
 async fn apply_payment(

@@ -46,83 +46,91 @@ pub async fn apply_refund_state(
 ) -> Result<RefundApplied, GatewayError> {
     let mut conn = state.pool.get().await?;
     let now = Utc::now();
-    conn.transaction::<_, GatewayError, _>(async |conn| {
-        let Some(refund) = store::find_for_update(conn, refund_no).await? else {
-            tracing::warn!("refund state for an unknown refund_no");
-            return Ok(RefundApplied::Unknown);
-        };
-        let span = tracing::Span::current();
-        span.record("pay_no", tracing::field::display(refund.pay_no));
-        span.record("order_id", tracing::field::display(refund.order_id));
-        let (status, channel_refund_id, refunded_at, error) = match reported {
-            RefundState::Processing => {
-                return Ok(if store::mark_processing(conn, refund_no, now).await? {
-                    tracing::info!("refund accepted by the channel");
-                    RefundApplied::Processing
-                } else {
-                    RefundApplied::Unchanged
-                });
-            }
-            RefundState::Succeeded {
-                channel_refund_id,
+    let applied = conn
+        .transaction::<_, GatewayError, _>(async |conn| {
+            let Some(refund) = store::find_for_update(conn, refund_no).await? else {
+                tracing::warn!("refund state for an unknown refund_no");
+                return Ok(RefundApplied::Unknown);
+            };
+            let span = tracing::Span::current();
+            span.record("pay_no", tracing::field::display(refund.pay_no));
+            span.record("order_id", tracing::field::display(refund.order_id));
+            let (status, channel_refund_id, refunded_at, error) = match reported {
+                RefundState::Processing => {
+                    return Ok(if store::mark_processing(conn, refund_no, now).await? {
+                        tracing::info!("refund accepted by the channel");
+                        RefundApplied::Processing
+                    } else {
+                        RefundApplied::Unchanged
+                    });
+                }
+                RefundState::Succeeded {
+                    channel_refund_id,
+                    refunded_at,
+                } => (
+                    RefundStatus::Succeeded,
+                    Some(channel_refund_id),
+                    Some(refunded_at),
+                    None,
+                ),
+                RefundState::Failed { reason } => (RefundStatus::Failed, None, None, Some(reason)),
+            };
+            if !store::mark_final(
+                conn,
+                refund_no,
+                status,
+                channel_refund_id.as_deref(),
                 refunded_at,
-            } => (
-                RefundStatus::Succeeded,
-                Some(channel_refund_id),
-                Some(refunded_at),
-                None,
-            ),
-            RefundState::Failed { reason } => (RefundStatus::Failed, None, None, Some(reason)),
-        };
-        if !store::mark_final(
-            conn,
-            refund_no,
-            status,
-            channel_refund_id.as_deref(),
-            refunded_at,
-            error.as_deref(),
-            now,
-        )
-        .await?
-        {
-            return Ok(RefundApplied::Unchanged);
-        }
-        if status == RefundStatus::Succeeded {
-            // A partial refund leaves the attempt paid; the one that completes the amount
-            // moves it to refunded.
-            let payment = payment_store::find(conn, refund.pay_no)
-                .await?
-                .ok_or(GatewayError::PaymentNotFound(refund.pay_no))?;
-            let refunded =
-                store::total_for_payment(conn, refund.pay_no, &[RefundStatus::Succeeded]).await?;
-            if refunded >= payment.amount
-                && !payment_store::mark_refunded(conn, refund.pay_no, now).await?
+                error.as_deref(),
+                now,
+            )
+            .await?
             {
-                tracing::warn!("refunded payment was not in status paid");
+                return Ok(RefundApplied::Unchanged);
             }
-        }
-        let event = RefundResultV1 {
-            refund_no,
-            pay_no: refund.pay_no,
-            order_id: refund.order_id,
-            channel: refund.channel,
-            amount_fen: refund.amount,
-            reason: refund.reason.into(),
-            status: status.into(),
-            refunded_at,
-        }
-        .into_envelope(state.ids.next(), now);
-        let message =
-            OutboxMessage::event(&event, PAY_RESULT_EXCHANGE, "", refund.order_id.to_string())?;
-        enqueue(conn, &message).await?;
-        if status == RefundStatus::Failed {
-            tracing::error!(reason = ?error, "refund failed at the channel; needs a human");
-        } else {
-            tracing::info!(event_id = %event.event_id, "refund succeeded; result queued");
-        }
-        Ok(RefundApplied::Finished(status))
-    })
-    .await
+            if status == RefundStatus::Succeeded {
+                // A partial refund leaves the attempt paid; the one that completes the amount
+                // moves it to refunded.
+                let payment = payment_store::find(conn, refund.pay_no)
+                    .await?
+                    .ok_or(GatewayError::PaymentNotFound(refund.pay_no))?;
+                let refunded =
+                    store::total_for_payment(conn, refund.pay_no, &[RefundStatus::Succeeded])
+                        .await?;
+                if refunded >= payment.amount
+                    && !payment_store::mark_refunded(conn, refund.pay_no, now).await?
+                {
+                    tracing::warn!("refunded payment was not in status paid");
+                }
+            }
+            let event = RefundResultV1 {
+                refund_no,
+                pay_no: refund.pay_no,
+                order_id: refund.order_id,
+                channel: refund.channel,
+                amount_fen: refund.amount,
+                reason: refund.reason.into(),
+                status: status.into(),
+                refunded_at,
+            }
+            .into_envelope(state.ids.next(), now);
+            let message =
+                OutboxMessage::event(&event, PAY_RESULT_EXCHANGE, "", refund.order_id.to_string())?;
+            enqueue(conn, &message).await?;
+            if status == RefundStatus::Failed {
+                tracing::error!(reason = ?error, "refund failed at the channel; needs a human");
+            } else {
+                tracing::info!(event_id = %event.event_id, "refund succeeded; result queued");
+            }
+            Ok(RefundApplied::Finished(status))
+        })
+        .await?;
+    match applied {
+        RefundApplied::Finished(status) => crate::metrics::refund(status.as_str()),
+        RefundApplied::Processing => crate::metrics::refund("processing"),
+        RefundApplied::Unchanged | RefundApplied::Unknown => {}
+    }
+    Ok(applied)
 }
 
 /// Delay before the `attempts`-th retry: `base · 2^(attempts-1)`, at most `max`.
