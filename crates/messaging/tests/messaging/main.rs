@@ -4,6 +4,7 @@
 mod common;
 mod consumer;
 mod db_outage;
+mod metrics;
 mod relay;
 mod resilience;
 mod topology;

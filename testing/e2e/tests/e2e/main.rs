@@ -4,5 +4,6 @@
 mod browser;
 mod faults;
 mod interop;
+mod observability;
 mod purchase;
 mod timeout;
