@@ -85,10 +85,6 @@ async fn a_message_whose_database_restarts_mid_handler_is_applied_once_without_s
     // Down long enough for the consumer to try again against a server that is away (its
     // pool waits 300 ms for a connection, then fails).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        env.depth(QUEUE) == 0,
-        "the delivery is held by the consumer, not back in the queue"
-    );
     server.control().start().await?;
 
     eventually(AFTER_RESTART, || async {
