@@ -7,9 +7,12 @@
 pub mod alipay;
 mod channel;
 mod error;
+mod http;
 pub mod keys;
 mod metered;
 pub mod rsa_sha256;
+#[cfg(test)]
+mod test_support;
 pub mod wechat;
 
 pub use channel::{

@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use paywire_domain::{PayChannel, PayNo, RefundNo};
-use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::de::DeserializeOwned;
 
@@ -26,13 +25,14 @@ use super::wire::{
     SUB_TRADE_HAS_FINISHED, SUB_TRADE_HAS_SUCCESS, TradeCreateBiz, TradeQueryResponse, TradeRefBiz,
     TradeStatus,
 };
+use crate::http;
 use crate::{
     ChannelError, CloseOutcome, ConfirmedPayment, CreatePayment, CreateRefund, CreatedPayment,
     Notification, NotificationReply, NotificationRequest, NotifyError, PaymentChannel,
     PaymentState, RefundState,
 };
 
-const MIN_RSA_BITS: usize = 2048;
+const USER_AGENT: &str = concat!("paywire-channels/", env!("CARGO_PKG_VERSION"), " (alipay)");
 const CHARSET: &str = "utf-8";
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded;charset=utf-8";
 
@@ -64,6 +64,15 @@ impl fmt::Debug for AlipayConfig {
     }
 }
 
+/// The two payments made in the payer's browser.
+#[derive(Debug, Clone, Copy)]
+enum BrowserPay<'a> {
+    /// `alipay.trade.page.pay`, desktop.
+    Page,
+    /// `alipay.trade.wap.pay`, mobile; the payer who gives up goes to `quit_url`.
+    Wap { quit_url: Option<&'a str> },
+}
+
 /// A verified response: the HTTP status and the exact signed content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedResponse {
@@ -82,17 +91,7 @@ impl Alipay {
     /// Checks the configuration and builds the HTTP client.
     pub fn new(config: AlipayConfig) -> Result<Self, ChannelError> {
         let config_err = |m: String| ChannelError::Config(m);
-        let url = reqwest::Url::parse(&config.gateway_url)
-            .map_err(|e| config_err(format!("gateway_url {:?}: {e}", config.gateway_url)))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(config_err(format!(
-                "gateway_url {:?} is not an http(s) URL",
-                config.gateway_url
-            )));
-        }
-        if url.query().is_some() {
-            return Err(config_err("gateway_url must not have a query".into()));
-        }
+        http::base_url("gateway_url", &config.gateway_url)?;
         for (name, value) in [("app_id", &config.app_id), ("seller_id", &config.seller_id)] {
             if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(config_err(format!("{name} must be non-empty digits")));
@@ -101,20 +100,8 @@ impl Alipay {
         if config.notify_url.is_empty() {
             return Err(config_err("notify_url is required".into()));
         }
-        if config.app_private_key.size() * 8 < MIN_RSA_BITS {
-            return Err(config_err(format!(
-                "the app private key must have at least {MIN_RSA_BITS} bits"
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!(
-                "paywire-channels/",
-                env!("CARGO_PKG_VERSION"),
-                " (alipay)"
-            ))
-            .build()
-            .map_err(|e| config_err(format!("HTTP client: {e}")))?;
+        http::check_key_size(&config.app_private_key, "app")?;
+        let http = http::client(config.timeout, USER_AGENT)?;
         Ok(Self { config, http })
     }
 
@@ -182,21 +169,14 @@ impl Alipay {
         let params = self.build_request_at(method, biz_content, extra, Utc::now());
         let body = serde_urlencoded::to_string(&params)
             .map_err(|e| ChannelError::Config(format!("form encoding: {e}")))?;
-        let response = self
+        let request = self
             .http
             .post(&self.config.gateway_url)
             .header("Content-Type", FORM_CONTENT_TYPE)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| ChannelError::Unavailable(format!("request failed: {e}")))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ChannelError::Unavailable(format!("reading response: {e}")))?;
+            .body(body);
+        let http::Received { status, body, .. } = http::send(request).await?;
         tracing::debug!(status, method, "alipay response");
-        let text = String::from_utf8_lossy(&bytes);
+        let text = String::from_utf8_lossy(&body);
         self.verify_response(status, &text, method)
     }
 
@@ -237,6 +217,36 @@ impl Alipay {
         ))
     }
 
+    /// The signed parameters of a payment in the payer's browser, which comes back to
+    /// `return_url`.
+    fn browser_pay_request_at(
+        &self,
+        kind: BrowserPay<'_>,
+        req: &CreatePayment,
+        return_url: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, ChannelError> {
+        let (method, biz) = match kind {
+            BrowserPay::Page => (
+                METHOD_PAGE_PAY,
+                self.create_biz(req, Some(PRODUCT_PAGE_PAY), None)?,
+            ),
+            BrowserPay::Wap { quit_url } => (
+                METHOD_WAP_PAY,
+                self.create_biz(req, Some(PRODUCT_WAP_PAY), quit_url)?,
+            ),
+        };
+        Ok(self.build_request_at(
+            method,
+            &biz,
+            &[
+                ("notify_url", &self.config.notify_url),
+                ("return_url", return_url.unwrap_or("")),
+            ],
+            at,
+        ))
+    }
+
     /// A signed `alipay.trade.page.pay` URL (GET) for a desktop browser; no network.
     pub fn page_pay_url(
         &self,
@@ -244,16 +254,7 @@ impl Alipay {
         return_url: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<String, ChannelError> {
-        let biz = self.create_biz(req, Some(PRODUCT_PAGE_PAY), None)?;
-        let params = self.build_request_at(
-            METHOD_PAGE_PAY,
-            &biz,
-            &[
-                ("notify_url", &self.config.notify_url),
-                ("return_url", return_url.unwrap_or("")),
-            ],
-            at,
-        );
+        let params = self.browser_pay_request_at(BrowserPay::Page, req, return_url, at)?;
         let query = serde_urlencoded::to_string(&params)
             .map_err(|e| ChannelError::Config(format!("query encoding: {e}")))?;
         Ok(format!("{}?{query}", self.config.gateway_url))
@@ -268,16 +269,8 @@ impl Alipay {
         quit_url: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<String, ChannelError> {
-        let biz = self.create_biz(req, Some(PRODUCT_WAP_PAY), quit_url)?;
-        let params = self.build_request_at(
-            METHOD_WAP_PAY,
-            &biz,
-            &[
-                ("notify_url", &self.config.notify_url),
-                ("return_url", return_url.unwrap_or("")),
-            ],
-            at,
-        );
+        let wap = BrowserPay::Wap { quit_url };
+        let params = self.browser_pay_request_at(wap, req, return_url, at)?;
         let mut html = format!(
             "<form id=\"alipaysubmit\" name=\"alipaysubmit\" action=\"{}?charset={CHARSET}\" method=\"POST\">",
             html_escape(&self.config.gateway_url)
@@ -667,6 +660,7 @@ mod tests {
     use super::*;
     use crate::alipay::sign::sign_content;
     use crate::alipay::{DEV_APP_ID, DEV_SELLER_ID};
+    use crate::test_support::{now, pay_no, refund_no};
     use crate::{keys, rsa_sha256};
     use chrono::TimeZone;
     use paywire_domain::Fen;
@@ -695,18 +689,6 @@ mod tests {
 
     fn alipay() -> Alipay {
         Alipay::new(config("http://127.0.0.1:8090/gateway.do")).unwrap()
-    }
-
-    fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 1, 2, 0, 0).unwrap()
-    }
-
-    fn pay_no() -> PayNo {
-        "7301234567890123456".parse().unwrap()
-    }
-
-    fn refund_no() -> RefundNo {
-        "7309876543210987654".parse().unwrap()
     }
 
     fn create() -> CreatePayment {
@@ -740,6 +722,14 @@ mod tests {
         alipay().verify_response(200, &raw, method).unwrap()
     }
 
+    /// A successful answer to `method` carrying `fields`.
+    fn success(method: &str, fields: serde_json::Value) -> VerifiedResponse {
+        let mut content = json!({"code": "10000", "msg": "Success"});
+        let object = content.as_object_mut().unwrap();
+        object.extend(fields.as_object().unwrap().clone());
+        answer(method, content)
+    }
+
     fn error(method: &str, code: &str, sub_code: &str) -> VerifiedResponse {
         answer(
             method,
@@ -756,7 +746,7 @@ mod tests {
 
     #[test]
     fn precreate_request_is_exact_and_signed_with_the_app_key() {
-        let params = alipay().precreate_request_at(&create(), at()).unwrap();
+        let params = alipay().precreate_request_at(&create(), now()).unwrap();
         let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
@@ -792,14 +782,14 @@ mod tests {
         // Deterministic for a fixed time.
         assert_eq!(
             params,
-            alipay().precreate_request_at(&create(), at()).unwrap()
+            alipay().precreate_request_at(&create(), now()).unwrap()
         );
     }
 
     #[test]
     fn empty_optional_values_are_not_sent() {
         let params =
-            alipay().build_request_at("alipay.trade.query", "{}", &[("return_url", "")], at());
+            alipay().build_request_at("alipay.trade.query", "{}", &[("return_url", "")], now());
         assert!(param(&params, "return_url").is_none());
         assert!(params.iter().all(|(_, v)| !v.is_empty()));
     }
@@ -841,19 +831,17 @@ mod tests {
     #[test]
     fn precreate_results() {
         let alipay = alipay();
-        let ok = answer(
+        let ok = success(
             METHOD_PRECREATE,
-            json!({"code": "10000", "msg": "Success",
-            "out_trade_no": "7301234567890123456", "qr_code": "https://qr.alipay.com/bax03431ljhokirwl38f00a7"}),
+            json!({"out_trade_no": "7301234567890123456", "qr_code": "https://qr.alipay.com/bax03431ljhokirwl38f00a7"}),
         );
         assert_eq!(
             alipay.interpret_precreate(pay_no(), &ok).unwrap().code_url,
             "https://qr.alipay.com/bax03431ljhokirwl38f00a7"
         );
-        let other = answer(
+        let other = success(
             METHOD_PRECREATE,
-            json!({"code": "10000", "msg": "Success",
-            "out_trade_no": "42", "qr_code": "https://qr.alipay.com/bax0"}),
+            json!({"out_trade_no": "42", "qr_code": "https://qr.alipay.com/bax0"}),
         );
         assert!(matches!(
             alipay.interpret_precreate(pay_no(), &other),
@@ -868,10 +856,9 @@ mod tests {
     #[test]
     fn query_results_including_trade_not_exist_before_the_scan() {
         let alipay = alipay();
-        let paid = answer(
+        let paid = success(
             METHOD_QUERY,
-            json!({"code": "10000", "msg": "Success",
-            "trade_no": "2026030122001400000000000001", "out_trade_no": "7301234567890123456",
+            json!({"trade_no": "2026030122001400000000000001", "out_trade_no": "7301234567890123456",
             "trade_status": "TRADE_SUCCESS", "total_amount": "100.99", "send_pay_date": "2026-03-01 10:05:00"}),
         );
         match alipay.interpret_query(pay_no(), &paid).unwrap() {
@@ -914,10 +901,7 @@ mod tests {
             alipay.interpret_query(pay_no(), &response),
             Err(ChannelError::Rejected { code, .. }) if code == "isv.invalid-signature"
         ));
-        let garbage = answer(
-            METHOD_QUERY,
-            json!({"code": "10000", "msg": "Success", "trade_status": "PENDING"}),
-        );
+        let garbage = success(METHOD_QUERY, json!({"trade_status": "PENDING"}));
         assert!(matches!(
             alipay.interpret_query(pay_no(), &garbage),
             Err(ChannelError::UnexpectedResponse(_))
@@ -929,29 +913,25 @@ mod tests {
         let alipay = alipay();
         let close = |r: VerifiedResponse| alipay.interpret_close(&r);
         assert_eq!(
-            close(answer(
+            close(success(
                 METHOD_CLOSE,
-                json!({"code": "10000", "msg": "Success", "out_trade_no": "7301234567890123456"})
+                json!({"out_trade_no": "7301234567890123456"})
             ))
             .unwrap(),
             Some(CloseOutcome::Closed)
         );
-        assert_eq!(
-            close(error(METHOD_CLOSE, "40004", "ACQ.TRADE_NOT_EXIST")).unwrap(),
-            Some(CloseOutcome::Closed)
-        );
-        assert_eq!(
-            close(error(METHOD_CLOSE, "40004", "ACQ.TRADE_HAS_CLOSE")).unwrap(),
-            Some(CloseOutcome::Closed)
-        );
-        assert_eq!(
-            close(error(METHOD_CLOSE, "40004", "ACQ.TRADE_HAS_SUCCESS")).unwrap(),
-            Some(CloseOutcome::AlreadyPaid)
-        );
-        assert_eq!(
-            close(error(METHOD_CLOSE, "40004", "ACQ.TRADE_STATUS_ERROR")).unwrap(),
-            None
-        );
+        for (sub_code, outcome) in [
+            ("ACQ.TRADE_NOT_EXIST", Some(CloseOutcome::Closed)),
+            ("ACQ.TRADE_HAS_CLOSE", Some(CloseOutcome::Closed)),
+            ("ACQ.TRADE_HAS_SUCCESS", Some(CloseOutcome::AlreadyPaid)),
+            ("ACQ.TRADE_STATUS_ERROR", None),
+        ] {
+            assert_eq!(
+                close(error(METHOD_CLOSE, "40004", sub_code)).unwrap(),
+                outcome,
+                "{sub_code}"
+            );
+        }
         assert!(matches!(
             close(error(METHOD_CLOSE, "20000", "isp.unknow-error")),
             Err(ChannelError::Unavailable(_))
@@ -972,10 +952,9 @@ mod tests {
             Alipay::refund_biz(&create_refund()).unwrap(),
             r#"{"out_trade_no":"7301234567890123456","refund_amount":"0.29","out_request_no":"7309876543210987654","refund_reason":"重复支付"}"#
         );
-        let moved = answer(
+        let moved = success(
             METHOD_REFUND,
-            json!({"code": "10000", "msg": "Success",
-            "trade_no": "2026030122001400000000000001", "out_trade_no": "7301234567890123456",
+            json!({"trade_no": "2026030122001400000000000001", "out_trade_no": "7301234567890123456",
             "fund_change": "Y", "refund_fee": "0.29", "gmt_refund_pay": "2026-03-01 10:06:00"}),
         );
         assert_eq!(
@@ -985,10 +964,9 @@ mod tests {
                 refunded_at: Utc.with_ymd_and_hms(2026, 3, 1, 2, 6, 0).unwrap(),
             })
         );
-        let repeated = answer(
+        let repeated = success(
             METHOD_REFUND,
-            json!({"code": "10000", "msg": "Success",
-            "trade_no": "2026030122001400000000000001", "out_trade_no": "7301234567890123456", "fund_change": "N"}),
+            json!({"trade_no": "2026030122001400000000000001", "out_trade_no": "7301234567890123456", "fund_change": "N"}),
         );
         assert_eq!(
             alipay
@@ -996,10 +974,9 @@ mod tests {
                 .unwrap(),
             None
         );
-        let foreign = answer(
+        let foreign = success(
             METHOD_REFUND,
-            json!({"code": "10000", "msg": "Success",
-            "out_trade_no": "42", "fund_change": "Y", "gmt_refund_pay": "2026-03-01 10:06:00"}),
+            json!({"out_trade_no": "42", "fund_change": "Y", "gmt_refund_pay": "2026-03-01 10:06:00"}),
         );
         assert!(matches!(
             alipay.interpret_refund(&create_refund(), &foreign),
@@ -1026,7 +1003,7 @@ mod tests {
                 refund_no(),
                 pay_no(),
                 &answer(METHOD_REFUND_QUERY, content),
-                at(),
+                now(),
             )
         };
         let base = json!({"code": "10000", "msg": "Success", "trade_no": "2026030122001400000000000001",
@@ -1044,7 +1021,7 @@ mod tests {
         let mut no_time = base.clone();
         no_time.as_object_mut().unwrap().remove("gmt_refund_pay");
         assert!(
-            matches!(q(no_time), Ok(RefundState::Succeeded { refunded_at, .. }) if refunded_at == at())
+            matches!(q(no_time), Ok(RefundState::Succeeded { refunded_at, .. }) if refunded_at == now())
         );
         let mut pending = base.clone();
         pending.as_object_mut().unwrap().remove("refund_status");
@@ -1067,7 +1044,7 @@ mod tests {
                 refund_no(),
                 pay_no(),
                 &error(METHOD_REFUND_QUERY, "40004", "ACQ.TRADE_NOT_EXIST"),
-                at()
+                now()
             ),
             Err(ChannelError::NotFound)
         ));
@@ -1118,7 +1095,7 @@ mod tests {
         alipay.parse_notification(&NotificationRequest {
             headers: &[],
             body,
-            now: at(),
+            now: now(),
         })
     }
 
@@ -1185,27 +1162,20 @@ mod tests {
             parse(serde_urlencoded::to_string(&unsigned).unwrap().as_bytes()),
             Err(NotifyError::BadSignature)
         );
-        assert_eq!(
-            parse(&notify_body(&[("app_id", Some("2021000000000002"))])),
-            Err(NotifyError::WrongMerchant)
-        );
-        assert_eq!(
-            parse(&notify_body(&[("app_id", None)])),
-            Err(NotifyError::WrongMerchant)
-        );
-        assert_eq!(
-            parse(&notify_body(&[("seller_id", Some("2088000000000002"))])),
-            Err(NotifyError::WrongMerchant)
-        );
-        // A seller left out is not ours either (issue 9: this one was paid).
-        assert_eq!(
-            parse(&notify_body(&[("seller_id", None)])),
-            Err(NotifyError::WrongMerchant)
-        );
-        assert_eq!(
-            parse(&notify_body(&[("seller_id", Some(""))])),
-            Err(NotifyError::WrongMerchant)
-        );
+        for foreign in [
+            ("app_id", Some("2021000000000002")),
+            ("app_id", None),
+            ("seller_id", Some("2088000000000002")),
+            // A seller left out is not ours either (issue 9: this one was paid).
+            ("seller_id", None),
+            ("seller_id", Some("")),
+        ] {
+            assert_eq!(
+                parse(&notify_body(&[foreign])),
+                Err(NotifyError::WrongMerchant),
+                "{foreign:?}"
+            );
+        }
         // Signed with a key that is not Alipay's.
         let wrong_key = Alipay::new(AlipayConfig {
             alipay_public_key: keys::public_key_from_file(format!("{KEYS}/app_public_key.pem"))
@@ -1310,7 +1280,7 @@ mod tests {
         let alipay = alipay();
         let app_public = keys::public_key_from_file(format!("{KEYS}/app_public_key.pem")).unwrap();
         let url = alipay
-            .page_pay_url(&create(), Some("https://shop.example/return?a=1"), at())
+            .page_pay_url(&create(), Some("https://shop.example/return?a=1"), now())
             .unwrap();
         let (base, query) = url.split_once('?').unwrap();
         assert_eq!(base, "http://127.0.0.1:8090/gateway.do");
@@ -1332,7 +1302,7 @@ mod tests {
         ));
 
         let form = alipay
-            .wap_pay_form(&create(), None, Some("https://shop.example/quit"), at())
+            .wap_pay_form(&create(), None, Some("https://shop.example/quit"), now())
             .unwrap();
         assert!(form.starts_with(r#"<form id="alipaysubmit" name="alipaysubmit" action="http://127.0.0.1:8090/gateway.do?charset=utf-8" method="POST">"#));
         assert!(form.contains(r#"name="method" value="alipay.trade.wap.pay""#));

@@ -139,6 +139,7 @@ pub fn verify_notification(
 mod tests {
     use super::*;
     use crate::keys;
+    use crate::test_support::with_value;
 
     const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
     const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/test-keys/alipay");
@@ -233,17 +234,7 @@ mod tests {
             Err(NotifyError::BadSignature)
         );
         let params = form(&vector("a1_notify_body.txt"));
-        let tampered: Vec<_> = params
-            .iter()
-            .map(|(k, v)| {
-                let v = if k == "total_amount" {
-                    "100.10".to_owned()
-                } else {
-                    v.clone()
-                };
-                (k.clone(), v)
-            })
-            .collect();
+        let tampered = with_value(&params, "total_amount", "100.10");
         assert_eq!(
             verify_notification(&key, &tampered),
             Err(NotifyError::BadSignature)
@@ -257,17 +248,7 @@ mod tests {
             verify_notification(&key, &unsigned),
             Err(NotifyError::BadSignature)
         );
-        let rsa1: Vec<_> = params
-            .iter()
-            .map(|(k, v)| {
-                let v = if k == "sign_type" {
-                    "RSA".to_owned()
-                } else {
-                    v.clone()
-                };
-                (k.clone(), v)
-            })
-            .collect();
+        let rsa1 = with_value(&params, "sign_type", "RSA");
         assert_eq!(
             verify_notification(&key, &rsa1),
             Err(NotifyError::BadSignature)

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use paywire_domain::{PayChannel, PayNo, RefundNo};
 use rsa::RsaPrivateKey;
-use rsa::traits::PublicKeyParts;
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 
 use super::crypto::{self, APIV3_KEY_LEN, HEADER_REQUEST_ID};
 use super::keyring::WechatPayKeyring;
@@ -23,6 +23,7 @@ use super::wire::{
     PrepayAmount, Refund, RefundNotice, RefundRequest, RefundRequestAmount, RefundStatus,
     TradeState, Transaction,
 };
+use crate::http;
 use crate::{
     ChannelError, CloseOutcome, CreatePayment, CreateRefund, CreatedPayment, Notification,
     NotificationReply, NotificationRequest, NotifyError, PaymentChannel, PaymentState, RefundState,
@@ -33,7 +34,6 @@ const USER_AGENT: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (wechatpay-v3)"
 );
-const MIN_RSA_BITS: usize = 2048;
 
 /// What a merchant needs to talk to WeChat Pay.
 pub struct WechatPayConfig {
@@ -91,6 +91,17 @@ pub struct RawResponse {
     pub body: Vec<u8>,
 }
 
+impl RawResponse {
+    /// The JSON body (`what`) of a 200, or the mapped API error.
+    fn ok_json<T: DeserializeOwned>(&self, what: &str) -> Result<T, ChannelError> {
+        if self.status != 200 {
+            return Err(api_error(self.status, &self.body));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ChannelError::UnexpectedResponse(format!("{what}: {e}")))
+    }
+}
+
 #[derive(Debug)]
 pub struct WechatPay {
     config: WechatPayConfig,
@@ -106,17 +117,7 @@ impl WechatPay {
     /// Checks the configuration and builds the HTTP client.
     pub fn new(config: WechatPayConfig) -> Result<Self, ChannelError> {
         let config_err = |m: String| ChannelError::Config(m);
-        let url = reqwest::Url::parse(&config.api_base)
-            .map_err(|e| config_err(format!("api_base {:?}: {e}", config.api_base)))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(config_err(format!(
-                "api_base {:?} is not an http(s) URL",
-                config.api_base
-            )));
-        }
-        if url.query().is_some() {
-            return Err(config_err("api_base must not have a query".into()));
-        }
+        let url = http::base_url("api_base", &config.api_base)?;
         let origin = url.origin().ascii_serialization();
         let base_path = url.path().trim_end_matches('/').to_owned();
         // mchid and out_trade_no go into URLs unescaped; keep them plain.
@@ -135,21 +136,13 @@ impl WechatPay {
                 "the APIv3 key must be {APIV3_KEY_LEN} bytes"
             )));
         }
-        if config.merchant_private_key.size() * 8 < MIN_RSA_BITS {
-            return Err(config_err(format!(
-                "the merchant private key must have at least {MIN_RSA_BITS} bits"
-            )));
-        }
+        http::check_key_size(&config.merchant_private_key, "merchant")?;
         let request_serial = config
             .keyring
             .request_serial()
             .ok_or_else(|| config_err("the WeChat Pay keyring is empty".into()))?
             .to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| config_err(format!("HTTP client: {e}")))?;
+        let http = http::client(config.timeout, USER_AGENT)?;
         Ok(Self {
             config,
             origin,
@@ -245,23 +238,11 @@ impl WechatPay {
         if !signed.body.is_empty() {
             request = request.body(signed.body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ChannelError::Unavailable(format!("request failed: {e}")))?;
-        let status = response.status().as_u16();
-        let headers: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .filter_map(|(n, v)| {
-                Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
-            })
-            .collect();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ChannelError::Unavailable(format!("reading response: {e}")))?
-            .to_vec();
+        let http::Received {
+            status,
+            headers,
+            body,
+        } = http::send(request).await?;
         let request_id = crypto::header(&headers, HEADER_REQUEST_ID).unwrap_or("");
         tracing::debug!(status, request_id, "wechat pay response");
         self.verify_response(status, &headers, &body, Utc::now())?;
@@ -302,11 +283,7 @@ impl WechatPay {
         pay_no: PayNo,
         response: &RawResponse,
     ) -> Result<PaymentState, ChannelError> {
-        if response.status != 200 {
-            return Err(api_error(response.status, &response.body));
-        }
-        let tx: Transaction = serde_json::from_slice(&response.body)
-            .map_err(|e| ChannelError::UnexpectedResponse(format!("transaction: {e}")))?;
+        let tx: Transaction = response.ok_json("transaction")?;
         if tx.mchid != self.config.mchid
             || tx.appid != self.config.appid
             || tx.out_trade_no != pay_no.to_string()
@@ -346,11 +323,7 @@ impl WechatPay {
         pay_no: PayNo,
         response: &RawResponse,
     ) -> Result<RefundState, ChannelError> {
-        if response.status != 200 {
-            return Err(api_error(response.status, &response.body));
-        }
-        let refund: Refund = serde_json::from_slice(&response.body)
-            .map_err(|e| ChannelError::UnexpectedResponse(format!("refund: {e}")))?;
+        let refund: Refund = response.ok_json("refund")?;
         let pay_no_text = pay_no.to_string();
         if refund.out_refund_no != refund_no.to_string()
             || refund
@@ -385,12 +358,12 @@ impl WechatPay {
         }
     }
 
-    /// Decrypts the resource after checking it is of the expected kind.
-    fn decrypt(
+    /// Decrypts and parses the resource after checking it is of the expected kind.
+    fn decrypt<T: DeserializeOwned>(
         &self,
         envelope: &NotificationEnvelope,
         original_type: &str,
-    ) -> Result<Vec<u8>, NotifyError> {
+    ) -> Result<T, NotifyError> {
         let resource = &envelope.resource;
         if resource.algorithm != ALGORITHM_AEAD_AES_256_GCM {
             return Err(NotifyError::Malformed(format!(
@@ -404,22 +377,22 @@ impl WechatPay {
                 envelope.event_type, resource.original_type
             )));
         }
-        crypto::decrypt_resource(
+        let plaintext = crypto::decrypt_resource(
             self.config.apiv3_key.expose_secret().as_bytes(),
             &resource.nonce,
             &resource.associated_data,
             &resource.ciphertext,
         )
-        .map_err(|_| NotifyError::Decrypt)
+        .map_err(|_| NotifyError::Decrypt)?;
+        serde_json::from_slice(&plaintext)
+            .map_err(|e| NotifyError::Malformed(format!("{original_type}: {e}")))
     }
 
     fn payment_notification(
         &self,
         envelope: &NotificationEnvelope,
     ) -> Result<Notification, NotifyError> {
-        let plaintext = self.decrypt(envelope, ORIGINAL_TYPE_TRANSACTION)?;
-        let tx: Transaction = serde_json::from_slice(&plaintext)
-            .map_err(|e| NotifyError::Malformed(format!("transaction: {e}")))?;
+        let tx: Transaction = self.decrypt(envelope, ORIGINAL_TYPE_TRANSACTION)?;
         if tx.mchid != self.config.mchid || tx.appid != self.config.appid {
             return Err(NotifyError::WrongMerchant);
         }
@@ -438,9 +411,7 @@ impl WechatPay {
         &self,
         envelope: &NotificationEnvelope,
     ) -> Result<Notification, NotifyError> {
-        let plaintext = self.decrypt(envelope, ORIGINAL_TYPE_REFUND)?;
-        let notice: RefundNotice = serde_json::from_slice(&plaintext)
-            .map_err(|e| NotifyError::Malformed(format!("refund: {e}")))?;
+        let notice: RefundNotice = self.decrypt(envelope, ORIGINAL_TYPE_REFUND)?;
         if notice.mchid != self.config.mchid {
             return Err(NotifyError::WrongMerchant);
         }
@@ -490,11 +461,7 @@ impl PaymentChannel for WechatPay {
         let response = self
             .execute(reqwest::Method::POST, "/v3/pay/transactions/native", &body)
             .await?;
-        if response.status != 200 {
-            return Err(api_error(response.status, &response.body));
-        }
-        let created: NativePrepayResponse = serde_json::from_slice(&response.body)
-            .map_err(|e| ChannelError::UnexpectedResponse(format!("prepay: {e}")))?;
+        let created: NativePrepayResponse = response.ok_json("prepay")?;
         if created.code_url.is_empty() {
             return Err(ChannelError::UnexpectedResponse("empty code_url".into()));
         }
@@ -617,7 +584,9 @@ pub fn acknowledge(result: &Result<(), NotifyError>) -> NotificationReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ConfirmedPayment;
     use crate::keys;
+    use crate::test_support::{now, pay_no, refund_no, with_value};
     use crate::wechat::{
         DEV_APIV3_KEY, DEV_APPID, DEV_MCHID, DEV_MERCHANT_SERIAL_NO, DEV_WECHATPAY_PUBLIC_KEY_ID,
     };
@@ -657,14 +626,6 @@ mod tests {
 
     fn wechat() -> WechatPay {
         WechatPay::new(config("http://127.0.0.1:8090")).unwrap()
-    }
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 1, 2, 0, 0).unwrap()
-    }
-
-    fn pay_no() -> PayNo {
-        "7301234567890123456".parse().unwrap()
     }
 
     /// Signs like the sandbox does.
@@ -854,19 +815,22 @@ mod tests {
         })
     }
 
+    /// `p` is the payment of [`paid_transaction`].
+    fn assert_is_paid_transaction(p: &ConfirmedPayment) {
+        assert_eq!(p.pay_no, pay_no());
+        assert_eq!(p.amount, Fen::new(1990).unwrap());
+        assert_eq!(p.channel_trade_no, "4200001234202603010000000001");
+        assert_eq!(
+            p.paid_at,
+            Utc.with_ymd_and_hms(2026, 3, 1, 2, 5, 0).unwrap()
+        );
+    }
+
     #[test]
     fn interpret_query_maps_paid_notfound_and_foreign_answers() {
         let wechat = wechat();
         match wechat.interpret_query(pay_no(), &response(200, paid_transaction())) {
-            Ok(PaymentState::Paid(p)) => {
-                assert_eq!(p.pay_no, pay_no());
-                assert_eq!(p.amount, Fen::new(1990).unwrap());
-                assert_eq!(p.channel_trade_no, "4200001234202603010000000001");
-                assert_eq!(
-                    p.paid_at,
-                    Utc.with_ymd_and_hms(2026, 3, 1, 2, 5, 0).unwrap()
-                );
-            }
+            Ok(PaymentState::Paid(p)) => assert_is_paid_transaction(&p),
             other => panic!("{other:?}"),
         }
         let notpay = json!({"appid": DEV_APPID, "mchid": DEV_MCHID,
@@ -1002,6 +966,24 @@ mod tests {
         }
     }
 
+    /// `(nonce, ciphertext)` of `resource` encrypted under `apiv3_key`, as a callback
+    /// carries it.
+    fn encrypted(
+        apiv3_key: &[u8],
+        associated_data: &str,
+        resource: &serde_json::Value,
+    ) -> (String, String) {
+        let nonce = crypto::resource_nonce();
+        let ciphertext = crypto::encrypt_resource(
+            apiv3_key,
+            &nonce,
+            associated_data,
+            resource.to_string().as_bytes(),
+        )
+        .unwrap();
+        (nonce, ciphertext)
+    }
+
     /// A callback body as WeChat Pay (the sandbox) would send it.
     fn notify_body(n: &Notify) -> Vec<u8> {
         let mut tx = paid_transaction();
@@ -1009,14 +991,7 @@ mod tests {
         tx["appid"] = json!(n.appid);
         tx["trade_state"] = json!(n.trade_state);
         tx["amount"]["currency"] = json!(n.currency);
-        let nonce = crypto::resource_nonce();
-        let ciphertext = crypto::encrypt_resource(
-            n.apiv3_key,
-            &nonce,
-            "transaction",
-            tx.to_string().as_bytes(),
-        )
-        .unwrap();
+        let (nonce, ciphertext) = encrypted(n.apiv3_key, "transaction", &tx);
         json!({
             "id": "EV-2018022511223320873", "create_time": "2026-03-01T10:05:01+08:00",
             "resource_type": "encrypt-resource", "event_type": n.event_type, "summary": "支付成功",
@@ -1047,15 +1022,7 @@ mod tests {
     #[test]
     fn notification_success_yields_confirmed_payment() {
         match parse_notify(&Notify::default()) {
-            Ok(Notification::PaymentSucceeded(p)) => {
-                assert_eq!(p.pay_no, pay_no());
-                assert_eq!(p.amount, Fen::new(1990).unwrap());
-                assert_eq!(p.channel_trade_no, "4200001234202603010000000001");
-                assert_eq!(
-                    p.paid_at,
-                    Utc.with_ymd_and_hms(2026, 3, 1, 2, 5, 0).unwrap()
-                );
-            }
+            Ok(Notification::PaymentSucceeded(p)) => assert_is_paid_transaction(&p),
             other => panic!("{other:?}"),
         }
     }
@@ -1107,10 +1074,6 @@ mod tests {
             parse_notify(&n),
             Err(NotifyError::Unsupported("TRANSACTION.FAIL".into()))
         );
-    }
-
-    fn refund_no() -> RefundNo {
-        "7309876543210987654".parse().unwrap()
     }
 
     fn create_refund() -> CreateRefund {
@@ -1239,14 +1202,7 @@ mod tests {
             "success_time": "2026-03-01T10:06:00+08:00", "user_received_account": "支付用户零钱",
             "amount": {"total": 1990, "refund": 1990, "payer_total": 1990, "payer_refund": 1990}
         });
-        let nonce = crypto::resource_nonce();
-        let ciphertext = crypto::encrypt_resource(
-            DEV_APIV3_KEY.as_bytes(),
-            &nonce,
-            "refund",
-            notice.to_string().as_bytes(),
-        )
-        .unwrap();
+        let (nonce, ciphertext) = encrypted(DEV_APIV3_KEY.as_bytes(), "refund", &notice);
         json!({
             "id": "EV-2026030110060000000001", "create_time": "2026-03-01T10:06:01+08:00",
             "resource_type": "encrypt-resource", "event_type": event_type, "summary": "退款成功",
@@ -1360,17 +1316,7 @@ mod tests {
             parse(&headers, &tampered, now()),
             Err(NotifyError::BadSignature)
         );
-        let unknown: Vec<_> = headers
-            .iter()
-            .map(|(n, v)| {
-                let v = if n == "wechatpay-serial" {
-                    "PUB_KEY_ID_UNKNOWN".into()
-                } else {
-                    v.clone()
-                };
-                (n.clone(), v)
-            })
-            .collect();
+        let unknown = with_value(&headers, "wechatpay-serial", "PUB_KEY_ID_UNKNOWN");
         assert_eq!(
             parse(&unknown, &body, now()),
             Err(NotifyError::UnknownSerial)

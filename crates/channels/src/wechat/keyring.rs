@@ -253,17 +253,28 @@ mod tests {
         Utc.timestamp_opt(ts, 0).unwrap()
     }
 
+    /// `ring`'s verdict on `headers` and `body` at the W2 vector's own time.
+    fn verify_at_w2(
+        ring: &WechatPayKeyring,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), NotifyError> {
+        ring.verify_signed(headers, body, at(W2_TS))
+    }
+
+    /// `ring`'s verdict on the W2 callback as it was sent.
+    fn verify_w2(ring: &WechatPayKeyring) -> Result<(), NotifyError> {
+        let (headers, body) = w2_request();
+        verify_at_w2(ring, &headers, &body)
+    }
+
     fn w2_keyring() -> WechatPayKeyring {
         WechatPayKeyring::new().with_key("D7CE59D1F522D701", w1_public())
     }
 
     #[test]
     fn w2_complete_callback_verifies() {
-        let (headers, body) = w2_request();
-        assert_eq!(
-            w2_keyring().verify_signed(&headers, &body, at(W2_TS)),
-            Ok(())
-        );
+        assert_eq!(verify_w2(&w2_keyring()), Ok(()));
     }
 
     #[test]
@@ -273,7 +284,7 @@ mod tests {
             .into_iter()
             .map(|(n, v)| (n.to_ascii_uppercase(), v))
             .collect();
-        assert_eq!(w2_keyring().verify_signed(&upper, &body, at(W2_TS)), Ok(()));
+        assert_eq!(verify_at_w2(&w2_keyring(), &upper, &body), Ok(()));
     }
 
     #[test]
@@ -299,36 +310,28 @@ mod tests {
         let last = body.len() - 2;
         body[last] = b' ';
         assert_eq!(
-            ring.verify_signed(&headers, &body, at(W2_TS)),
+            verify_at_w2(&ring, &headers, &body),
             Err(NotifyError::BadSignature)
         );
         let (mut headers, body) = w2_request();
         headers[4].1 = headers[4].1.replacen('t', 'u'.to_string().as_str(), 1);
         assert_eq!(
-            ring.verify_signed(&headers, &body, at(W2_TS)),
+            verify_at_w2(&ring, &headers, &body),
             Err(NotifyError::BadSignature)
         );
     }
 
     #[test]
     fn unknown_serial_is_rejected_even_if_another_key_would_verify() {
-        let (headers, body) = w2_request();
         let ring = WechatPayKeyring::new().with_key("PUB_KEY_ID_OTHER", w1_public());
-        assert_eq!(
-            ring.verify_signed(&headers, &body, at(W2_TS)),
-            Err(NotifyError::UnknownSerial)
-        );
+        assert_eq!(verify_w2(&ring), Err(NotifyError::UnknownSerial));
     }
 
     #[test]
     fn a_key_under_the_right_serial_but_wrong_material_fails() {
-        let (headers, body) = w2_request();
         let other = keys::public_key_from_file(format!("{KEYS}/wechatpay_public_key.pem")).unwrap();
         let ring = WechatPayKeyring::new().with_key("D7CE59D1F522D701", other);
-        assert_eq!(
-            ring.verify_signed(&headers, &body, at(W2_TS)),
-            Err(NotifyError::BadSignature)
-        );
+        assert_eq!(verify_w2(&ring), Err(NotifyError::BadSignature));
     }
 
     #[test]
@@ -336,10 +339,10 @@ mod tests {
         let (mut headers, body) = w2_request();
         let ring = w2_keyring();
         headers.push(("wechatpay-signature-type".into(), SIGNATURE_TYPE.into()));
-        assert_eq!(ring.verify_signed(&headers, &body, at(W2_TS)), Ok(()));
+        assert_eq!(verify_at_w2(&ring, &headers, &body), Ok(()));
         headers.last_mut().unwrap().1 = "WECHATPAY2-SM2-WITH-SM3".into();
         assert_eq!(
-            ring.verify_signed(&headers, &body, at(W2_TS)),
+            verify_at_w2(&ring, &headers, &body),
             Err(NotifyError::BadSignature)
         );
     }
@@ -357,7 +360,7 @@ mod tests {
             let headers: Vec<_> = headers.into_iter().filter(|(n, _)| n != drop).collect();
             assert!(
                 matches!(
-                    ring.verify_signed(&headers, &body, at(W2_TS)),
+                    verify_at_w2(&ring, &headers, &body),
                     Err(NotifyError::Malformed(_))
                 ),
                 "without {drop}"
@@ -366,7 +369,7 @@ mod tests {
         let (mut headers, body) = w2_request();
         headers[2].1 = "16245238x6".into();
         assert!(matches!(
-            ring.verify_signed(&headers, &body, at(W2_TS)),
+            verify_at_w2(&ring, &headers, &body),
             Err(NotifyError::Malformed(_))
         ));
     }
