@@ -312,72 +312,70 @@ mod tests {
 
     #[test]
     fn subcommands_parse() {
-        assert_eq!(p(&[]).unwrap(), Command::Help);
-        assert_eq!(p(&["up"]).unwrap(), Command::Up { observe: false });
-        assert_eq!(
-            p(&["up", "--observe"]).unwrap(),
-            Command::Up { observe: true }
-        );
-        assert_eq!(p(&["migrate"]).unwrap(), Command::Migrate);
-        assert_eq!(p(&["proto-docs"]).unwrap(), Command::ProtoDocs);
-        assert_eq!(
-            p(&["images"]).unwrap(),
-            Command::Images {
-                binaries: Binaries::Source
-            }
-        );
-        assert_eq!(
-            p(&["images", "--prebuilt"]).unwrap(),
-            Command::Images {
-                binaries: Binaries::Prebuilt
-            }
-        );
-        assert_eq!(
-            p(&["compose-smoke"]).unwrap(),
-            Command::ComposeSmoke {
-                binaries: Binaries::Source
-            }
-        );
-        assert_eq!(
-            p(&["compose-smoke", "--prebuilt"]).unwrap(),
-            Command::ComposeSmoke {
-                binaries: Binaries::Prebuilt
-            }
-        );
-        assert_eq!(
-            p(&["fresh-check"]).unwrap(),
-            Command::FreshCheck(Default::default())
-        );
-        assert_eq!(
-            p(&["fresh-check", "--target-tmpfs", "12g"]).unwrap(),
-            Command::FreshCheck(crate::fresh_check::Options {
-                target_tmpfs: Some("12g".into())
-            })
-        );
-        assert_eq!(
-            p(&["demo"]).unwrap(),
-            Command::Demo {
-                channels: vec![PayChannel::Wechat, PayChannel::Alipay]
-            }
-        );
-        assert_eq!(
-            p(&["demo", "--channel", "alipay"]).unwrap(),
-            Command::Demo {
-                channels: vec![PayChannel::Alipay]
-            }
-        );
-        assert_eq!(
-            p(&["demo", "--channel=wechat", "--channel", "alipay"]).unwrap(),
-            Command::Demo {
-                channels: vec![PayChannel::Wechat, PayChannel::Alipay]
-            }
-        );
-        assert_eq!(
-            p(&["token", "student-1"]).unwrap(),
-            Command::Token {
-                user: UserId::parse("student-1").unwrap()
-            }
-        );
+        let both = vec![PayChannel::Wechat, PayChannel::Alipay];
+        let cases: [(&[&str], Command); 15] = [
+            (&[], Command::Help),
+            (&["up"], Command::Up { observe: false }),
+            (&["up", "--observe"], Command::Up { observe: true }),
+            (&["migrate"], Command::Migrate),
+            (&["proto-docs"], Command::ProtoDocs),
+            (
+                &["images"],
+                Command::Images {
+                    binaries: Binaries::Source,
+                },
+            ),
+            (
+                &["images", "--prebuilt"],
+                Command::Images {
+                    binaries: Binaries::Prebuilt,
+                },
+            ),
+            (
+                &["compose-smoke"],
+                Command::ComposeSmoke {
+                    binaries: Binaries::Source,
+                },
+            ),
+            (
+                &["compose-smoke", "--prebuilt"],
+                Command::ComposeSmoke {
+                    binaries: Binaries::Prebuilt,
+                },
+            ),
+            (&["fresh-check"], Command::FreshCheck(Default::default())),
+            (
+                &["fresh-check", "--target-tmpfs", "12g"],
+                Command::FreshCheck(crate::fresh_check::Options {
+                    target_tmpfs: Some("12g".into()),
+                }),
+            ),
+            (
+                &["demo"],
+                Command::Demo {
+                    channels: both.clone(),
+                },
+            ),
+            (
+                &["demo", "--channel", "alipay"],
+                Command::Demo {
+                    channels: vec![PayChannel::Alipay],
+                },
+            ),
+            (
+                &["demo", "--channel=wechat", "--channel", "alipay"],
+                Command::Demo { channels: both },
+            ),
+            (
+                &["token", "student-1"],
+                Command::Token {
+                    user: UserId::parse("student-1").unwrap(),
+                },
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(p(args).unwrap(), expected, "{args:?}");
+        }
     }
 
     #[test]
@@ -443,47 +441,42 @@ mod tests {
 
     #[test]
     fn bad_dlq_arguments_are_rejected() {
-        assert_eq!(
-            usage_error(&["dlq"]),
-            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-        );
-        assert_eq!(usage_error(&["dlq", "purge"]), ErrorKind::InvalidSubcommand);
-        assert_eq!(
-            usage_error(&["dlq", "list", "x"]),
-            ErrorKind::UnknownArgument
-        );
-        assert_eq!(
-            usage_error(&["dlq", "list", "--all"]),
-            ErrorKind::UnknownArgument
-        );
-        assert_eq!(
-            usage_error(&["dlq", "list", "--vhost"]),
-            ErrorKind::InvalidValue
-        );
-        assert_eq!(
-            usage_error(&["dlq", "replay", "--all"]),
-            ErrorKind::MissingRequiredArgument
-        );
-        assert_eq!(
-            usage_error(&["dlq", "replay", "q"]),
-            ErrorKind::MissingRequiredArgument
-        );
-        assert_eq!(
-            usage_error(&["dlq", "replay", "q", "--all", "--message-id", "1"]),
-            ErrorKind::ArgumentConflict
-        );
-        assert_eq!(
-            usage_error(&["dlq", "replay", "q", "r", "--all"]),
-            ErrorKind::UnknownArgument
-        );
-        assert_eq!(
-            usage_error(&["dlq", "replay", "q", "--force"]),
-            ErrorKind::UnknownArgument
-        );
-        assert_eq!(
-            usage_error(&["dlq", "replay", "q", "--queue", "r", "--all"]),
-            ErrorKind::UnknownArgument
-        );
+        for (args, kind) in [
+            (
+                &["dlq"][..],
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
+            ),
+            (&["dlq", "purge"][..], ErrorKind::InvalidSubcommand),
+            (&["dlq", "list", "x"][..], ErrorKind::UnknownArgument),
+            (&["dlq", "list", "--all"][..], ErrorKind::UnknownArgument),
+            (&["dlq", "list", "--vhost"][..], ErrorKind::InvalidValue),
+            (
+                &["dlq", "replay", "--all"][..],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["dlq", "replay", "q"][..],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["dlq", "replay", "q", "--all", "--message-id", "1"][..],
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["dlq", "replay", "q", "r", "--all"][..],
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["dlq", "replay", "q", "--force"][..],
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["dlq", "replay", "q", "--queue", "r", "--all"][..],
+                ErrorKind::UnknownArgument,
+            ),
+        ] {
+            assert_eq!(usage_error(args), kind, "{args:?}");
+        }
     }
 
     #[test]

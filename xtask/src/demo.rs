@@ -225,11 +225,7 @@ pub async fn start_purchase(
 
 /// The payer scans the QR code in the sandbox wallet; the channel then sends its callback.
 pub async fn pay_with_wallet(ep: &Endpoints, api: &Api, started: &Started) -> anyhow::Result<()> {
-    let _: serde_json::Value = api
-        .post_anonymous(
-            &format!("{}/sandbox/wallet/pay", ep.sandbox),
-            &json!({ "code": started.code_url }),
-        )
+    api.wallet_pay(&ep.sandbox, &started.code_url)
         .await
         .context("paying with the sandbox wallet")?;
     println!("==> sandbox wallet paid; the channel sends its signed callback");
@@ -334,13 +330,13 @@ impl Api {
         decode(url, req.send().await).await
     }
 
-    /// The wallet is the payer's side: no platform credential.
-    async fn post_anonymous<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<T> {
-        decode(url, self.http.post(url).json(body).send().await).await
+    /// The payer pays `code_url` in the sandbox wallet. The wallet is the payer's side:
+    /// no platform credential.
+    async fn wallet_pay(&self, sandbox: &str, code_url: &str) -> anyhow::Result<()> {
+        let url = format!("{sandbox}/sandbox/wallet/pay");
+        let req = self.http.post(&url).json(&json!({ "code": code_url }));
+        let _: serde_json::Value = decode(&url, req.send().await).await?;
+        Ok(())
     }
 }
 

@@ -385,6 +385,15 @@ mod tests {
         (vhost, conn)
     }
 
+    /// [`setup`], then `ids` parked for `reason`.
+    async fn setup_parked(ids: &[&str], reason: &str) -> (TestVhost, Connection) {
+        let (vhost, conn) = setup().await;
+        for id in ids {
+            park(&conn, id, reason).await;
+        }
+        (vhost, conn)
+    }
+
     async fn park(conn: &Connection, id: &str, reason: &str) {
         let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default())
@@ -432,6 +441,11 @@ mod tests {
             out.push(m);
         }
         out
+    }
+
+    /// The ids of the messages left in the dead-letter queue (which it empties).
+    async fn still_parked(conn: &Connection) -> Vec<String> {
+        ids(&drain(conn, &dead_letter_queue_name(QUEUE)).await)
     }
 
     fn ids(msgs: &[lapin::message::BasicGetMessage]) -> Vec<String> {
@@ -518,18 +532,12 @@ mod tests {
             .await
             .unwrap();
         assert!(none.is_empty());
-        assert_eq!(
-            ids(&drain(&conn, &dead_letter_queue_name(QUEUE)).await),
-            ["m1", "m2"]
-        );
+        assert_eq!(still_parked(&conn).await, ["m1", "m2"]);
     }
 
     #[tokio::test]
     async fn replay_one_moves_only_that_message_with_a_fresh_retry_budget() {
-        let (vhost, conn) = setup().await;
-        for id in ["m1", "m2", "m3"] {
-            park(&conn, id, "retries_exhausted").await;
-        }
+        let (vhost, conn) = setup_parked(&["m1", "m2", "m3"], "retries_exhausted").await;
         let report = replay(&vhost.amqp_url, QUEUE, &Selection::MessageId("m2".into()))
             .await
             .unwrap();
@@ -555,18 +563,12 @@ mod tests {
         );
         assert_eq!(moved[0].delivery.data, b"{\"id\":\"m2\"}");
         assert_eq!(*p.delivery_mode(), Some(2));
-        assert_eq!(
-            ids(&drain(&conn, &dead_letter_queue_name(QUEUE)).await),
-            ["m1", "m3"]
-        );
+        assert_eq!(still_parked(&conn).await, ["m1", "m3"]);
     }
 
     #[tokio::test]
     async fn replay_all_empties_the_dead_letter_queue_given_either_name() {
-        let (vhost, conn) = setup().await;
-        for id in ["m1", "m2"] {
-            park(&conn, id, "permanent_failure").await;
-        }
+        let (vhost, conn) = setup_parked(&["m1", "m2"], "permanent_failure").await;
         let report = replay(
             &vhost.amqp_url,
             &dead_letter_queue_name(QUEUE),
@@ -597,8 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn replay_to_a_missing_queue_fails_and_keeps_the_messages() {
-        let (vhost, conn) = setup().await;
-        park(&conn, "m1", "retries_exhausted").await;
+        let (vhost, conn) = setup_parked(&["m1"], "retries_exhausted").await;
         let err = replay(&vhost.amqp_url, "other.queue", &Selection::All)
             .await
             .unwrap_err();
@@ -613,9 +614,6 @@ mod tests {
                 kept: 1
             }
         );
-        assert_eq!(
-            ids(&drain(&conn, &dead_letter_queue_name(QUEUE)).await),
-            ["m1"]
-        );
+        assert_eq!(still_parked(&conn).await, ["m1"]);
     }
 }

@@ -30,6 +30,16 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
 }
 
+/// The strings of a YAML sequence, `None` if `v` is not one.
+fn seq_strs<'a, B: FromIterator<&'a str>>(v: &'a Value) -> Option<B> {
+    Some(v.as_sequence()?.iter().filter_map(Value::as_str).collect())
+}
+
+/// The string keys of a YAML mapping, `None` if `v` is not one.
+fn key_strs<'a, B: FromIterator<&'a str>>(v: &'a Value) -> Option<B> {
+    Some(v.as_mapping()?.keys().filter_map(Value::as_str).collect())
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -583,12 +593,7 @@ fn compose_infrastructure_has_ports_of_its_own() {
     assert_eq!(str_at(pg, &["build", "context"]), Some("images/postgres"));
     let env = compose_env(pg);
     assert_eq!(env["PGPORT"], compose::COMPOSE_PG_PORT.to_string());
-    let command: Vec<&str> = pg["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let command: Vec<&str> = seq_strs(&pg["command"]).unwrap();
     assert_eq!(
         command,
         ["postgres", "-c", "listen_addresses=127.0.0.1"],
@@ -779,12 +784,7 @@ fn dockerfiles_build_without_a_registry_and_run_as_non_root() {
 fn production_compose_reads_secrets_from_files_and_runs_no_sandbox() {
     let compose = yaml("deploy/compose.production.yaml");
     let services = &compose["services"];
-    let declared: BTreeSet<&str> = compose["secrets"]
-        .as_mapping()
-        .unwrap()
-        .keys()
-        .filter_map(Value::as_str)
-        .collect();
+    let declared: BTreeSet<&str> = key_strs(&compose["secrets"]).unwrap();
     let platform = read("crates/platform/src/config.rs");
     assert!(services.get("channel-sandbox").is_none());
     for s in SERVICES.iter().filter(|s| s.name != "channel-sandbox") {
@@ -796,12 +796,8 @@ fn production_compose_reads_secrets_from_files_and_runs_no_sandbox() {
             "{}: mounts no test keys",
             s.name
         );
-        let mounted: BTreeSet<&str> = svc["secrets"]
-            .as_sequence()
-            .unwrap_or_else(|| panic!("{}: no secrets", s.name))
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let mounted: BTreeSet<&str> =
+            seq_strs(&svc["secrets"]).unwrap_or_else(|| panic!("{}: no secrets", s.name));
         let lib = read(&format!("services/{}/src/lib.rs", s.name));
         let source = format!("{platform}\n{}", service_source(s.name));
         for (var, value) in &env {

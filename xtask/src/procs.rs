@@ -235,15 +235,20 @@ mod tests {
         assert!(sleeper.is_some(), "the sleeper still runs after stop_all");
     }
 
+    /// A service without a database or worker id.
+    fn service(name: &'static str, port: u16) -> Service {
+        Service {
+            name,
+            port,
+            database: None,
+            worker_id: None,
+        }
+    }
+
     #[tokio::test]
     async fn health_wait_fails_when_a_child_exits() {
         let http = reqwest::Client::new();
-        let ghost = Service {
-            name: "ghost",
-            port: 1,
-            database: None,
-            worker_id: None,
-        };
+        let ghost = service("ghost", 1);
         let mut children = vec![Running {
             name: "ghost",
             child: Command::new("true").spawn().unwrap(),
@@ -260,12 +265,7 @@ mod tests {
     async fn health_wait_returns_once_the_service_answers() {
         let fake = crate::fake::start(crate::fake::Mode::Happy);
         let port = fake.base_url.rsplit(':').next().unwrap().parse().unwrap();
-        let service = Service {
-            name: "fake",
-            port,
-            database: None,
-            worker_id: None,
-        };
+        let service = service("fake", port);
         wait_healthy(
             &reqwest::Client::new(),
             &service,
@@ -281,12 +281,7 @@ mod tests {
     async fn health_wait_gives_up_on_a_silent_port() {
         let http = reqwest::Client::new();
         // Port 1 has no listener: every probe is refused.
-        let ghost = Service {
-            name: "ghost",
-            port: 1,
-            database: None,
-            worker_id: None,
-        };
+        let ghost = service("ghost", 1);
         let err = wait_healthy(&http, &ghost, &mut [], Duration::ZERO)
             .await
             .unwrap_err();
