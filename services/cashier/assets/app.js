@@ -200,20 +200,21 @@
       if (order.expires_at) { state.expiresAt = new Date(order.expires_at); }
     }
 
-    function closed() {
+    /** A final state: polling stops and only its panel stays on screen. */
+    function finish(name, label, panel) {
       stop();
-      setStatus('closed', 'Order closed · 订单已关闭');
+      setStatus(name, label);
       show($('channel-choice'), false);
       show($('qr-panel'), false);
-      show($('closed-message'), true);
+      show($(panel), true);
+    }
+
+    function closed() {
+      finish('closed', 'Order closed · 订单已关闭', 'closed-message');
     }
 
     function success() {
-      stop();
-      setStatus('paid', 'Paid — start learning · 支付成功，开始学习');
-      show($('channel-choice'), false);
-      show($('qr-panel'), false);
-      show($('success'), true);
+      finish('paid', 'Paid — start learning · 支付成功，开始学习', 'success');
     }
 
     /** Paid order: success once the enrolment exists (the learning center consumes the

@@ -99,53 +99,46 @@ fn html(body: &str) -> HttpResponse {
         .body(body.to_owned())
 }
 
-/// Course catalogue page (choose a free course, buy a paid one)
-#[utoipa::path(
-    get,
-    path = "/",
-    operation_id = "cataloguePage",
-    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
-)]
-async fn catalogue(pages: web::Data<Pages>) -> HttpResponse {
-    html(&pages.catalogue)
+/// A page's handler, `GET $path` answering the rendered page of the same name, and its
+/// OpenAPI operation (the doc comment is the summary).
+macro_rules! page {
+    ($(#[$doc:meta])* $name:ident: $path:literal, $operation_id:literal $(, $params:tt)?) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            get,
+            path = $path,
+            operation_id = $operation_id,
+            $(params $params,)?
+            responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
+        )]
+        async fn $name(pages: web::Data<Pages>) -> HttpResponse {
+            html(&pages.$name)
+        }
+    };
 }
 
-/// Checkout page: price, channel choice, QR code, countdown, live status
-#[utoipa::path(
-    get,
-    path = "/checkout",
-    operation_id = "checkoutPage",
-    params(
+page! {
+    /// Course catalogue page (choose a free course, buy a paid one)
+    catalogue: "/", "cataloguePage"
+}
+
+page! {
+    /// Checkout page: price, channel choice, QR code, countdown, live status
+    checkout: "/checkout", "checkoutPage", (
         ("order_id" = OrderId, Query),
         ("course_id" = Option<CourseId>, Query, description = "the course bought; the page waits until it is learnable"),
-    ),
-    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
-)]
-async fn checkout(pages: web::Data<Pages>) -> HttpResponse {
-    html(&pages.checkout)
+    )
 }
 
-/// The student's courses with learning status and validity
-#[utoipa::path(
-    get,
-    path = "/my-courses",
-    operation_id = "myCoursesPage",
-    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
-)]
-async fn my_courses(pages: web::Data<Pages>) -> HttpResponse {
-    html(&pages.my_courses)
+page! {
+    /// The student's courses with learning status and validity
+    my_courses: "/my-courses", "myCoursesPage"
 }
 
-/// Dev sign-in page
-#[utoipa::path(
-    get,
-    path = "/login",
-    operation_id = "loginPage",
-    params(("next" = Option<String>, Query, description = "same-site path to return to after signing in")),
-    responses((status = 200, description = "an HTML page (no secrets; scripts and styles from this origin only)", body = String, content_type = "text/html"))
-)]
-async fn login(pages: web::Data<Pages>) -> HttpResponse {
-    html(&pages.login)
+page! {
+    /// Dev sign-in page
+    login: "/login", "loginPage",
+    (("next" = Option<String>, Query, description = "same-site path to return to after signing in"))
 }
 
 /// Script, stylesheet or the vendored QR encoder, compiled into the binary
