@@ -16,3 +16,71 @@ pub const CHANNEL_UNAVAILABLE: &str =
 pub const CHANNEL_REJECTED: &str = "`channel_rejected`: the channel refused, with its own code";
 pub const UPSTREAM_UNAVAILABLE: &str = "`upstream_unavailable`: a Paywire service or the channel behind it cannot be reached; retry later";
 pub const UPSTREAM_ERROR: &str = "`upstream_error`: a Paywire service refused or answered nonsense";
+
+/// The error answers endpoints share, declared once: list one of these in a handler's
+/// `#[utoipa::path(responses(...))]` next to its own answers, e.g.
+/// `responses((status = 200, body = X), (status = 404, ...), RequestErrors)`.
+pub mod answers {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+    use utoipa::{IntoResponses, ToSchema};
+
+    use super::{
+        BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED, UPSTREAM_ERROR,
+        UPSTREAM_UNAVAILABLE,
+    };
+    use crate::ErrorBody;
+
+    /// `(status, description)` pairs, each answered with an [`ErrorBody`].
+    fn error_answers(list: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+        list.iter()
+            .map(|&(status, description)| {
+                let body = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                    .build();
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", body)
+                    .build();
+                (status.to_owned(), RefOr::T(response))
+            })
+            .collect()
+    }
+
+    /// Declares a set of error answers as a type for `responses(...)`.
+    macro_rules! answer_set {
+        ($(#[$doc:meta])* $name:ident: $(($status:literal, $description:expr)),+ $(,)?) => {
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    error_answers(&[$(($status, $description)),+])
+                }
+            }
+        };
+    }
+
+    answer_set!(
+        /// `500`: every endpoint.
+        ServerErrors: ("500", INTERNAL_ERROR)
+    );
+    answer_set!(
+        /// `401` and `500`: an endpoint behind a credential whose `400` says more.
+        AuthErrors: ("401", UNAUTHORIZED), ("500", INTERNAL_ERROR)
+    );
+    answer_set!(
+        /// `400`, `401` and `500`: an endpoint behind a credential that reads its request.
+        RequestErrors: ("400", BAD_REQUEST), ("401", UNAUTHORIZED), ("500", INTERNAL_ERROR)
+    );
+    answer_set!(
+        /// `502` and `503` of an endpoint that calls another Paywire service.
+        UpstreamErrors: ("502", UPSTREAM_ERROR), ("503", UPSTREAM_UNAVAILABLE)
+    );
+    answer_set!(
+        /// `502` and `503` of a gateway endpoint that calls a channel.
+        ChannelErrors: ("502", "`channel_rejected`"), ("503", CHANNEL_UNAVAILABLE)
+    );
+}

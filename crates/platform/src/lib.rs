@@ -2,6 +2,7 @@
 //! configuration, telemetry, metrics, HTTP bootstrap, authentication, the database, and the
 //! production-mode checks.
 
+pub mod answer;
 pub mod api_error;
 pub mod app;
 pub mod auth;
@@ -19,5 +20,7 @@ pub use error::PlatformError;
 pub use actix_web as __actix_web;
 #[doc(hidden)]
 pub use anyhow as __anyhow;
+#[doc(hidden)]
+pub use diesel as __diesel;
 #[doc(hidden)]
 pub use diesel_migrations::EmbeddedMigrations as __EmbeddedMigrations;

@@ -1,9 +1,9 @@
 //! A student's side: choosing courses, learning status and their course list.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use chrono::{DateTime, Utc};
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
+use paywire_contracts::openapi::answers::{AuthErrors, RequestErrors};
 use paywire_domain::{
     ChooseCourseId, ChooseCourseStatus, CourseCharge, CourseId, Fen, LearnStatus, UserId,
 };
@@ -63,11 +63,9 @@ const ROUNDS: usize = 3;
     request_body = ChooseBody,
     responses(
         (status = 200, description = "the student's choice of this course", body = ChooseView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`course_not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: concurrent requests kept changing the choice; retry", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, course_id = %body.course_id, choose_course_id = Empty))]
@@ -75,7 +73,7 @@ pub async fn choose(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
     body: web::Json<ChooseBody>,
-) -> Result<HttpResponse, LearningError> {
+) -> Result<web::Json<ChooseView>, LearningError> {
     let student = &user.0;
     let view = state
         .repeat(async |conn| {
@@ -93,7 +91,7 @@ pub async fn choose(
             )))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(web::Json(view))
 }
 
 /// One round of [`choose`]; `None` when a concurrent request changed the picture.
@@ -160,10 +158,8 @@ pub struct LearnStatusView {
     params(("course_id" = CourseId, Path)),
     responses(
         (status = 200, description = "the caller's learn status", body = LearnStatusView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`course_not_found`", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, course_id = %path))]
@@ -171,7 +167,7 @@ pub async fn learn_status(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
     path: web::Path<CourseId>,
-) -> Result<HttpResponse, LearningError> {
+) -> Result<web::Json<LearnStatusView>, LearningError> {
     let course_id = path.into_inner();
     let enrolment = state
         .repeat(async |conn| {
@@ -181,7 +177,7 @@ pub async fn learn_status(
             store::find_enrolment(conn, &user.0, course_id).await
         })
         .await?;
-    Ok(HttpResponse::Ok().json(LearnStatusView {
+    Ok(web::Json(LearnStatusView {
         course_id,
         learn_status: LearnStatus::derive(enrolment.map(|e| e.valid_until), Utc::now()),
     }))
@@ -236,15 +232,14 @@ pub struct MyCoursesView {
     tag = "public",
     responses(
         (status = 200, description = "enrolments (with validity) and unpaid choices", body = MyCoursesView),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        AuthErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
 pub async fn my_courses(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, LearningError> {
+) -> Result<web::Json<MyCoursesView>, LearningError> {
     let (enrolments, pending) = state
         .repeat(async |conn| {
             let enrolments = store::enrolments_of(conn, &user.0).await?;
@@ -252,7 +247,7 @@ pub async fn my_courses(
         })
         .await?;
     let now = Utc::now();
-    Ok(HttpResponse::Ok().json(MyCoursesView {
+    Ok(web::Json(MyCoursesView {
         courses: enrolments
             .into_iter()
             .map(|e| MyCourseView::new(e, now))

@@ -1,8 +1,7 @@
 //! The public course catalogue.
 
-use actix_web::{HttpResponse, web};
-use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::INTERNAL_ERROR;
+use actix_web::web;
+use paywire_contracts::openapi::answers::ServerErrors;
 use paywire_domain::{CourseCharge, CourseId, Fen};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -45,18 +44,15 @@ impl From<Course> for CourseView {
     security(()),
     responses(
         (status = 200, description = "every course on sale", body = Vec<CourseView>),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        ServerErrors,
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, LearningError> {
+pub async fn list(state: web::Data<AppState>) -> Result<web::Json<Vec<CourseView>>, LearningError> {
     let courses = state
         .repeat(async |conn| store::list_courses(conn).await)
         .await?;
-    Ok(HttpResponse::Ok().json(
-        courses
-            .into_iter()
-            .map(CourseView::from)
-            .collect::<Vec<_>>(),
+    Ok(web::Json(
+        courses.into_iter().map(CourseView::from).collect(),
     ))
 }

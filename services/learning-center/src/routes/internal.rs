@@ -1,9 +1,9 @@
 //! Endpoints for other Paywire services (service credential only).
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use paywire_contracts::ErrorBody;
 use paywire_contracts::learning_center::ChooseCourseRecord;
-use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
+use paywire_contracts::openapi::answers::RequestErrors;
 use paywire_domain::ChooseCourseId;
 use paywire_platform::auth::ServiceCaller;
 
@@ -21,10 +21,8 @@ use crate::store;
     params(("choose_course_id" = ChooseCourseId, Path)),
     responses(
         (status = 200, description = "the choice with the course's name and price", body = ChooseCourseRecord),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`choose_course_not_found`", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(choose_course_id = %path))]
@@ -32,13 +30,13 @@ pub async fn choose_course(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     path: web::Path<ChooseCourseId>,
-) -> Result<HttpResponse, LearningError> {
+) -> Result<web::Json<ChooseCourseRecord>, LearningError> {
     let id = path.into_inner();
     let choice = state
         .repeat(async |conn| store::find_choice(conn, id).await)
         .await?
         .ok_or(LearningError::ChooseCourseNotFound(id))?;
-    Ok(HttpResponse::Ok().json(ChooseCourseRecord {
+    Ok(web::Json(ChooseCourseRecord {
         choose_course_id: choice.id,
         user_id: choice.user_id,
         course_id: choice.course_id,

@@ -7,6 +7,7 @@ pub use paywire_contracts::payment_gateway::{
     CloseOutcome, CloseResult, CreatePayment, PaymentAttempt, RefundView, RequestRefund, SyncResult,
 };
 use paywire_domain::OrderId;
+use paywire_platform::answer::Stored;
 use reqwest::StatusCode;
 
 use super::{Upstream, bad_response, error_body, send, unexpected};
@@ -14,12 +15,8 @@ use crate::error::OrderError;
 
 const SERVICE: &str = "payment-gateway";
 
-/// Whether the gateway recorded a new refund or answered an earlier request's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefundAnswer {
-    pub created: bool,
-    pub refund: RefundView,
-}
+/// Whether the gateway recorded a new refund (`Created`) or answered an earlier request's.
+pub type RefundAnswer = Stored<RefundView>;
 
 #[derive(Debug, Clone)]
 pub struct PaymentGatewayClient(Upstream);
@@ -115,10 +112,7 @@ impl PaymentGatewayClient {
                     reason: format!("asked to refund {req:?}, got {refund:?}"),
                 });
             }
-            return Ok(RefundAnswer {
-                created: status == StatusCode::CREATED,
-                refund,
-            });
+            return Ok(Stored::new(status == StatusCode::CREATED, refund));
         }
         if status == StatusCode::CONFLICT {
             let body = error_body(resp).await;

@@ -1,13 +1,12 @@
 //! Internal order API (service credential): refunds are a business decision, taken by
 //! operators or other services, never by the student.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::{
-    BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED, UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
-};
+use paywire_contracts::openapi::answers::{RequestErrors, UpstreamErrors};
 use paywire_contracts::order::RefundTicket;
 use paywire_domain::{OrderId, OrderStatus};
+use paywire_platform::answer::Stored;
 use paywire_platform::auth::ServiceCaller;
 use tracing::field::{Empty, display};
 
@@ -41,17 +40,14 @@ pub fn refund_key(order_id: OrderId) -> String {
     responses(
         (status = 201, description = "the gateway recorded the refund now", body = RefundTicket),
         (status = 200, description = "the refund of an earlier request for this order", body = RefundTicket),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`order_not_found`", body = ErrorBody),
         (
             status = 409,
             description = "`order_not_paid` (unpaid or closed), `refund_not_allowed` (the gateway refused: nothing left to refund)",
             body = ErrorBody
         ),
-        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
-        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
+        UpstreamErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(order_id = %path, pay_no = Empty, refund_no = Empty))]
@@ -59,7 +55,7 @@ pub async fn refund(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
-) -> Result<HttpResponse, OrderError> {
+) -> Result<Stored<RefundTicket>, OrderError> {
     let order_id = path.into_inner();
     let order = {
         let mut conn = state.pool.get().await?;
@@ -94,19 +90,14 @@ pub async fn refund(
             &refund_key(order_id),
         )
         .await?;
-    tracing::Span::current().record("refund_no", display(answer.refund.refund_no));
-    tracing::info!(created = answer.created, status = %answer.refund.status, "refund requested");
-    let refund = answer.refund;
-    let view = RefundTicket {
+    let refund = answer.get();
+    tracing::Span::current().record("refund_no", display(refund.refund_no));
+    tracing::info!(created = answer.is_created(), status = %refund.status, "refund requested");
+    Ok(answer.map(|refund| RefundTicket {
         refund_no: refund.refund_no,
         pay_no: refund.pay_no,
         order_id: refund.order_id,
         amount_fen: refund.amount_fen,
         status: refund.status,
-    };
-    Ok(if answer.created {
-        HttpResponse::Created().json(view)
-    } else {
-        HttpResponse::Ok().json(view)
-    })
+    }))
 }

@@ -1,15 +1,14 @@
 //! The student's order API: create an order for a business record, pay it, look at it.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use chrono::{DateTime, Utc};
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::{
-    BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED, UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
-};
+use paywire_contracts::openapi::answers::{AuthErrors, RequestErrors, UpstreamErrors};
 use paywire_domain::{
     BizType, ChooseCourseId, ChooseCourseStatus, Fen, OrderId, OrderStatus, PayChannel, PayNo,
     UserId,
 };
+use paywire_platform::answer::Stored;
 use paywire_platform::auth::AuthenticatedUser;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Empty, display};
@@ -109,13 +108,10 @@ fn record_order(order: &Order) {
     responses(
         (status = 201, description = "a new order", body = OrderView),
         (status = 200, description = "the existing order of this business record", body = OrderView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`biz_not_found`: no such record, or not the caller's", body = ErrorBody),
         (status = 409, description = "`biz_not_payable`: already chosen, or free", body = ErrorBody),
-        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
-        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
+        UpstreamErrors,
     )
 )]
 #[tracing::instrument(
@@ -126,7 +122,7 @@ pub async fn create(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
     body: web::Json<CreateOrderBody>,
-) -> Result<HttpResponse, OrderError> {
+) -> Result<Stored<OrderView>, OrderError> {
     let caller = &user.0;
     let CreateOrderBody { biz_type, biz_id } = body.into_inner();
     let choose_course_id = match biz_type {
@@ -142,7 +138,7 @@ pub async fn create(
         if let Some(existing) = store::find_open_by_biz(&mut conn, biz_type, &biz_id).await? {
             let order = owned_by_biz(existing, caller)?;
             record_order(&order);
-            return Ok(HttpResponse::Ok().json(OrderView::from(&order)));
+            return Ok(Stored::Existing(OrderView::from(&order)));
         }
         // The connection goes back to the pool before the upstream call.
     }
@@ -180,11 +176,11 @@ pub async fn create(
         delay_queue: state.delay_queue.clone(),
     };
     let mut conn = state.pool.get().await?;
-    match store::insert_course_order(&mut conn, &new, &timeout).await? {
+    let stored = match store::insert_course_order(&mut conn, &new, &timeout).await? {
         Some(order) => {
             record_order(&order);
             tracing::info!(total_fen = order.total.get(), "order created");
-            Ok(HttpResponse::Created().json(OrderView::from(&order)))
+            Stored::Created(order)
         }
         None => {
             // A concurrent create for the same record won; answer with its order.
@@ -195,9 +191,10 @@ pub async fn create(
                 })?;
             let order = owned_by_biz(winner, caller)?;
             record_order(&order);
-            Ok(HttpResponse::Ok().json(OrderView::from(&order)))
+            Stored::Existing(order)
         }
-    }
+    };
+    Ok(stored.map(|order| OrderView::from(&order)))
 }
 
 /// The caller's own order; someone else's is indistinguishable from a missing one.
@@ -217,10 +214,8 @@ async fn own_order(state: &AppState, id: OrderId, caller: &UserId) -> Result<Ord
     params(("order_id" = OrderId, Path)),
     responses(
         (status = 200, description = "the order", body = OrderView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`order_not_found`: no such order, or not the caller's", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, order_id = %path))]
@@ -228,9 +223,9 @@ pub async fn get(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
-) -> Result<HttpResponse, OrderError> {
+) -> Result<web::Json<OrderView>, OrderError> {
     let order = own_order(&state, path.into_inner(), &user.0).await?;
-    Ok(HttpResponse::Ok().json(OrderView::from(&order)))
+    Ok(web::Json(OrderView::from(&order)))
 }
 
 /// Start (or resume) paying an unpaid order
@@ -246,16 +241,14 @@ pub async fn get(
     responses(
         (status = 200, description = "the attempt to pay", body = PayView),
         (status = 400, description = "`invalid_channel`, `channel_not_enabled`, `invalid_request`", body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`order_not_found`", body = ErrorBody),
         (
             status = 409,
             description = "`order_already_paid`, `order_closed` (also when the gateway already closed the order on timeout), `order_refunded`",
             body = ErrorBody
         ),
-        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
-        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        AuthErrors,
+        UpstreamErrors,
     )
 )]
 #[tracing::instrument(
@@ -267,7 +260,7 @@ pub async fn pay(
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
     body: web::Json<PayBody>,
-) -> Result<HttpResponse, OrderError> {
+) -> Result<web::Json<PayView>, OrderError> {
     let channel: PayChannel = body
         .channel
         .parse()
@@ -293,7 +286,7 @@ pub async fn pay(
         })
         .await?;
     tracing::Span::current().record("pay_no", display(attempt.pay_no));
-    Ok(HttpResponse::Ok().json(PayView {
+    Ok(web::Json(PayView {
         pay_no: attempt.pay_no,
         channel: attempt.channel,
         code_url: attempt.code_url,
@@ -328,12 +321,9 @@ pub struct PayResultView {
     params(("order_id" = OrderId, Path)),
     responses(
         (status = 200, description = "whether the order is paid", body = PayResultView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`order_not_found`: no such order, or not the caller's", body = ErrorBody),
-        (status = 502, description = UPSTREAM_ERROR, body = ErrorBody),
-        (status = 503, description = UPSTREAM_UNAVAILABLE, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
+        UpstreamErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, order_id = %path))]
@@ -341,7 +331,7 @@ pub async fn pay_result(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
-) -> Result<HttpResponse, OrderError> {
+) -> Result<web::Json<PayResultView>, OrderError> {
     let order = own_order(&state, path.into_inner(), &user.0).await?;
     let (status, paid) = match order.status {
         OrderStatus::Paid => (OrderStatus::Paid, true),
@@ -355,7 +345,7 @@ pub async fn pay_result(
             (now.status, synced.paid || now.status == OrderStatus::Paid)
         }
     };
-    Ok(HttpResponse::Ok().json(PayResultView {
+    Ok(web::Json(PayResultView {
         order_id: order.id,
         status,
         paid,

@@ -5,6 +5,7 @@ use diesel_async::AsyncConnection;
 use paywire_channels::{ChannelError, CreatePayment};
 use paywire_contracts::payment_gateway as api;
 use paywire_domain::{BizType, Fen, OrderId, PayChannel, PaymentStatus, UserId};
+use paywire_platform::answer::Stored;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -70,20 +71,8 @@ impl PaymentRequest {
     }
 }
 
-/// Whether the caller got an existing live attempt or a new one.
-#[derive(Debug, Clone)]
-pub enum AttemptOutcome {
-    Reused(Payment),
-    Created(Payment),
-}
-
-impl AttemptOutcome {
-    pub fn payment(&self) -> &Payment {
-        match self {
-            AttemptOutcome::Reused(p) | AttemptOutcome::Created(p) => p,
-        }
-    }
-}
+/// Whether the caller got an existing live attempt (`Existing`) or a new one.
+pub type AttemptOutcome = Stored<Payment>;
 
 /// What the locked decision step found.
 enum Decision {
@@ -163,7 +152,7 @@ pub async fn create_or_reuse(
     let mut payment = match decision {
         Decision::Reuse(p) => {
             tracing::info!(pay_no = %p.pay_no, "reusing live payment attempt");
-            return Ok(AttemptOutcome::Reused(p));
+            return Ok(Stored::Existing(p));
         }
         Decision::Fresh(p) => {
             crate::metrics::attempt_created(p.channel);
@@ -194,7 +183,7 @@ pub async fn create_or_reuse(
     }
     payment.code_url = Some(created.code_url);
     tracing::info!(pay_no = %payment.pay_no, "payment attempt created");
-    Ok(AttemptOutcome::Created(payment))
+    Ok(Stored::Created(payment))
 }
 
 /// Retryable failures (network, 5xx, rate limits, unverifiable replies) are "unavailable";
@@ -287,38 +276,15 @@ mod tests {
         let req = PaymentRequest::try_from(body(100, "x", "9")).unwrap();
         let now = Utc::now();
         let margin = Duration::seconds(60);
-        assert!(reusable(
-            &attempt(PaymentStatus::Unpaid, 100, true, 600),
-            &req,
-            now,
-            margin
-        ));
-        assert!(!reusable(
-            &attempt(PaymentStatus::Unpaid, 101, true, 600),
-            &req,
-            now,
-            margin
-        ));
-        assert!(!reusable(
-            &attempt(PaymentStatus::Unpaid, 100, false, 600),
-            &req,
-            now,
-            margin
-        ));
-        assert!(!reusable(
-            &attempt(PaymentStatus::Unpaid, 100, true, 30),
-            &req,
-            now,
-            margin
-        ));
-        assert!(!reusable(
-            &attempt(PaymentStatus::Closed, 100, true, 600),
-            &req,
-            now,
-            margin
-        ));
+        let live = |p: &Payment| reusable(p, &req, now, margin);
+        assert!(live(&attempt(PaymentStatus::Unpaid, 100, true, 600)));
+        // Another amount, no QR code yet, too close to expiry, closed.
+        assert!(!live(&attempt(PaymentStatus::Unpaid, 101, true, 600)));
+        assert!(!live(&attempt(PaymentStatus::Unpaid, 100, false, 600)));
+        assert!(!live(&attempt(PaymentStatus::Unpaid, 100, true, 30)));
+        assert!(!live(&attempt(PaymentStatus::Closed, 100, true, 600)));
         let mut other = attempt(PaymentStatus::Unpaid, 100, true, 600);
         other.channel = PayChannel::Alipay;
-        assert!(!reusable(&other, &req, now, margin));
+        assert!(!live(&other));
     }
 }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use paywire_contracts::payment_gateway::RequestRefund;
 use paywire_domain::{Fen, OrderId, PayNo, PaymentStatus};
+use paywire_platform::answer::Stored;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -75,22 +76,10 @@ impl RefundRequest {
     }
 }
 
-/// What a refund request did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefundRequested {
-    /// A new pending refund; the worker sends it to the channel.
-    Created(Refund),
-    /// The same request (idempotency key) came before: its refund, as it stands now.
-    Existing(Refund),
-}
-
-impl RefundRequested {
-    pub fn refund(&self) -> &Refund {
-        match self {
-            RefundRequested::Created(r) | RefundRequested::Existing(r) => r,
-        }
-    }
-}
+/// What a refund request did: `Created`, a new pending refund the worker sends to the
+/// channel; `Existing`, the same request (idempotency key) came before: its refund, as it
+/// stands now.
+pub type RefundRequested = Stored<Refund>;
 
 /// Statuses whose amounts are spoken for: a failed refund gave nothing back.
 const COMMITTED: &[RefundStatus] = &[
@@ -115,7 +104,7 @@ pub async fn request_refund(
             // Same lock order as recording a payment: order, then attempt row.
             payment_store::lock_order(conn, req.order_id).await?;
             if let Some(existing) = store::find_by_request_id(conn, &req.request_id).await? {
-                return same_request(existing, req).map(RefundRequested::Existing);
+                return same_request(existing, req).map(Stored::Existing);
             }
             let payment = payment_store::find_for_update(conn, req.pay_no)
                 .await?
@@ -156,22 +145,22 @@ pub async fn request_refund(
                 let existing = store::find_by_request_id(conn, &req.request_id)
                     .await?
                     .ok_or_else(|| GatewayError::CorruptRow("idempotency key vanished".into()))?;
-                return same_request(existing, req).map(RefundRequested::Existing);
+                return same_request(existing, req).map(Stored::Existing);
             }
             let refund = store::find(conn, refund_no)
                 .await?
                 .ok_or_else(|| GatewayError::CorruptRow(format!("refund {refund_no} vanished")))?;
-            Ok(RefundRequested::Created(refund))
+            Ok(Stored::Created(refund))
         })
         .await?;
-    let refund = outcome.refund();
+    let refund = outcome.get();
     tracing::Span::current().record("refund_no", tracing::field::display(refund.refund_no));
     match &outcome {
-        RefundRequested::Created(_) => tracing::info!(
+        Stored::Created(_) => tracing::info!(
             amount_fen = refund.amount.get(),
             "refund requested; recorded for the refund worker"
         ),
-        RefundRequested::Existing(_) => {
+        Stored::Existing(_) => {
             tracing::info!(status = %refund.status, "refund request repeated; answered as before")
         }
     }

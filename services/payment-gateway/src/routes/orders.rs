@@ -1,9 +1,9 @@
 //! Internal per-order endpoints for the order service: the active sync behind the
 //! student's "I have paid" button and the order timeout's close.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::{BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED};
+use paywire_contracts::openapi::answers::{ChannelErrors, RequestErrors};
 use paywire_contracts::payment_gateway::{CloseResult, SyncResult};
 use paywire_domain::OrderId;
 use paywire_platform::auth::ServiceCaller;
@@ -26,11 +26,8 @@ use crate::payments::active;
     params(("order_id" = OrderId, Path)),
     responses(
         (status = 200, description = "what the channels said", body = SyncResult),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 502, description = "`channel_rejected`", body = ErrorBody),
-        (status = 503, description = CHANNEL_UNAVAILABLE, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
+        ChannelErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(order_id = %path))]
@@ -38,9 +35,10 @@ pub async fn sync(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
-) -> Result<HttpResponse, GatewayError> {
-    let view = active::sync_order(&state, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view))
+) -> Result<web::Json<SyncResult>, GatewayError> {
+    Ok(web::Json(
+        active::sync_order(&state, path.into_inner()).await?,
+    ))
 }
 
 /// The order timeout: close every unpaid attempt, unless one is paid
@@ -59,15 +57,13 @@ pub async fn sync(
     params(("order_id" = OrderId, Path)),
     responses(
         (status = 200, description = "the order is paid or closed", body = CloseResult),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        RequestErrors,
         (status = 502, description = "`channel_rejected`", body = ErrorBody),
         (
             status = 503,
             description = "`channel_unavailable`, or `order_busy` (new attempts kept appearing): retry later",
             body = ErrorBody
         ),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(order_id = %path))]
@@ -75,7 +71,8 @@ pub async fn close(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
-) -> Result<HttpResponse, GatewayError> {
-    let view = active::close_order(&state, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view))
+) -> Result<web::Json<CloseResult>, GatewayError> {
+    Ok(web::Json(
+        active::close_order(&state, path.into_inner()).await?,
+    ))
 }

@@ -1,16 +1,17 @@
 //! Internal payment-attempt API, for the order service.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::{BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED};
+use paywire_contracts::openapi::answers::{AuthErrors, ChannelErrors, RequestErrors};
 use paywire_contracts::payment_gateway::{CreatePayment, PaymentAttempt};
 use paywire_domain::PayNo;
+use paywire_platform::answer::Stored;
 use paywire_platform::auth::ServiceCaller;
 use paywire_platform::db::repeat_while_unavailable;
 
 use crate::AppState;
 use crate::error::GatewayError;
-use crate::payments::{AttemptOutcome, Payment, PaymentRequest, create_or_reuse, store};
+use crate::payments::{Payment, PaymentRequest, create_or_reuse, store};
 
 fn view(p: &Payment) -> PaymentAttempt {
     PaymentAttempt {
@@ -39,11 +40,9 @@ fn view(p: &Payment) -> PaymentAttempt {
         (status = 201, description = "a new attempt", body = PaymentAttempt),
         (status = 200, description = "a reused live attempt", body = PaymentAttempt),
         (status = 400, description = "`invalid_request`, `channel_not_enabled`", body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 409, description = "`order_already_paid`, `order_closed`, `payment_changed`", body = ErrorBody),
-        (status = 502, description = "`channel_rejected`", body = ErrorBody),
-        (status = 503, description = CHANNEL_UNAVAILABLE, body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        AuthErrors,
+        ChannelErrors,
     )
 )]
 #[tracing::instrument(
@@ -54,15 +53,11 @@ pub async fn create(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     body: web::Json<CreatePayment>,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<Stored<PaymentAttempt>, GatewayError> {
     let request = PaymentRequest::try_from(body.into_inner())?;
     let outcome = create_or_reuse(&state, request).await?;
-    let view = view(outcome.payment());
-    tracing::Span::current().record("pay_no", tracing::field::display(view.pay_no));
-    Ok(match outcome {
-        AttemptOutcome::Created(_) => HttpResponse::Created().json(view),
-        AttemptOutcome::Reused(_) => HttpResponse::Ok().json(view),
-    })
+    tracing::Span::current().record("pay_no", tracing::field::display(outcome.get().pay_no));
+    Ok(outcome.map(|p| view(&p)))
 }
 
 /// One payment attempt
@@ -74,10 +69,8 @@ pub async fn create(
     params(("pay_no" = PayNo, Path)),
     responses(
         (status = 200, description = "the attempt", body = PaymentAttempt),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`payment_not_found`", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(
@@ -88,7 +81,7 @@ pub async fn get(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     path: web::Path<PayNo>,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<web::Json<PaymentAttempt>, GatewayError> {
     let pay_no = path.into_inner();
     let payment = repeat_while_unavailable(&state.pool, state.retry_budget, async |conn| {
         store::find(conn, pay_no).await
@@ -98,5 +91,5 @@ pub async fn get(
     let span = tracing::Span::current();
     span.record("order_id", tracing::field::display(payment.order_id));
     span.record("channel", tracing::field::display(payment.channel));
-    Ok(HttpResponse::Ok().json(view(&payment)))
+    Ok(web::Json(view(&payment)))
 }

@@ -1,18 +1,19 @@
 //! Internal refund API, for the order service: ask for a refund of a paid attempt, look
 //! at it.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::{BAD_REQUEST, INTERNAL_ERROR, UNAUTHORIZED};
+use paywire_contracts::openapi::answers::RequestErrors;
 use paywire_contracts::payment_gateway::{IDEMPOTENCY_KEY_HEADER, RefundView, RequestRefund};
 use paywire_domain::RefundNo;
+use paywire_platform::answer::Stored;
 use paywire_platform::auth::ServiceCaller;
 use paywire_platform::db::repeat_while_unavailable;
 
 use crate::AppState;
 use crate::error::GatewayError;
 use crate::refunds::model::Refund;
-use crate::refunds::request::{RefundRequest, RefundRequested, request_refund};
+use crate::refunds::request::{RefundRequest, request_refund};
 use crate::refunds::store;
 
 fn view(r: &Refund) -> RefundView {
@@ -60,11 +61,9 @@ fn view(r: &Refund) -> RefundView {
     responses(
         (status = 201, description = "refund recorded", body = RefundView),
         (status = 200, description = "the refund of an earlier request with the same idempotency key", body = RefundView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`payment_not_found`", body = ErrorBody),
         (status = 409, description = "`refund_not_allowed` or `idempotency_conflict`", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(
@@ -76,7 +75,7 @@ pub async fn create(
     state: web::Data<AppState>,
     http: HttpRequest,
     body: web::Json<RequestRefund>,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<Stored<RefundView>, GatewayError> {
     let header = match http.headers().get(IDEMPOTENCY_KEY_HEADER) {
         Some(v) => Some(v.to_str().map_err(|_| {
             GatewayError::InvalidRequest("the Idempotency-Key header is not text".into())
@@ -85,12 +84,11 @@ pub async fn create(
     };
     let request = RefundRequest::parse(body.into_inner(), header)?;
     let outcome = request_refund(&state, &request).await?;
-    let view = view(outcome.refund());
-    tracing::Span::current().record("refund_no", tracing::field::display(view.refund_no));
-    Ok(match outcome {
-        RefundRequested::Created(_) => HttpResponse::Created().json(view),
-        RefundRequested::Existing(_) => HttpResponse::Ok().json(view),
-    })
+    tracing::Span::current().record(
+        "refund_no",
+        tracing::field::display(outcome.get().refund_no),
+    );
+    Ok(outcome.map(|r| view(&r)))
 }
 
 /// One refund (requested or of stray money)
@@ -102,10 +100,8 @@ pub async fn create(
     params(("refund_no" = RefundNo, Path)),
     responses(
         (status = 200, description = "the refund", body = RefundView),
-        (status = 400, description = BAD_REQUEST, body = ErrorBody),
-        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "`refund_not_found`", body = ErrorBody),
-        (status = 500, description = INTERNAL_ERROR, body = ErrorBody),
+        RequestErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(refund_no = %path))]
@@ -113,12 +109,12 @@ pub async fn get(
     _caller: ServiceCaller,
     state: web::Data<AppState>,
     path: web::Path<RefundNo>,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<web::Json<RefundView>, GatewayError> {
     let refund_no = path.into_inner();
     let refund = repeat_while_unavailable(&state.pool, state.retry_budget, async |conn| {
         store::find(conn, refund_no).await
     })
     .await?
     .ok_or(GatewayError::RefundNotFound(refund_no))?;
-    Ok(HttpResponse::Ok().json(view(&refund)))
+    Ok(web::Json(view(&refund)))
 }
