@@ -13,7 +13,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
 
-use crate::db::{DbFault, PoolError};
+use crate::db::{DbError, DbFault, PoolError};
 use crate::http::ErrorBody;
 
 /// Seconds a client is asked to wait before repeating a request answered `503`.
@@ -113,6 +113,12 @@ impl Reply {
     /// [`Reply::database`] for a pool that gave no connection.
     pub fn pool(e: &PoolError) -> Self {
         Self::database(DbFault::of_pool(e))
+    }
+}
+
+impl ApiError for DbError {
+    fn reply(&self) -> Reply {
+        Reply::database(self.fault())
     }
 }
 

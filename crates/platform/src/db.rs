@@ -135,6 +135,68 @@ impl Transience for PoolError {
     }
 }
 
+/// A database failure as a service's error type carries it: a failed query or a pool that
+/// gave no connection. A service error holds it as one variant (`Db(#[from] DbError)`) and
+/// [`db_error!`](crate::db_error!) writes the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] PoolError),
+}
+
+impl DbError {
+    pub fn fault(&self) -> DbFault {
+        match self {
+            DbError::Query(e) => DbFault::of_query(e),
+            DbError::Pool(e) => DbFault::of_pool(e),
+        }
+    }
+}
+
+impl Transience for DbError {
+    fn db_fault(&self) -> Option<DbFault> {
+        Some(self.fault())
+    }
+}
+
+/// For a service error type with a `Db(DbError)` variant: `?` on diesel and pool errors,
+/// and [`Transience`] (the database's fault; transient also when the error matches the
+/// optional pattern of failures that pass, e.g. an upstream that cannot be reached):
+///
+/// `paywire_platform::db_error!(OrderError, transient: OrderError::UpstreamUnavailable { .. });`
+#[macro_export]
+macro_rules! db_error {
+    ($ty:ident $(, transient: $pattern:pat)? $(,)?) => {
+        impl From<$crate::__diesel::result::Error> for $ty {
+            fn from(e: $crate::__diesel::result::Error) -> Self {
+                $ty::Db(e.into())
+            }
+        }
+
+        impl From<$crate::db::PoolError> for $ty {
+            fn from(e: $crate::db::PoolError) -> Self {
+                $ty::Db(e.into())
+            }
+        }
+
+        impl $crate::db::Transience for $ty {
+            fn db_fault(&self) -> Option<$crate::db::DbFault> {
+                match self {
+                    $ty::Db(e) => Some(e.fault()),
+                    _ => None,
+                }
+            }
+
+            fn is_transient(&self) -> bool {
+                $(matches!(self, $pattern) ||)?
+                    self.db_fault().is_some_and($crate::db::DbFault::is_transient)
+            }
+        }
+    };
+}
+
 /// Runs `work` on a connection from `pool` and, while it fails with a database fault that
 /// passes (its connection cut by a restart, no connection within the pool's patience, a
 /// lost race), runs it again on a fresh connection, pausing 100 ms doubling up to 1 s. A
@@ -357,6 +419,36 @@ mod tests {
 
     fn db(kind: Kind, message: &str) -> Error {
         Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    /// A service error as `db_error!` completes it.
+    #[derive(Debug, thiserror::Error)]
+    enum ServiceError {
+        #[error("upstream down")]
+        Upstream,
+        #[error("bad input")]
+        Invalid,
+        #[error(transparent)]
+        Db(#[from] DbError),
+    }
+    crate::db_error!(ServiceError, transient: ServiceError::Upstream);
+
+    #[test]
+    fn a_service_error_carries_the_database_fault_and_its_own_passing_causes() {
+        let query = ServiceError::from(Error::NotFound);
+        assert_eq!(query.to_string(), "database: Record not found");
+        assert_eq!(query.db_fault(), Some(DbFault::Permanent));
+        assert!(!query.is_transient());
+        let closed = ServiceError::from(db(Kind::ClosedConnection, "server closed"));
+        assert_eq!(closed.db_fault(), Some(DbFault::Unavailable));
+        assert!(closed.is_transient());
+        let pool = ServiceError::from(PoolError::Closed);
+        assert!(pool.to_string().starts_with("database pool: "), "{pool}");
+        assert!(pool.is_transient());
+        assert!(std::error::Error::source(&pool).is_some());
+        assert!(ServiceError::Upstream.is_transient());
+        assert_eq!(ServiceError::Upstream.db_fault(), None);
+        assert!(!ServiceError::Invalid.is_transient());
     }
 
     #[test]

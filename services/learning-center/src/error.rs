@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use paywire_domain::{ChooseCourseId, CourseId};
 use paywire_platform::api_error::{ApiError, Reply};
-use paywire_platform::db::{DbFault, PoolError, Transience};
+use paywire_platform::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearningError {
@@ -24,10 +24,8 @@ pub enum LearningError {
     /// The same request lost every race it retried (should not happen; logged).
     #[error("concurrent changes prevented the request: {0}")]
     Contention(String),
-    #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Db(#[from] DbError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
 }
@@ -42,8 +40,7 @@ impl ApiError for LearningError {
                 Reply::new(StatusCode::NOT_FOUND, "choose_course_not_found")
             }
             LearningError::Contention(_) => Reply::new(StatusCode::CONFLICT, "conflict"),
-            LearningError::Database(e) => Reply::query(e),
-            LearningError::Pool(e) => Reply::pool(e),
+            LearningError::Db(e) => e.reply(),
             LearningError::PayResultMismatch { .. }
             | LearningError::InvalidBizId(_)
             | LearningError::CorruptRow(_) => Reply::internal(),
@@ -52,27 +49,14 @@ impl ApiError for LearningError {
 }
 paywire_platform::api_error!(LearningError);
 
-impl Transience for LearningError {
-    fn db_fault(&self) -> Option<DbFault> {
-        match self {
-            LearningError::Database(e) => Some(DbFault::of_query(e)),
-            LearningError::Pool(e) => Some(DbFault::of_pool(e)),
-            _ => None,
-        }
-    }
-
-    /// Infrastructure, not data: the database, or races the request kept losing.
-    fn is_transient(&self) -> bool {
-        matches!(self, LearningError::Contention(_))
-            || self.db_fault().is_some_and(DbFault::is_transient)
-    }
-}
+// Transient: infrastructure, not data: the database, or races the request kept losing.
+paywire_platform::db_error!(LearningError, transient: LearningError::Contention(_));
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::ResponseError;
-    use paywire_platform::http::ErrorBody;
+    use paywire_platform::db::{PoolError, Transience};
+    use paywire_testkit::api::{assert_hides_details, assert_replies};
 
     #[test]
     fn errors_map_to_stable_codes_and_statuses() {
@@ -89,7 +73,7 @@ mod tests {
             ),
             (LearningError::Contention("x".into()), 409, "conflict"),
             (
-                LearningError::Pool(PoolError::Closed),
+                LearningError::from(PoolError::Closed),
                 503,
                 "database_unavailable",
             ),
@@ -102,38 +86,33 @@ mod tests {
                 "internal_error",
             ),
         ];
-        for (err, status, code) in cases {
-            assert_eq!(err.status_code().as_u16(), status, "{err}");
-            assert_eq!(err.reply().code, code);
-        }
+        assert_replies(cases);
     }
 
     #[test]
     fn only_infrastructure_failures_are_transient() {
-        assert!(LearningError::Pool(PoolError::Closed).is_transient());
+        assert!(LearningError::from(PoolError::Closed).is_transient());
         let closed = diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::ClosedConnection,
             Box::new("server closed the connection".to_owned()),
         );
-        assert!(LearningError::Database(closed).is_transient());
+        assert!(LearningError::from(closed).is_transient());
         // A constraint violation or a missing row is parked at once, not retried.
-        assert!(!LearningError::Database(diesel::result::Error::NotFound).is_transient());
+        assert!(!LearningError::from(diesel::result::Error::NotFound).is_transient());
         let duplicate = diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             Box::new("duplicate key".to_owned()),
         );
-        assert!(!LearningError::Database(duplicate).is_transient());
+        assert!(!LearningError::from(duplicate).is_transient());
         assert!(!LearningError::ChooseCourseNotFound(ChooseCourseId::from(1)).is_transient());
         assert!(!LearningError::InvalidBizId("x".into()).is_transient());
     }
 
     #[test]
     fn server_errors_hide_their_details() {
-        let resp = LearningError::CorruptRow("secret detail".into()).error_response();
-        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = actix_web::body::MessageBody::try_into_bytes(resp.into_body()).unwrap();
-        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body.error, "internal_error");
-        assert!(!body.message.contains("secret detail"));
+        assert_hides_details(
+            LearningError::CorruptRow("secret detail".into()),
+            "secret detail",
+        );
     }
 }

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use paywire_domain::{OrderId, PayChannel};
 use paywire_platform::api_error::{ApiError, Reply};
-use paywire_platform::db::{DbFault, PoolError, Transience};
+use paywire_platform::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -52,10 +52,8 @@ pub enum OrderError {
     /// be investigated, never applied.
     #[error("pay result for order {order_id} does not match it: {reason}")]
     PayResultMismatch { order_id: OrderId, reason: String },
-    #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Db(#[from] DbError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
     #[error("encoding a message: {0}")]
@@ -83,8 +81,7 @@ impl ApiError for OrderError {
             OrderError::UpstreamRejected { .. } | OrderError::BadUpstreamResponse { .. } => {
                 Reply::new(S::BAD_GATEWAY, "upstream_error")
             }
-            OrderError::Database(e) => Reply::query(e),
-            OrderError::Pool(e) => Reply::pool(e),
+            OrderError::Db(e) => e.reply(),
             OrderError::PayResultMismatch { .. }
             | OrderError::CorruptRow(_)
             | OrderError::Encode(_) => Reply::internal(),
@@ -93,27 +90,14 @@ impl ApiError for OrderError {
 }
 paywire_platform::api_error!(OrderError);
 
-impl Transience for OrderError {
-    fn db_fault(&self) -> Option<DbFault> {
-        match self {
-            OrderError::Database(e) => Some(DbFault::of_query(e)),
-            OrderError::Pool(e) => Some(DbFault::of_pool(e)),
-            _ => None,
-        }
-    }
-
-    /// Infrastructure, not data: the database, or an upstream that cannot be reached.
-    fn is_transient(&self) -> bool {
-        matches!(self, OrderError::UpstreamUnavailable { .. })
-            || self.db_fault().is_some_and(DbFault::is_transient)
-    }
-}
+// Transient: infrastructure, not data: the database, or an upstream that cannot be reached.
+paywire_platform::db_error!(OrderError, transient: OrderError::UpstreamUnavailable { .. });
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::ResponseError;
-    use paywire_platform::http::ErrorBody;
+    use paywire_platform::db::PoolError;
+    use paywire_testkit::api::{assert_hides_details, assert_replies};
 
     #[test]
     fn errors_map_to_stable_codes_and_statuses() {
@@ -142,29 +126,24 @@ mod tests {
                 "upstream_unavailable",
             ),
             (
-                OrderError::Pool(PoolError::Closed),
+                OrderError::from(PoolError::Closed),
                 503,
                 "database_unavailable",
             ),
             (
-                OrderError::Database(diesel::result::Error::NotFound),
+                OrderError::from(diesel::result::Error::NotFound),
                 500,
                 "internal_error",
             ),
         ];
-        for (err, status, code) in cases {
-            assert_eq!(err.status_code().as_u16(), status, "{err}");
-            assert_eq!(err.reply().code, code);
-        }
+        assert_replies(cases);
     }
 
     #[test]
     fn server_errors_hide_their_details() {
-        let resp = OrderError::CorruptRow("secret detail".into()).error_response();
-        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = actix_web::body::MessageBody::try_into_bytes(resp.into_body()).unwrap();
-        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body.error, "internal_error");
-        assert!(!body.message.contains("secret detail"));
+        assert_hides_details(
+            OrderError::CorruptRow("secret detail".into()),
+            "secret detail",
+        );
     }
 }

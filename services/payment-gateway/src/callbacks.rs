@@ -19,6 +19,7 @@ use paywire_channels::{
     PaymentChannel,
 };
 use paywire_domain::{PayChannel, PayNo};
+use paywire_platform::db::DbError;
 
 use crate::error::GatewayError;
 use crate::payments::record::record_confirmed;
@@ -114,10 +115,10 @@ pub async fn handle_notification(
             channel.acknowledge(&Err(NotifyError::Malformed(reason.to_owned())))
         }
         Ok(_) => channel.acknowledge(&Ok(())),
-        Err(GatewayError::Database(DieselError::DatabaseError(
+        Err(GatewayError::Db(DbError::Query(DieselError::DatabaseError(
             DatabaseErrorKind::UniqueViolation,
             _,
-        ))) => {
+        )))) => {
             // Another attempt already holds this channel transaction number.
             let outcome = NotificationOutcome::Rejected("trade_no_conflict");
             tracing::error!(channel_trade_no = %confirmed.channel_trade_no, "channel trade number already used by another attempt");

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use paywire_domain::{OrderId, PayChannel, PayNo, RefundNo};
 use paywire_platform::api_error::{ApiError, Reply};
-use paywire_platform::db::{DbFault, PoolError, Transience};
+use paywire_platform::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -33,25 +33,15 @@ pub enum GatewayError {
     ChannelUnavailable(String),
     #[error("channel rejected the request: {code}: {message}")]
     ChannelRejected { code: String, message: String },
-    #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Db(#[from] DbError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
     #[error("messaging: {0}")]
     Messaging(#[from] paywire_messaging::MessagingError),
 }
 
-impl Transience for GatewayError {
-    fn db_fault(&self) -> Option<DbFault> {
-        match self {
-            GatewayError::Database(e) => Some(DbFault::of_query(e)),
-            GatewayError::Pool(e) => Some(DbFault::of_pool(e)),
-            _ => None,
-        }
-    }
-}
+paywire_platform::db_error!(GatewayError);
 
 impl ApiError for GatewayError {
     fn reply(&self) -> Reply {
@@ -75,8 +65,7 @@ impl ApiError for GatewayError {
             GatewayError::ChannelRejected { .. } => {
                 Reply::new(S::BAD_GATEWAY, "channel_rejected").detail()
             }
-            GatewayError::Database(e) => Reply::query(e),
-            GatewayError::Pool(e) => Reply::pool(e),
+            GatewayError::Db(e) => e.reply(),
             GatewayError::CorruptRow(_) | GatewayError::Messaging(_) => Reply::internal(),
         }
     }
