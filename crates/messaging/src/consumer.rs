@@ -60,6 +60,18 @@ pub struct IncomingMessage {
 }
 
 impl IncomingMessage {
+    /// A first delivery (not redelivered, no retries yet) of `body` with the AMQP `type`
+    /// `event_type`: a message as a handler's tests hand it over.
+    pub fn first(message_id: &str, event_type: &str, body: Vec<u8>) -> Self {
+        Self {
+            message_id: message_id.to_owned(),
+            event_type: event_type.to_owned(),
+            body,
+            redelivered: false,
+            retries: 0,
+        }
+    }
+
     /// Decodes the body as an `EventEnvelope<T>` whose `event_type` must be `event_type`.
     /// Anything else can never succeed, so it is a [`HandleError::Permanent`] (parked).
     pub fn decode_envelope<T: serde::de::DeserializeOwned>(
@@ -636,19 +648,22 @@ async fn retry(
         ),
         (ERROR_HEADER, AMQPValue::LongString(reason.into())),
     ];
-    match republish(publish_channel, delivery, &target, headers).await {
-        Ok(()) => {
-            delivery.ack(BasicAckOptions::default()).await?;
-            count(&config.queue, "retried");
-            Ok(())
-        }
-        Err(e) => {
-            // Without the copy the original must stay in the queue.
-            tracing::warn!(error = %e, queue = %target, "retry copy not confirmed, requeueing");
-            requeue_after_pause(delivery, config).await?;
-            Err(MessagingError::ChannelBroken(e))
-        }
-    }
+    let Err(e) = move_to(
+        publish_channel,
+        config,
+        delivery,
+        &target,
+        headers,
+        "retried",
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    // Without the copy the original must stay in the queue.
+    tracing::warn!(error = %e, queue = %target, "retry copy not confirmed, requeueing");
+    requeue_after_pause(delivery, config).await?;
+    Err(MessagingError::ChannelBroken(e))
 }
 
 async fn park(
@@ -663,21 +678,43 @@ async fn park(
         (DEATH_REASON_HEADER, AMQPValue::LongString(reason.into())),
         (ERROR_HEADER, AMQPValue::LongString(error.into())),
     ];
-    match republish(publish_channel, delivery, &target, headers).await {
-        Ok(()) => {
-            delivery.ack(BasicAckOptions::default()).await?;
-            count(&config.queue, "parked");
-            Ok(())
-        }
-        Err(e) => {
-            // The queue's own dead-letter route still parks it, without the reason headers.
-            tracing::warn!(error = %e, "parking copy not confirmed, rejecting to the DLX");
-            delivery
-                .reject(BasicRejectOptions { requeue: false })
-                .await?;
-            Err(MessagingError::ChannelBroken(e))
-        }
+    let Err(e) = move_to(
+        publish_channel,
+        config,
+        delivery,
+        &target,
+        headers,
+        "parked",
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    // The queue's own dead-letter route still parks it, without the reason headers.
+    tracing::warn!(error = %e, "parking copy not confirmed, rejecting to the DLX");
+    delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await?;
+    Err(MessagingError::ChannelBroken(e))
+}
+
+/// Moves `delivery` to `queue`: a copy with `headers` ([`republish`]), and once the broker
+/// confirmed it the original is acked and counted as `outcome`. The inner error says why
+/// the copy was not confirmed; the original is then still the caller's to settle.
+async fn move_to(
+    publish_channel: &Channel,
+    config: &ConsumerConfig,
+    delivery: &Delivery,
+    queue: &str,
+    headers: Vec<(&str, AMQPValue)>,
+    outcome: &'static str,
+) -> Result<Result<(), String>, MessagingError> {
+    if let Err(e) = republish(publish_channel, delivery, queue, headers).await {
+        return Ok(Err(e));
     }
+    delivery.ack(BasicAckOptions::default()).await?;
+    count(&config.queue, outcome);
+    Ok(Ok(()))
 }
 
 #[cfg(test)]
@@ -685,13 +722,7 @@ mod decode_tests {
     use super::*;
 
     fn message(body: &str) -> IncomingMessage {
-        IncomingMessage {
-            message_id: "1".into(),
-            event_type: "x.v1".into(),
-            body: body.as_bytes().to_vec(),
-            redelivered: false,
-            retries: 0,
-        }
+        IncomingMessage::first("1", "x.v1", body.as_bytes().to_vec())
     }
 
     #[test]

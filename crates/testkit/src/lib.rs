@@ -12,6 +12,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rand::Rng;
 
+pub mod api;
+pub mod events;
 pub mod postgres;
 pub mod production;
 pub mod rabbitmq;

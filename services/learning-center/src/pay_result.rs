@@ -162,30 +162,11 @@ impl MessageHandler for PayResultHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paywire_domain::{EventId, Fen, OrderId, PayChannel, PayNo, UserId};
-
-    fn event() -> PayResultV1 {
-        PayResultV1 {
-            pay_no: PayNo::from(7),
-            order_id: OrderId::from(8),
-            user_id: UserId::parse("s1").unwrap(),
-            biz_type: BizType::Course,
-            biz_id: "9".into(),
-            channel: PayChannel::Wechat,
-            amount_fen: Fen::new(100).unwrap(),
-            channel_trade_no: "t".into(),
-            paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
-        }
-    }
+    use paywire_domain::EventId;
+    use paywire_testkit::events::pay_result as event;
 
     fn message(event_type: &str, body: Vec<u8>) -> IncomingMessage {
-        IncomingMessage {
-            message_id: "1".into(),
-            event_type: event_type.into(),
-            body,
-            redelivered: false,
-            retries: 0,
-        }
+        IncomingMessage::first("1", event_type, body)
     }
 
     fn envelope_json() -> serde_json::Value {

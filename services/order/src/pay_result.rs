@@ -220,30 +220,11 @@ impl MessageHandler for PayResultHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paywire_domain::{BizType, EventId, Fen, OrderId, PayChannel, PayNo, RefundNo, UserId};
-
-    fn event() -> PayResultV1 {
-        PayResultV1 {
-            pay_no: PayNo::from(7),
-            order_id: OrderId::from(8),
-            user_id: UserId::parse("s1").unwrap(),
-            biz_type: BizType::Course,
-            biz_id: "9".into(),
-            channel: PayChannel::Wechat,
-            amount_fen: Fen::new(100).unwrap(),
-            channel_trade_no: "t".into(),
-            paid_at: "2026-11-22T10:00:00Z".parse().unwrap(),
-        }
-    }
+    use paywire_domain::{EventId, OrderId, PayNo, RefundNo};
+    use paywire_testkit::events::pay_result as event;
 
     fn message(event_type: &str, body: Vec<u8>) -> IncomingMessage {
-        IncomingMessage {
-            message_id: "1".into(),
-            event_type: event_type.into(),
-            body,
-            redelivered: false,
-            retries: 0,
-        }
+        IncomingMessage::first("1", event_type, body)
     }
 
     #[test]
@@ -309,25 +290,20 @@ mod tests {
     fn untyped_messages_and_malformed_pay_results_are_permanent() {
         let env = event().into_envelope(EventId::from(1), chrono::Utc::now());
         let body = serde_json::to_vec(&env).unwrap();
-        assert!(matches!(
-            decode(&message("", body)),
-            Err(HandleError::Permanent(_))
-        ));
-        assert!(matches!(
-            decode(&message("pay.result.v1", b"{not json".to_vec())),
-            Err(HandleError::Permanent(_))
-        ));
-        let mut env = serde_json::to_value(&env).unwrap();
-        env["event_type"] = "refund.result.v1".into();
-        assert!(matches!(
-            decode(&message("pay.result.v1", serde_json::to_vec(&env).unwrap())),
-            Err(HandleError::Permanent(_))
-        ));
-        env["event_type"] = "pay.result.v1".into();
-        env["data"]["amount_fen"] = (-5).into();
-        assert!(matches!(
-            decode(&message("pay.result.v1", serde_json::to_vec(&env).unwrap())),
-            Err(HandleError::Permanent(_))
-        ));
+        let mut mistyped = serde_json::to_value(&env).unwrap();
+        mistyped["event_type"] = "refund.result.v1".into();
+        let mut negative = serde_json::to_value(&env).unwrap();
+        negative["data"]["amount_fen"] = (-5).into();
+        for (kind, body) in [
+            ("", body),
+            ("pay.result.v1", b"{not json".to_vec()),
+            ("pay.result.v1", serde_json::to_vec(&mistyped).unwrap()),
+            ("pay.result.v1", serde_json::to_vec(&negative).unwrap()),
+        ] {
+            assert!(matches!(
+                decode(&message(kind, body)),
+                Err(HandleError::Permanent(_))
+            ));
+        }
     }
 }

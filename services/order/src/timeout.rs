@@ -298,13 +298,7 @@ mod tests {
     }
 
     fn message(event_type: &str, body: Vec<u8>) -> IncomingMessage {
-        IncomingMessage {
-            message_id: "1".into(),
-            event_type: event_type.into(),
-            body,
-            redelivered: false,
-            retries: 0,
-        }
+        IncomingMessage::first("1", event_type, body)
     }
 
     #[test]
