@@ -640,30 +640,20 @@ async fn retry(
     attempt: u32,
     reason: &str,
 ) -> Result<(), MessagingError> {
-    let target = retry_queue_name(&config.queue, attempt as usize);
-    let headers = vec![
-        (
-            RETRY_COUNT_HEADER,
-            AMQPValue::LongLongInt(i64::from(attempt)),
-        ),
-        (ERROR_HEADER, AMQPValue::LongString(reason.into())),
-    ];
-    let Err(e) = move_to(
-        publish_channel,
-        config,
-        delivery,
-        &target,
-        headers,
-        "retried",
-    )
-    .await?
-    else {
-        return Ok(());
+    let copy = Destination {
+        queue: retry_queue_name(&config.queue, attempt as usize),
+        headers: vec![
+            (
+                RETRY_COUNT_HEADER,
+                AMQPValue::LongLongInt(i64::from(attempt)),
+            ),
+            (ERROR_HEADER, AMQPValue::LongString(reason.into())),
+        ],
+        outcome: "retried",
+        // Without the copy the original must stay in the queue.
+        unconfirmed: Unconfirmed::Requeue,
     };
-    // Without the copy the original must stay in the queue.
-    tracing::warn!(error = %e, queue = %target, "retry copy not confirmed, requeueing");
-    requeue_after_pause(delivery, config).await?;
-    Err(MessagingError::ChannelBroken(e))
+    move_to(publish_channel, config, delivery, copy).await
 }
 
 async fn park(
@@ -673,48 +663,63 @@ async fn park(
     reason: &str,
     error: &str,
 ) -> Result<(), MessagingError> {
-    let target = dead_letter_queue_name(&config.queue);
-    let headers = vec![
-        (DEATH_REASON_HEADER, AMQPValue::LongString(reason.into())),
-        (ERROR_HEADER, AMQPValue::LongString(error.into())),
-    ];
-    let Err(e) = move_to(
-        publish_channel,
-        config,
-        delivery,
-        &target,
-        headers,
-        "parked",
-    )
-    .await?
-    else {
-        return Ok(());
+    let copy = Destination {
+        queue: dead_letter_queue_name(&config.queue),
+        headers: vec![
+            (DEATH_REASON_HEADER, AMQPValue::LongString(reason.into())),
+            (ERROR_HEADER, AMQPValue::LongString(error.into())),
+        ],
+        outcome: "parked",
+        // The queue's own dead-letter route still parks it, without the reason headers.
+        unconfirmed: Unconfirmed::RejectToDeadLetters,
     };
-    // The queue's own dead-letter route still parks it, without the reason headers.
-    tracing::warn!(error = %e, "parking copy not confirmed, rejecting to the DLX");
-    delivery
-        .reject(BasicRejectOptions { requeue: false })
-        .await?;
-    Err(MessagingError::ChannelBroken(e))
+    move_to(publish_channel, config, delivery, copy).await
 }
 
-/// Moves `delivery` to `queue`: a copy with `headers` ([`republish`]), and once the broker
-/// confirmed it the original is acked and counted as `outcome`. The inner error says why
-/// the copy was not confirmed; the original is then still the caller's to settle.
+/// Where a delivery is moved (a retry queue, the dead-letter queue) and what becomes of
+/// the original when the broker does not confirm the copy.
+struct Destination {
+    queue: String,
+    headers: Vec<(&'static str, AMQPValue)>,
+    /// Counted once the copy is confirmed and the original acked.
+    outcome: &'static str,
+    unconfirmed: Unconfirmed,
+}
+
+enum Unconfirmed {
+    /// Back into its queue after a pause.
+    Requeue,
+    /// Rejected without requeue: the queue's dead-letter exchange takes it.
+    RejectToDeadLetters,
+}
+
+/// Moves `delivery`: a copy to `copy.queue` ([`republish`]); once the broker confirmed it,
+/// the original is acked and counted. An unconfirmed copy leaves the original to
+/// `copy.unconfirmed` and is an error (the channel is broken).
 async fn move_to(
     publish_channel: &Channel,
     config: &ConsumerConfig,
     delivery: &Delivery,
-    queue: &str,
-    headers: Vec<(&str, AMQPValue)>,
-    outcome: &'static str,
-) -> Result<Result<(), String>, MessagingError> {
-    if let Err(e) = republish(publish_channel, delivery, queue, headers).await {
-        return Ok(Err(e));
+    copy: Destination,
+) -> Result<(), MessagingError> {
+    let Err(e) = republish(publish_channel, delivery, &copy.queue, copy.headers).await else {
+        delivery.ack(BasicAckOptions::default()).await?;
+        count(&config.queue, copy.outcome);
+        return Ok(());
+    };
+    match copy.unconfirmed {
+        Unconfirmed::Requeue => {
+            tracing::warn!(error = %e, queue = %copy.queue, "retry copy not confirmed, requeueing");
+            requeue_after_pause(delivery, config).await?;
+        }
+        Unconfirmed::RejectToDeadLetters => {
+            tracing::warn!(error = %e, "parking copy not confirmed, rejecting to the DLX");
+            delivery
+                .reject(BasicRejectOptions { requeue: false })
+                .await?;
+        }
     }
-    delivery.ack(BasicAckOptions::default()).await?;
-    count(&config.queue, outcome);
-    Ok(Ok(()))
+    Err(MessagingError::ChannelBroken(e))
 }
 
 #[cfg(test)]
