@@ -102,6 +102,16 @@ enum Sub {
         #[arg(long)]
         prebuilt: bool,
     },
+    /// Run the property tests of the parsers that read untrusted bytes (`fuzz_…`) round
+    /// after round with many cases and fresh seeds, for N minutes; stop at a finding
+    Fuzz {
+        /// Minutes to keep starting rounds
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        minutes: u64,
+        /// Cases per property per round (PROPTEST_CASES)
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+        cases: u32,
+    },
     /// Write proto-docs/ (OpenAPI of every service, AsyncAPI of the events) from the code:
     /// the handlers' annotations and the contract types
     ProtoDocs,
@@ -187,6 +197,10 @@ pub enum Command {
     },
     FreshCheck(crate::fresh_check::Options),
     ProtoDocs,
+    Fuzz {
+        minutes: u64,
+        cases: u32,
+    },
 }
 
 /// Default size of `cargo xtask chaos`.
@@ -278,6 +292,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
             binaries: binaries(prebuilt),
         },
         Some(Sub::ProtoDocs) => Command::ProtoDocs,
+        Some(Sub::Fuzz { minutes, cases }) => Command::Fuzz { minutes, cases },
         Some(Sub::FreshCheck { target_tmpfs }) => {
             Command::FreshCheck(crate::fresh_check::Options { target_tmpfs })
         }
@@ -376,6 +391,28 @@ mod tests {
         for (args, expected) in cases {
             assert_eq!(p(args).unwrap(), expected, "{args:?}");
         }
+    }
+
+    #[test]
+    fn fuzz_parses_with_defaults_and_refuses_zero() {
+        assert_eq!(
+            p(&["fuzz"]).unwrap(),
+            Command::Fuzz {
+                minutes: 10,
+                cases: 20_000
+            }
+        );
+        assert_eq!(
+            p(&["fuzz", "--minutes", "2", "--cases=500"]).unwrap(),
+            Command::Fuzz {
+                minutes: 2,
+                cases: 500
+            }
+        );
+        assert_eq!(
+            usage_error(&["fuzz", "--minutes", "0"]),
+            ErrorKind::ValueValidation
+        );
     }
 
     #[test]

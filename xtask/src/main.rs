@@ -16,6 +16,8 @@
 //! * `compose-smoke`: the development compose stack, bought from and torn down (see
 //!   [`compose`]);
 //! * `proto-docs`: write `proto-docs/` from the code (see [`proto_docs`]);
+//! * `fuzz [--minutes N]`: the parsers' property tests with many cases for N minutes (see
+//!   [`fuzz`]);
 //! * `fresh-check`: a fresh clone's `.ci/run` on a bare Debian 12 with only the README's
 //!   prerequisites (see [`fresh_check`]).
 
@@ -32,6 +34,7 @@ mod drift;
 #[cfg(test)]
 mod fake;
 mod fresh_check;
+mod fuzz;
 mod images;
 mod layout;
 mod migrate;
@@ -85,6 +88,8 @@ async fn main() -> ExitCode {
         Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,
         Command::FreshCheck(options) => fresh_check::run(&options).await,
         Command::ProtoDocs => proto_docs::write(),
+        // Blocking: cargo runs with the terminal attached.
+        Command::Fuzz { minutes, cases } => blocking(move || fuzz::run(minutes, cases)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,8 @@
 pub mod alipay;
 mod channel;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod http;
 pub mod keys;
 mod metered;

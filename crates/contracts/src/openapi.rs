@@ -7,7 +7,7 @@ pub const BEARER_AUTH: &str = "bearerAuth";
 pub const SERVICE_TOKEN: &str = "serviceToken";
 
 pub const UNAUTHORIZED: &str = "`unauthorized`: missing or wrong credential";
-pub const BAD_REQUEST: &str = "`invalid_request`, `invalid_body`, `invalid_path` or `invalid_query`: the request is malformed";
+pub const BAD_REQUEST: &str = "`invalid_request`, `invalid_body`, `invalid_path` or `invalid_query`: the request is malformed (a body over 64 KiB is refused before it is read: 413 `body_too_large`)";
 pub const INTERNAL_ERROR: &str = "`internal_error`: something failed on our side; details are \
      logged, not sent. While the database is unreachable any endpoint answers 503 \
      `database_unavailable` (or `database_busy`) with `Retry-After` instead";

@@ -46,6 +46,9 @@ impl Authenticator {
         let secret = settings.jwt_secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
+        // A token that is not valid yet is refused like an expired one (issue 9: one with
+        // `nbf` a day ahead was accepted).
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -75,8 +78,10 @@ impl Authenticator {
 
     pub fn check_service_token(&self, presented: &str) -> Result<(), AuthError> {
         let expected = self.service_token.expose_secret().as_bytes();
-        // Constant time in the content; only the length may leak (it is no secret).
-        if bool::from(expected.ct_eq(presented.as_bytes())) {
+        // Constant time in the content; only the length may leak (it is no secret). An
+        // empty credential is never one, whatever is configured (issue 9: an empty
+        // `X-Service-Token:` passed a service started with an empty token).
+        if !presented.is_empty() && bool::from(expected.ct_eq(presented.as_bytes())) {
             Ok(())
         } else {
             Err(AuthError::BadServiceToken)
@@ -193,6 +198,53 @@ mod tests {
         let expired = auth("k1").issue(&user, chrono::Duration::minutes(-5));
         assert!(auth("k1").verify(&expired).is_err());
         assert!(auth("k1").verify("not.a.jwt").is_err());
+    }
+
+    /// A token whose `nbf` lies ahead is refused (beyond the 5 s leeway); one whose `nbf`
+    /// has passed is accepted.
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        #[derive(Serialize)]
+        struct WithNbf<'a> {
+            sub: &'a str,
+            iat: i64,
+            exp: i64,
+            nbf: i64,
+        }
+        let now = chrono::Utc::now().timestamp();
+        let token = |nbf: i64| {
+            let claims = WithNbf {
+                sub: "student-7",
+                iat: now,
+                exp: now + 2 * 86_400,
+                nbf,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"k1"),
+            )
+            .unwrap()
+        };
+        assert!(matches!(
+            auth("k1").verify(&token(now + 86_400)),
+            Err(AuthError::InvalidToken(_))
+        ));
+        assert!(auth("k1").verify(&token(now + 60)).is_err());
+        assert_eq!(
+            auth("k1").verify(&token(now - 60)).unwrap().as_str(),
+            "student-7"
+        );
+    }
+
+    #[test]
+    fn an_empty_credential_is_refused_even_against_an_empty_configured_token() {
+        let empty = Authenticator::new(&AuthSettings {
+            jwt_secret: SecretString::from("k"),
+            service_token: SecretString::from(""),
+        });
+        assert!(empty.check_service_token("").is_err());
+        assert!(empty.check_service_token("x").is_err());
     }
 
     #[test]

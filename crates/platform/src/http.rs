@@ -28,8 +28,14 @@ pub trait Routes: Fn(&mut web::ServiceConfig) + Send + Clone + 'static {}
 
 impl<F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static> Routes for F {}
 
+/// The largest request body a service reads, JSON or raw (a channel's notification): a
+/// larger one is refused with `413` before it is parsed (issue 9: 70 KiB of JSON and a
+/// 100 KiB callback were parsed and answered `400`).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// Starts an actix server on `listener` with the routes from `configure`, plus tracing
-/// spans per request (with a request id), request metrics, JSON 400s for malformed bodies,
+/// spans per request (with a request id), request metrics, JSON 400s for malformed bodies
+/// and 413s for oversized ones ([`MAX_BODY_BYTES`]),
 /// `/health`, `/health/live` and `/metrics`.
 pub fn serve(
     listener: TcpListener,
@@ -42,6 +48,7 @@ pub fn serve(
             .wrap(TracingLogger::default())
             .wrap(actix_web::middleware::from_fn(crate::metrics::track))
             .app_data(json_config())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(path_config())
             .app_data(query_config())
             .route("/health", web::get().to(health))
@@ -148,10 +155,29 @@ fn bad_request<E: std::fmt::Display>(
 }
 
 fn json_config() -> web::JsonConfig {
+    use actix_web::error::{JsonPayloadError, PayloadError};
+    let invalid = bad_request("invalid_body");
     web::JsonConfig::default()
-        .limit(64 * 1024)
-        .error_handler(bad_request("invalid_body"))
+        .limit(MAX_BODY_BYTES)
+        .error_handler(move |err, req| match err {
+            JsonPayloadError::Overflow { .. }
+            | JsonPayloadError::OverflowKnownLength { .. }
+            | JsonPayloadError::Payload(PayloadError::Overflow) => TooLarge.into(),
+            other => invalid(other, req),
+        })
 }
+
+/// A body over [`MAX_BODY_BYTES`]: `413 body_too_large`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {MAX_BODY_BYTES} bytes")]
+struct TooLarge;
+
+impl ApiError for TooLarge {
+    fn reply(&self) -> Reply {
+        Reply::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    }
+}
+crate::api_error!(TooLarge);
 
 fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(bad_request("invalid_path"))

@@ -23,6 +23,11 @@ use crate::config::{AuthSettings, DEV_JWT_SECRET, DEV_SERVICE_TOKEN};
 /// Shortest secret accepted in production (HS256 keys and shared tokens).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The problem of an empty secret: the one finding that refuses a start in development
+/// too (issue 9: a service started with an empty service token let an empty
+/// `X-Service-Token:` through).
+const EMPTY_SECRET: &str = "is empty";
+
 /// Where a service runs. Read like every other setting: `environment` in the config file,
 /// `PAYWIRE__ENVIRONMENT` in the environment; development when unset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +120,7 @@ impl Findings {
     ) {
         let value = secret.expose_secret();
         if value.is_empty() {
-            self.push(setting, "is empty");
+            self.push(setting, EMPTY_SECRET);
         } else if development_values.contains(&value) {
             self.push(
                 setting,
@@ -288,26 +293,36 @@ pub trait ProductionChecks {
     fn production_findings(&self, findings: &mut Findings);
 }
 
-/// Why a production start was refused: every finding, one per line.
+/// Why a start was refused: every finding, one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub service: String,
+    pub environment: Environment,
     pub findings: Findings,
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} refuses to start with PAYWIRE__ENVIRONMENT=production: {} setting{} not fit for production",
-            self.service,
+        let (n, s) = (
             self.findings.len(),
             if self.findings.len() == 1 {
                 " is"
             } else {
                 "s are"
-            }
-        )?;
+            },
+        );
+        match self.environment {
+            Environment::Production => write!(
+                f,
+                "{} refuses to start with PAYWIRE__ENVIRONMENT=production: {n} setting{s} not fit for production",
+                self.service
+            )?,
+            Environment::Development => write!(
+                f,
+                "{} refuses to start: {n} setting{s} unusable in any environment",
+                self.service
+            )?,
+        }
         for finding in self.findings.iter() {
             write!(f, "\n  - {finding}")?;
         }
@@ -317,26 +332,26 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Pure decision: in production, any finding refuses the start.
+/// Pure decision: in production, any finding refuses the start; in development, only an
+/// empty secret does.
 pub fn check(
     service: &str,
     environment: Environment,
     settings: &impl ProductionChecks,
 ) -> Result<Environment, Refusal> {
-    match environment {
-        Environment::Development => Ok(environment),
-        Environment::Production => {
-            let mut findings = Findings::new();
-            settings.production_findings(&mut findings);
-            if findings.is_empty() {
-                Ok(environment)
-            } else {
-                Err(Refusal {
-                    service: service.to_owned(),
-                    findings,
-                })
-            }
-        }
+    let mut findings = Findings::new();
+    settings.production_findings(&mut findings);
+    if environment == Environment::Development {
+        findings.0.retain(|f| f.problem == EMPTY_SECRET);
+    }
+    if findings.is_empty() {
+        Ok(environment)
+    } else {
+        Err(Refusal {
+            service: service.to_owned(),
+            environment,
+            findings,
+        })
     }
 }
 
@@ -394,16 +409,58 @@ mod tests {
 
     #[test]
     fn development_accepts_anything_and_production_refuses_any_finding() {
-        let bad = Sample(vec![("auth.jwt_secret", "is empty")]);
+        let bad = Sample(vec![
+            (
+                "auth.jwt_secret",
+                "is the development value compiled into the binaries",
+            ),
+            ("wechat.api_base", "points at this machine"),
+        ]);
         assert_eq!(
             check("order", Environment::Development, &bad),
             Ok(Environment::Development)
         );
         let refusal = check("order", Environment::Production, &bad).unwrap_err();
-        assert_eq!(refusal.findings.len(), 1);
+        assert_eq!(refusal.findings.len(), 2);
         assert_eq!(
             check("order", Environment::Production, &Sample(vec![])),
             Ok(Environment::Production)
+        );
+    }
+
+    /// Issue 9: an empty secret refuses the start in every environment, and only it does
+    /// in development.
+    #[test]
+    fn an_empty_secret_is_refused_in_development_too() {
+        let mut auth = AuthSettings::default();
+        auth.service_token = secret("");
+        struct Auth(AuthSettings);
+        impl ProductionChecks for Auth {
+            fn production_findings(&self, findings: &mut Findings) {
+                findings.auth(&self.0);
+            }
+        }
+        let refusal = check("order", Environment::Development, &Auth(auth)).unwrap_err();
+        assert_eq!(
+            refusal.findings.settings(),
+            BTreeSet::from(["auth.service_token"])
+        );
+        let text = refusal.to_string();
+        assert!(
+            text.starts_with("order refuses to start: 1 setting is unusable in any environment"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.service_token (PAYWIRE__AUTH__SERVICE_TOKEN): is empty"),
+            "{text}"
+        );
+        assert_eq!(
+            check(
+                "order",
+                Environment::Development,
+                &Auth(AuthSettings::default())
+            ),
+            Ok(Environment::Development)
         );
     }
 

@@ -228,12 +228,11 @@ mod tests {
             })
     }
 
+    // Proptest's default number of cases in the suite; `cargo xtask fuzz` runs every
+    // `fuzz_…` test with `PROPTEST_CASES` raised.
     proptest! {
-        // A short run in the suite; a long one is for a fuzzing session.
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
         #[test]
-        fn an_accepted_path_has_no_dot_segment_and_stays_under_its_prefix(raw in path()) {
+        fn fuzz_an_accepted_path_has_no_dot_segment_and_stays_under_its_prefix(raw in path()) {
             if let Ok(p) = normalise(&raw) {
                 let prefix = match p.upstream() {
                     Upstream::Order => "/api/orders",
@@ -262,7 +261,7 @@ mod tests {
         }
 
         #[test]
-        fn any_string_is_answered_without_panicking(raw in "\\PC{0,40}") {
+        fn fuzz_any_string_is_answered_without_panicking(raw in "\\PC{0,40}") {
             let _ = normalise(&raw);
         }
     }

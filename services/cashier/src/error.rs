@@ -20,7 +20,8 @@ pub enum CashierError {
     UpstreamTimeout { service: &'static str },
 }
 
-/// Every answer shows its message: none names anything internal.
+/// Every answer shows its message, none naming anything internal: an unreachable
+/// upstream's reason stays in the log.
 impl ApiError for CashierError {
     fn reply(&self) -> Reply {
         let reply = match self {
@@ -31,8 +32,11 @@ impl ApiError for CashierError {
             CashierError::BodyTooLarge(_) => {
                 Reply::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
             }
-            CashierError::UpstreamUnavailable { .. } => {
-                Reply::new(StatusCode::BAD_GATEWAY, "upstream_unavailable")
+            // The reason (the client library's text, naming the upstream's URL) is logged,
+            // never answered (issue 9).
+            CashierError::UpstreamUnavailable { service, .. } => {
+                return Reply::new(StatusCode::BAD_GATEWAY, "upstream_unavailable")
+                    .message(format!("{service} is unreachable"));
             }
             CashierError::UpstreamTimeout { .. } => {
                 Reply::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")

@@ -83,7 +83,8 @@ pub struct UpstreamSettings {
     pub order_url: String,
     /// Per upstream request, including reading the answer's head.
     pub timeout_ms: u64,
-    /// Largest request body forwarded (API bodies are small JSON documents).
+    /// Largest request body forwarded (API bodies are small JSON documents); a larger one
+    /// is `413` here. Defaults to what the services themselves read.
     pub max_body_bytes: usize,
 }
 
@@ -93,7 +94,7 @@ impl Default for UpstreamSettings {
             learning_center_url: "http://127.0.0.1:8081".into(),
             order_url: "http://127.0.0.1:8082".into(),
             timeout_ms: 15_000,
-            max_body_bytes: 256 * 1024,
+            max_body_bytes: paywire_platform::http::MAX_BODY_BYTES,
         }
     }
 }

@@ -58,8 +58,11 @@ impl ApiError for GatewayError {
             GatewayError::RefundNotAllowed(_) => Reply::new(S::CONFLICT, "refund_not_allowed"),
             GatewayError::IdempotencyConflict(_) => Reply::new(S::CONFLICT, "idempotency_conflict"),
             // Retry later: the channel's answer is unknown, nothing was guessed or changed.
+            // Why (the HTTP client's text, naming the channel's URL) is logged, never
+            // answered (issue 9).
             GatewayError::ChannelUnavailable(_) => {
-                Reply::new(S::SERVICE_UNAVAILABLE, "channel_unavailable").detail()
+                Reply::new(S::SERVICE_UNAVAILABLE, "channel_unavailable")
+                    .message("the payment channel did not answer; retry later")
             }
             GatewayError::OrderBusy(_) => Reply::new(S::SERVICE_UNAVAILABLE, "order_busy").detail(),
             GatewayError::ChannelRejected { .. } => {

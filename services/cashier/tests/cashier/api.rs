@@ -241,6 +241,11 @@ async fn traversal_paths_are_404_and_never_reach_an_upstream() {
         ("GET", "/api/orders/%252e%252e/%252e%252e/health"),
         ("GET", "/api/orders//1"),
         ("GET", "/api/../health"),
+        ("POST", "/api/orders/%2e%2e/%2e%2e/internal/orders/1/refund"),
+        ("POST", "/api/orders/%2E%2E/%2E%2E/internal/orders/1/refund"),
+        ("GET", "/api/orders/1%2F..%2F..%2Finternal%2Forders%2F1"),
+        ("GET", "/api/learning/%252E%252E/%252E%252E/health"),
+        ("GET", "/api/learning/.%2E/health"),
     ];
     for (method, target) in probes {
         let (status, body) = raw_request(&base, method, target).await;
@@ -262,22 +267,23 @@ async fn traversal_paths_are_404_and_never_reach_an_upstream() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_502_and_a_large_body_413() {
-    // Port 1 on loopback: nothing listens there.
+    // Port 1 on loopback: nothing listens there. Issue 9: the answer is a generic 502
+    // naming the service, never its URL or the HTTP client's error text.
     let base = start_cashier(settings("http://127.0.0.1:1", "http://127.0.0.1:1")).await;
-    let resp = client()
-        .get(format!("{base}/api/learning/courses"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 502);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], "upstream_unavailable");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("learning-center")
-    );
+    for (path, service) in [
+        ("/api/learning/courses", "learning-center"),
+        ("/api/orders/1/pay-result", "order"),
+    ] {
+        let resp = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 502, "{path}");
+        let text = resp.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"], "upstream_unavailable");
+        assert_eq!(body["message"], format!("{service} is unreachable"));
+        for leak in ["127.0.0.1", "http", "error sending", "connect", "refused"] {
+            assert!(!text.contains(leak), "{path}: {leak} in {text}");
+        }
+    }
 
     let base = with_echo_upstreams().await;
     let resp = client()
@@ -289,6 +295,31 @@ async fn an_unreachable_upstream_is_502_and_a_large_body_413() {
     assert_eq!(resp.status().as_u16(), 413);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "body_too_large");
+}
+
+/// Issue 9: by default the cashier forwards no body larger than the services read
+/// (70 KiB of JSON to order is 413 here, and never reaches the upstream).
+#[tokio::test]
+async fn a_body_larger_than_the_services_read_is_413_by_default() {
+    let (upstream, hits) = start_echo_counting("order");
+    let mut s = settings(&upstream, &upstream);
+    s.upstream.max_body_bytes = cashier::UpstreamSettings::default().max_body_bytes;
+    assert_eq!(
+        s.upstream.max_body_bytes,
+        paywire_platform::http::MAX_BODY_BYTES
+    );
+    let base = start_cashier(s).await;
+    let big = json!({"biz_type": "course", "biz_id": "x".repeat(70 * 1024)});
+    let resp = client()
+        .post(format!("{base}/api/orders"))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "body_too_large");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]

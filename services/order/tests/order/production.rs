@@ -41,3 +41,34 @@ fn the_binary_refuses_development_secrets_in_production() {
         &[paywire_platform::config::DEV_JWT_SECRET, "guest:guest"],
     );
 }
+
+/// Issue 9: an empty service token refuses the start in development too (an empty
+/// `X-Service-Token:` would otherwise have matched it); the binary says which setting,
+/// before touching the database or the broker.
+#[test]
+fn the_binary_refuses_an_empty_service_token_in_development() {
+    let run = paywire_testkit::production::run_in_production(
+        env!("CARGO_BIN_EXE_order"),
+        &[
+            ("PAYWIRE__ENVIRONMENT", "development"),
+            ("PAYWIRE__AUTH__SERVICE_TOKEN", ""),
+        ],
+        std::time::Duration::from_secs(30),
+    );
+    let status = run
+        .exit
+        .unwrap_or_else(|| panic!("order kept running:\n{}", run.output));
+    assert!(!status.success(), "order started:\n{}", run.output);
+    assert!(
+        run.output
+            .contains("order refuses to start: 1 setting is unusable in any environment"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.output
+            .contains("auth.service_token (PAYWIRE__AUTH__SERVICE_TOKEN): is empty"),
+        "{}",
+        run.output
+    );
+}

@@ -194,10 +194,14 @@ pub(crate) fn channel_error(e: ChannelError) -> GatewayError {
     }
     match e {
         ChannelError::Rejected { code, message } => GatewayError::ChannelRejected { code, message },
-        other => GatewayError::ChannelRejected {
-            code: "channel_error".into(),
-            message: other.to_string(),
-        },
+        // A configuration or parsing failure: its text (a library's) is logged, not answered.
+        other => {
+            tracing::error!(error = %other, "channel call failed");
+            GatewayError::ChannelRejected {
+                code: "channel_error".into(),
+                message: "the channel's answer could not be used".into(),
+            }
+        }
     }
 }
 
@@ -252,8 +256,22 @@ mod tests {
 
     #[test]
     fn channel_errors_map_to_unavailable_or_rejected() {
-        let unavailable = channel_error(ChannelError::Unavailable("timeout".into()));
+        let unavailable = channel_error(ChannelError::Unavailable(
+            "request failed: error sending request for url (http://10.0.0.1/v3/pay)".into(),
+        ));
         assert_eq!(unavailable.reply().code, "channel_unavailable");
+        // Issue 9: neither the URL nor the library's text reaches the caller.
+        let body = actix_web::body::MessageBody::try_into_bytes(
+            actix_web::ResponseError::error_response(&unavailable).into_body(),
+        )
+        .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            !body.contains("http") && !body.contains("error sending"),
+            "{body}"
+        );
+        let config = channel_error(ChannelError::Config("pkcs8: bad tag".into()));
+        assert!(!config.to_string().contains("pkcs8"), "{config}");
         let unverified = channel_error(ChannelError::BadResponseSignature("x".into()));
         assert_eq!(unverified.reply().code, "channel_unavailable");
         match channel_error(ChannelError::Rejected {

@@ -167,6 +167,10 @@ async fn an_unreachable_channel_gives_503_and_leaves_the_attempt_unpaid() {
     assert_eq!(resp.status(), 503);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"], "channel_unavailable");
+    // Issue 9: the channel's URL and the client library's text stay in the log.
+    for leak in ["127.0.0.1", "http", "error sending"] {
+        assert!(!err.to_string().contains(leak), "{leak} in {err}");
+    }
 
     #[derive(diesel::QueryableByName)]
     struct Row {

@@ -3,6 +3,7 @@
 
 mod browser;
 mod faults;
+mod hostile;
 mod interop;
 mod observability;
 mod purchase;
