@@ -432,8 +432,10 @@ mod tests {
     /// in development.
     #[test]
     fn an_empty_secret_is_refused_in_development_too() {
-        let mut auth = AuthSettings::default();
-        auth.service_token = secret("");
+        let auth = AuthSettings {
+            service_token: secret(""),
+            ..AuthSettings::default()
+        };
         struct Auth(AuthSettings);
         impl ProductionChecks for Auth {
             fn production_findings(&self, findings: &mut Findings) {
