@@ -354,8 +354,9 @@ fn endpoints() -> Endpoints {
     }
 }
 
-/// Each of `services` answers `/health` (each binds its port only after its migrations and
-/// broker topology are in place).
+/// Each of `services` answers `/health/ready` with 200: its database reachable, its
+/// migrations applied, its relay and consumers connected (what the images' HEALTHCHECK
+/// asks through `<service> ready`).
 async fn wait_ready(services: &[&layout::Service]) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -366,7 +367,7 @@ async fn wait_ready(services: &[&layout::Service]) -> anyhow::Result<()> {
         let mut still = Vec::new();
         for s in pending {
             let ok = http
-                .get(format!("{}/health", url(s)))
+                .get(format!("{}/health/ready", url(s)))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());

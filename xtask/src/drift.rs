@@ -416,6 +416,17 @@ fn compose_runs_every_service_on_its_own_loopback_port_with_its_database() {
             .join(str_at(s, &["build", "context"]).unwrap());
         assert!(context.join("Cargo.toml").is_file() && context.join("services").is_dir());
 
+        // Nothing starts before what it calls is ready (the images' HEALTHCHECK).
+        if let Some(deps) = s.get("depends_on").and_then(Value::as_mapping) {
+            for (dep, how) in deps {
+                assert_eq!(
+                    how.get("condition").and_then(Value::as_str),
+                    Some("service_healthy"),
+                    "{name} must wait until {dep:?} is ready"
+                );
+            }
+        }
+
         let port = default_port_in_code(name);
         assert_eq!(port, known.port, "xtask's table vs services/{name}");
         let env = compose_env(s);
@@ -711,6 +722,7 @@ fn dockerfile_compiles_every_service_once_into_non_root_images() {
         "ca-certificates",
         "COPY --from=binaries /out/${SERVICE} /usr/local/bin/service",
         "ENTRYPOINT [\"/usr/local/bin/service\"]",
+        "CMD [\"/usr/local/bin/service\", \"ready\"]",
     ] {
         assert!(dockerfile.contains(needle), "Dockerfile lacks {needle:?}");
     }

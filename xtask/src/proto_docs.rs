@@ -145,11 +145,9 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
         .build();
     doc.paths
         .add_path_operation("/metrics", vec![HttpMethod::Get], metrics);
-    // ... and `/health/ready` on those with a database (platform::http::ready_routes).
-    if service != "cashier" {
-        doc.paths
-            .add_path_operation("/health/ready", vec![HttpMethod::Get], ready());
-    }
+    // ... and `/health/ready` (platform::http: dependencies checked where there are some).
+    doc.paths
+        .add_path_operation("/health/ready", vec![HttpMethod::Get], ready());
     // The cashier checks neither credential: it proxies the first and drops the second.
     let (bearer, service_token) = if service == "cashier" {
         (
@@ -541,24 +539,62 @@ fn status_response(description: &str, status: &str) -> utoipa::openapi::Response
         .build()
 }
 
-/// `GET /health/ready`: 200 `{"status":"ready"}` or 503 `database_unavailable`.
+/// `GET /health/ready`: 200 `{"status":"ready","checks":{…}}` or 503 with a stable code.
 fn ready() -> utoipa::openapi::path::Operation {
+    let checks = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "each dependency and background part by name (`database`, `migrations`, \
+             `outbox-relay`, `consumer:<queue>`) and its state; empty for a service that \
+             depends on none",
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["up"])),
+        ));
+    let ready_body = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["ready"])),
+        )
+        .required("status")
+        .property("checks", checks)
+        .required("checks");
     OperationBuilder::new()
         .operation_id(Some("ready"))
         .summary(Some("Readiness probe"))
         .description(Some(
-            "Whether the service can do its work: 200 once its database hands out a working \
-             connection, 503 `database_unavailable` (with `Retry-After`) while it cannot, e.g. \
-             during a PostgreSQL restart. Route traffic by this; `/health` only says the \
-             process answers.",
+            "Whether the service can do its work: its database hands out a working \
+             connection, every migration of this build is applied, and its outbox relay and \
+             consumers hold a live broker session. Otherwise 503 with `Retry-After` and \
+             `database_unavailable` (e.g. during a PostgreSQL restart), `migrations_pending` \
+             (the `migrate` step has not run) or `not_ready` (the message names the parts \
+             that are starting or down). Route traffic by this; `/health/live` only says the \
+             process answers. The images' HEALTHCHECK asks it through `<service> ready`.",
         ))
         .security(SecurityRequirement::default())
-        .response("200", status_response("ready", "ready"))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("ready")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::T(Schema::Object(ready_body.build()))))
+                        .build(),
+                )
+                .build(),
+        )
         .response(
             "503",
             ResponseBuilder::new()
                 .description(
-                    "`database_unavailable`: not ready; ask again after `Retry-After` seconds",
+                    "`database_unavailable`, `migrations_pending` or `not_ready`: not ready; ask \
+                     again after `Retry-After` seconds",
                 )
                 .header(
                     "Retry-After",

@@ -34,6 +34,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Confirmation};
 use paywire_platform::db::{DbFault, DbPool, PoolError, Transience};
+use paywire_platform::health::{Component, Readiness};
 
 use crate::schema::processed_messages;
 use crate::topology::{RetryPolicy, dead_letter_queue_name, retry_queue_name};
@@ -183,6 +184,8 @@ pub struct ConsumerConfig {
     pub database_tries: u32,
     /// First pause before reconnecting; doubles up to 30 s.
     pub reconnect_backoff: Duration,
+    /// Up while subscribed; what the service's `/health/ready` watches.
+    pub ready: Component,
 }
 
 impl ConsumerConfig {
@@ -196,7 +199,14 @@ impl ConsumerConfig {
             database_pause: Duration::from_millis(100),
             database_tries: 10,
             reconnect_backoff: Duration::from_millis(500),
+            ready: Component::default(),
         }
+    }
+
+    /// Reports the consumer's sessions to `readiness` as `consumer:<queue>`.
+    pub fn reporting_to(mut self, readiness: &Readiness) -> Self {
+        self.ready = readiness.component(format!("consumer:{}", self.queue));
+        self
     }
 }
 
@@ -264,6 +274,7 @@ pub async fn run_consumer(
             Ok(never) => match never {},
             Err(e) => e,
         };
+        config.ready.down();
         if connected {
             backoff = config.reconnect_backoff;
         }
@@ -330,6 +341,7 @@ async fn session(
             .await
             .map_err(|_| MessagingError::Timeout("setting up the consumer session"))??;
     *connected = true;
+    config.ready.up();
     tracing::info!(queue = %config.queue, "consumer connected");
     let consume = async {
         while let Some(delivery) = deliveries.next().await {

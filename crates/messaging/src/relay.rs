@@ -25,6 +25,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
 use paywire_platform::db::{DbPool, establish_patiently};
+use paywire_platform::health::{Component, Readiness};
 use tracing::Instrument;
 
 use crate::schema::outbox;
@@ -43,6 +44,16 @@ pub struct RelayConfig {
     pub retry_backoff: Duration,
     /// First pause before reconnecting after a broker or DB failure; doubles up to 30 s.
     pub reconnect_backoff: Duration,
+    /// Up while a session is connected; what the service's `/health/ready` watches.
+    pub ready: Component,
+}
+
+impl RelayConfig {
+    /// Reports the relay's sessions to `readiness` as `outbox-relay`.
+    pub fn reporting_to(mut self, readiness: &Readiness) -> Self {
+        self.ready = readiness.component("outbox-relay");
+        self
+    }
 }
 
 impl Default for RelayConfig {
@@ -53,6 +64,7 @@ impl Default for RelayConfig {
             confirm_timeout: Duration::from_secs(10),
             retry_backoff: Duration::from_secs(5),
             reconnect_backoff: Duration::from_millis(500),
+            ready: Component::default(),
         }
     }
 }
@@ -73,6 +85,7 @@ pub async fn run_relay(
     loop {
         let mut connected = false;
         let err = session(&pool, &database_url, &amqp_url, &config, &mut connected).await;
+        config.ready.down();
         if connected {
             backoff = config.reconnect_backoff;
         }
@@ -122,6 +135,7 @@ async fn session_inner(
         known_exchanges: HashSet::new(),
     };
     *connected = true;
+    config.ready.up();
     tracing::info!("outbox relay connected");
 
     let mut notifications = std::pin::pin!(listener.notifications_stream());

@@ -26,6 +26,9 @@ pub trait ServiceSettings: Default + Serialize + DeserializeOwned + ProductionCh
 
     fn telemetry(&self) -> &TelemetrySettings;
 
+    /// Where the service listens (for `<service> ready`).
+    fn http(&self) -> &HttpSettings;
+
     /// The database `<service> migrate` creates, with the migration sets applied in order
     /// (messaging's tables before the service's own); `None`: the service has none.
     fn database(&self) -> Option<(&DatabaseSettings, Vec<EmbeddedMigrations>)> {
@@ -51,6 +54,10 @@ macro_rules! service_settings {
             fn telemetry(&self) -> &$crate::config::TelemetrySettings {
                 &self.telemetry
             }
+
+            fn http(&self) -> &$crate::config::HttpSettings {
+                &self.http
+            }
             $(
             fn database(
                 &self,
@@ -69,9 +76,13 @@ macro_rules! service_settings {
 
 /// The whole of every service's `main`: load settings, start telemetry, refuse development
 /// values in production, then either `migrate` (create the database, apply migrations,
-/// exit) or build and run until stopped.
+/// exit) or build and run until stopped. `<service> ready` only asks the running instance
+/// whether it is ready (container healthchecks) and exits 0 or 1.
 pub async fn main<S: ServiceSettings>() -> anyhow::Result<()> {
     let settings: S = crate::config::load(S::SERVICE)?;
+    if crate::health::probe_requested() {
+        return crate::health::probe(settings.http()).await;
+    }
     crate::telemetry::init(S::SERVICE, settings.telemetry());
     // PAYWIRE__ENVIRONMENT=production: refuse development secrets, test keys, the sandbox.
     crate::production::enforce(S::SERVICE, &settings)?;
@@ -93,6 +104,16 @@ pub async fn open_database<S: ServiceSettings>(settings: &S) -> anyhow::Result<D
         anyhow::bail!("{} has no database", S::SERVICE);
     };
     Ok(crate::db::prepare(database, migrations).await?)
+}
+
+/// What `/health/ready` waits for in this service: its migrations, then the parts its
+/// build registers (relay, consumers).
+pub fn readiness<S: ServiceSettings>(settings: &S) -> crate::health::Readiness {
+    let sets = settings
+        .database()
+        .map(|(_, sets)| sets)
+        .unwrap_or_default();
+    crate::health::Readiness::with_migrations(&sets)
 }
 
 /// How a background task ended: `()` or a `Result` whose error is logged.
@@ -316,6 +337,7 @@ mod tests {
     #[derive(Default, Serialize, serde::Deserialize)]
     struct NoDatabase {
         telemetry: TelemetrySettings,
+        http: HttpSettings,
     }
     impl ProductionChecks for NoDatabase {
         fn production_findings(&self, _: &mut crate::production::Findings) {}

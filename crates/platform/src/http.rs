@@ -14,6 +14,7 @@ use crate::api_error::{ApiError, Reply};
 use crate::auth::Authenticator;
 use crate::config::{AuthSettings, HttpSettings};
 use crate::db::DbPool;
+use crate::health::Readiness;
 
 /// The one error body every Paywire API returns; declared with the other contracts.
 pub use paywire_contracts::ErrorBody;
@@ -36,7 +37,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Starts an actix server on `listener` with the routes from `configure`, plus tracing
 /// spans per request (with a request id), request metrics, JSON 400s for malformed bodies
 /// and 413s for oversized ones ([`MAX_BODY_BYTES`]),
-/// `/health`, `/health/live` and `/metrics`.
+/// `/health`, `/health/live`, `/health/ready` and `/metrics`.
 pub fn serve(
     listener: TcpListener,
     workers: usize,
@@ -53,6 +54,7 @@ pub fn serve(
             .app_data(query_config())
             .route("/health", web::get().to(health))
             .route("/health/live", web::get().to(health))
+            .route("/health/ready", web::get().to(ready))
             .route("/metrics", web::get().to(crate::metrics::render))
             .configure(configure.clone())
     })
@@ -68,20 +70,25 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// What every database service's API is made of, registered once: `/health/ready` over
-/// `pool` ([`readiness`]), the service's `state` and an [`Authenticator`] for `auth` (what
-/// the credential extractors check against) as app data, then the service's own `routes`.
-/// For [`crate::app::Application::serve`].
+/// What every database service's API is made of, registered once: readiness over `pool`
+/// and `readiness` (`/health/ready`), the service's `state` and an [`Authenticator`] for
+/// `auth` (what the credential extractors check against) as app data, then the service's
+/// own `routes`. For [`crate::app::Application::serve`].
 pub fn api<S: Send + Sync + 'static>(
     pool: DbPool,
     state: web::Data<S>,
     auth: &AuthSettings,
+    readiness: &Readiness,
     routes: fn(&mut web::ServiceConfig),
 ) -> impl Routes {
     let auth = web::Data::new(Authenticator::new(auth));
+    let ready = web::Data::new(ReadyState {
+        pool,
+        readiness: readiness.clone(),
+    });
     move |cfg| {
-        readiness(cfg, pool.clone());
-        cfg.app_data(state.clone())
+        cfg.app_data(ready.clone())
+            .app_data(state.clone())
             .app_data(auth.clone())
             .configure(routes);
     }
@@ -90,37 +97,76 @@ pub fn api<S: Send + Sync + 'static>(
 /// How long readiness waits for a working database connection.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Registers `GET /health/ready` for a service that needs its database: `200
-/// {"status":"ready"}` once the pool hands out a connection that answers (the pool checks
-/// it on checkout), else `503 database_unavailable` with `Retry-After`, so a load balancer
-/// sends no traffic to an instance whose database is gone and takes it back by itself.
-/// `/health` stays a liveness probe: a restart would not bring the database back.
-pub fn readiness(cfg: &mut web::ServiceConfig, pool: DbPool) {
-    cfg.app_data(web::Data::new(ReadyPool(pool)))
-        .route("/health/ready", web::get().to(ready));
+/// What `/health/ready` checks in a service that has a database ([`api`]).
+struct ReadyState {
+    pool: DbPool,
+    readiness: Readiness,
 }
 
-struct ReadyPool(DbPool);
-
-async fn ready(pool: web::Data<ReadyPool>) -> Result<HttpResponse, NotReady> {
-    match tokio::time::timeout(READY_TIMEOUT, pool.0.get()).await {
-        Ok(Ok(_conn)) => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))),
-        Ok(Err(e)) => Err(NotReady(Some(e))),
-        Err(_) => Err(NotReady(None)),
+/// `GET /health/ready`: `200 {"status":"ready","checks":{…}}` once the pool hands out a
+/// connection that answers (the pool checks it on checkout), every migration of this build
+/// is applied, and every part registered with the service's [`Readiness`] (outbox relay,
+/// consumers) is up; otherwise `503` with `Retry-After` and a stable code
+/// (`database_unavailable`, `migrations_pending`, `not_ready`), so a load balancer sends
+/// no traffic to the instance and takes it back by itself. A service without a database
+/// has nothing to wait for. `/health/live` stays a liveness probe: a restart would not
+/// bring a dependency back.
+async fn ready(state: Option<web::Data<ReadyState>>) -> Result<HttpResponse, NotReady> {
+    let Some(state) = state else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "checks": {}})));
+    };
+    let mut conn = match tokio::time::timeout(READY_TIMEOUT, state.pool.get()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(NotReady::Pool(Some(e))),
+        Err(_) => return Err(NotReady::Pool(None)),
+    };
+    if !state.readiness.migrations_applied(&mut conn).await? {
+        return Err(NotReady::Migrations);
     }
+    let parts = state.readiness.report();
+    let waiting: Vec<String> = parts
+        .iter()
+        .filter(|(_, state)| **state != "up")
+        .map(|(name, state)| format!("{name} is {state}"))
+        .collect();
+    if !waiting.is_empty() {
+        return Err(NotReady::Parts(waiting.join(", ")));
+    }
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".into(), "up".into());
+    checks.insert("migrations".into(), "up".into());
+    for (name, state) in parts {
+        checks.insert(name, state.into());
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "checks": checks})))
 }
 
-/// The pool gave no working connection (its error, or none within [`READY_TIMEOUT`]);
-/// answered through the one mapping: `503 database_unavailable` with `Retry-After`.
+/// Why an instance is not ready; answered through the one mapping with `503` and
+/// `Retry-After`.
 #[derive(Debug, thiserror::Error)]
-#[error("not ready: {}", .0.as_ref().map_or_else(|| format!("no connection within {READY_TIMEOUT:?}"), ToString::to_string))]
-struct NotReady(Option<crate::db::PoolError>);
+enum NotReady {
+    /// The pool gave no working connection (its error, or none within [`READY_TIMEOUT`]).
+    #[error("not ready: {}", .0.as_ref().map_or_else(|| format!("no connection within {READY_TIMEOUT:?}"), ToString::to_string))]
+    Pool(Option<crate::db::PoolError>),
+    #[error("not ready: reading the applied migrations failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("not ready: migrations of this build are not applied yet (run `migrate`)")]
+    Migrations,
+    /// Names and states only: what brought a part down is in the log.
+    #[error("not ready: {0}")]
+    Parts(String),
+}
 
 impl ApiError for NotReady {
     fn reply(&self) -> Reply {
-        match &self.0 {
-            Some(e) => Reply::pool(e),
-            None => Reply::database(crate::db::DbFault::Unavailable),
+        match self {
+            NotReady::Pool(Some(e)) => Reply::pool(e),
+            NotReady::Pool(None) => Reply::database(crate::db::DbFault::Unavailable),
+            NotReady::Query(e) => Reply::query(e),
+            NotReady::Migrations => {
+                Reply::new(StatusCode::SERVICE_UNAVAILABLE, "migrations_pending").detail()
+            }
+            NotReady::Parts(_) => Reply::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready").detail(),
         }
     }
 }

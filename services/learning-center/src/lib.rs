@@ -113,10 +113,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         ids: IdGenerator::new(settings.ids.worker_id)?,
         retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
-    let routes = api(pool.clone(), state, &settings.auth, routes::configure);
+    let readiness = paywire_platform::app::readiness(&settings);
+    let routes = api(
+        pool.clone(),
+        state,
+        &settings.auth,
+        &readiness,
+        routes::configure,
+    );
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
-    let mut config = ConsumerConfig::new(LEARNING_PAY_RESULT_QUEUE, CONSUMER_NAME);
+    let mut config =
+        ConsumerConfig::new(LEARNING_PAY_RESULT_QUEUE, CONSUMER_NAME).reporting_to(&readiness);
     config.prefetch = settings.amqp.prefetch;
     app.spawn(
         "pay-result-consumer",

@@ -148,7 +148,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         payment_gateway: payment_gateway.clone(),
         delay_queue: settings.timeout.delay_queue_name(),
     });
-    let routes = api(pool.clone(), state, &settings.auth, routes::configure);
+    let readiness = paywire_platform::app::readiness(&settings);
+    let routes = api(
+        pool.clone(),
+        state,
+        &settings.auth,
+        &readiness,
+        routes::configure,
+    );
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
     let amqp_url = &settings.amqp.url;
@@ -158,10 +165,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             pool.clone(),
             settings.database.url.clone(),
             amqp_url.clone(),
-            RelayConfig::default(),
+            RelayConfig::default().reporting_to(&readiness),
         ),
     );
-    let mut pay_results = ConsumerConfig::new(ORDER_PAY_RESULT_QUEUE, CONSUMER_NAME);
+    let mut pay_results =
+        ConsumerConfig::new(ORDER_PAY_RESULT_QUEUE, CONSUMER_NAME).reporting_to(&readiness);
     pay_results.prefetch = settings.amqp.prefetch;
     app.spawn(
         "pay-result-consumer",
@@ -172,7 +180,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             Arc::new(PayResultHandler),
         ),
     );
-    let mut timeouts = ConsumerConfig::new(settings.timeout.queue.clone(), timeout::CONSUMER_NAME);
+    let mut timeouts = ConsumerConfig::new(settings.timeout.queue.clone(), timeout::CONSUMER_NAME)
+        .reporting_to(&readiness);
     timeouts.prefetch = settings.amqp.prefetch;
     timeouts.retry = settings.timeout.retry_policy();
     let handler = Arc::new(TimeoutHandler {

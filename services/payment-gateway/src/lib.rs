@@ -300,10 +300,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         sweeper: settings.sweeper.clone(),
         retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
+    let readiness = paywire_platform::app::readiness(&settings);
     let routes = api(
         pool.clone(),
         state.clone(),
         &settings.auth,
+        &readiness,
         routes::configure,
     );
     let mut app = Application::serve_on(SERVICE_NAME, listener, settings.http.workers, routes)?;
@@ -314,7 +316,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             pool,
             settings.database.url,
             settings.amqp.url,
-            RelayConfig::default(),
+            RelayConfig::default().reporting_to(&readiness),
         ),
     );
     if settings.sweeper.enabled {

@@ -45,6 +45,7 @@ pub fn fast_relay() -> RelayConfig {
         confirm_timeout: Duration::from_secs(5),
         retry_backoff: Duration::from_millis(100),
         reconnect_backoff: Duration::from_millis(100),
+        ..RelayConfig::default()
     }
 }
 

@@ -817,3 +817,128 @@ async fn requests_during_a_database_restart_are_repeated_inside_the_service() {
     drop((patient, impatient));
     drop(server);
 }
+
+// ---------------------------------------------------------------------------------------
+// Readiness
+// ---------------------------------------------------------------------------------------
+
+impl Harness {
+    async fn ready(&self) -> (u16, Option<String>, Value) {
+        let resp = self
+            .client
+            .get(format!("{}/health/ready", self.base))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, body) = Self::answer(resp).await;
+        (status, retry_after, body)
+    }
+
+    fn http_settings(&self) -> paywire_platform::config::HttpSettings {
+        let port = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        paywire_platform::config::HttpSettings::on_port(port)
+    }
+
+    /// Polls readiness until it answers `status`; returns the body.
+    async fn ready_becomes(&self, status: u16) -> Value {
+        paywire_testkit::wait_for(|| async {
+            let (got, retry_after, body) = self.ready().await;
+            if got != status {
+                return None;
+            }
+            // Every not-ready answer tells the caller when to ask again.
+            assert_eq!(retry_after.is_some(), status == 503, "{body}");
+            Some(body)
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_consumers_broker_session() {
+    let h = Harness::start().await;
+    let body = h.ready_becomes(200).await;
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["database"], "up", "{body}");
+    assert_eq!(body["checks"]["migrations"], "up", "{body}");
+    let consumer = format!("consumer:{LEARNING_PAY_RESULT_QUEUE}");
+    assert_eq!(body["checks"][&consumer], "up", "{body}");
+
+    // The broker refuses the consumer (permissions withdrawn, connections closed): the
+    // instance stops taking traffic and says which part is down, without internals.
+    paywire_testkit::rabbitmq::rabbitmqctl(&["clear_permissions", "-p", &h.vhost.name, "guest"])
+        .unwrap();
+    h.vhost.close_all_connections().unwrap();
+    let body = h.ready_becomes(503).await;
+    assert_eq!(body["error"], "not_ready", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{consumer} is down")),
+        "{message}"
+    );
+    assert!(!message.contains("amqp://"), "{message}");
+    // Liveness is not readiness: the process still answers.
+    let live = h
+        .client
+        .get(format!("{}/health/live", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+
+    // The broker takes it back: so does readiness, by itself.
+    paywire_testkit::rabbitmq::rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        &h.vhost.name,
+        "guest",
+        ".*",
+        ".*",
+        ".*",
+    ])
+    .unwrap();
+    let body = h.ready_becomes(200).await;
+    assert_eq!(body["checks"][&consumer], "up", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_migrations_of_this_build() {
+    // A deployment that starts instances before its `migrate` step has run.
+    let db = TestDatabase::create("learning_unmigrated").await.unwrap();
+    let url = db.url.clone();
+    let h = Harness::start_with(db, TestVhost::create().unwrap(), |s| {
+        s.database.migrate = false;
+    })
+    .await;
+    let body = h.ready_becomes(503).await;
+    assert_eq!(body["error"], "migrations_pending", "{body}");
+    // What a container engine runs (`<service> ready`) says the same with its exit status.
+    let probe = paywire_platform::health::probe(&h.http_settings()).await;
+    assert!(
+        probe
+            .unwrap_err()
+            .to_string()
+            .contains("migrations_pending")
+    );
+
+    // Only the messaging tables: still not every migration of this build.
+    paywire_platform::db::migrate(&url, vec![paywire_messaging::MIGRATIONS])
+        .await
+        .unwrap();
+    let (status, _, body) = h.ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "migrations_pending", "{body}");
+
+    paywire_platform::db::migrate(&url, vec![paywire_messaging::MIGRATIONS, MIGRATIONS])
+        .await
+        .unwrap();
+    let body = h.ready_becomes(200).await;
+    assert_eq!(body["checks"]["migrations"], "up", "{body}");
+    paywire_platform::health::probe(&h.http_settings())
+        .await
+        .unwrap();
+}

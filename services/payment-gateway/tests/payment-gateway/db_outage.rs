@@ -61,7 +61,8 @@ async fn while_the_database_is_down_the_gateway_says_retry_and_the_channels_rede
     settings.database.connect_patience_ms = 200;
     let h = Harness::with_settings(settings, sandbox, db, vhost).await;
 
-    assert_eq!(ready_status(&h).await.0, 200);
+    // Ready once the relay's broker session is up too.
+    paywire_testkit::wait_for(|| async { (ready_status(&h).await.0 == 200).then_some(()) }).await;
     let wechat = h.new_attempt(9_170_001, 1999).await;
     let alipay: Value = {
         let resp = h

@@ -69,13 +69,38 @@ async fn every_service_serves_metrics_and_health_and_a_purchase_moves_its_metric
         }
         scrape(&p, base).await?;
     }
-    for base in [&p.learning_url, &p.order_url, &p.gateway_url] {
-        let resp = p
-            .client()
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await?;
-        assert_eq!(resp.status(), 200, "{base}/health/ready");
+    // Ready: database, migrations, and the parts each service runs (relay, consumers).
+    for (base, parts) in [
+        (
+            &p.learning_url,
+            &["consumer:learning-center.pay-result"][..],
+        ),
+        (
+            &p.order_url,
+            &[
+                "outbox-relay",
+                "consumer:order.pay-result",
+                "consumer:order.timeout",
+            ][..],
+        ),
+        (&p.gateway_url, &["outbox-relay"][..]),
+        (&p.sandbox_url, &[][..]),
+    ] {
+        let body: serde_json::Value = paywire_testkit::wait_for(|| async {
+            let resp = p
+                .client()
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .ok()?;
+            (resp.status() == 200).then_some(())?;
+            resp.json().await.ok()
+        })
+        .await;
+        assert_eq!(body["status"], "ready", "{base}: {body}");
+        for part in parts {
+            assert_eq!(body["checks"][part], "up", "{base}: {body}");
+        }
     }
 
     let gateway = &p.gateway_url;
