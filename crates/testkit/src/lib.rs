@@ -198,6 +198,13 @@ impl TestVhost {
 
     /// Number of messages ready in `queue` (0 if the queue does not exist).
     pub fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
+        Ok(self.queue_depths()?.get(queue).copied().unwrap_or(0))
+    }
+
+    /// Every queue's depth (ready + unacknowledged) from one `rabbitmqctl` call: on a
+    /// loaded machine each call costs seconds, so a test waiting for several queues to
+    /// drain asks once per round, not once per queue.
+    pub fn queue_depths(&self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
         let text = rabbitmqctl(&[
             "list_queues",
             "-p",
@@ -211,11 +218,9 @@ impl TestVhost {
             .lines()
             .filter_map(|l| {
                 let mut parts = l.split_whitespace();
-                Some((parts.next()?, parts.next()?.parse::<u64>().ok()?))
+                Some((parts.next()?.to_owned(), parts.next()?.parse::<u64>().ok()?))
             })
-            .find(|(name, _)| *name == queue)
-            .map(|(_, n)| n)
-            .unwrap_or(0))
+            .collect())
     }
 }
 

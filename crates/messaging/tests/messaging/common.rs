@@ -234,6 +234,13 @@ impl Env {
     pub fn depth(&self, queue: &str) -> u64 {
         self.vhost.queue_depth(queue).unwrap_or(u64::MAX)
     }
+
+    /// Whether every one of `queues` is empty (one broker query for all of them).
+    pub fn all_empty(&self, queues: &[String]) -> bool {
+        self.vhost
+            .queue_depths()
+            .is_ok_and(|d| queues.iter().all(|q| d.get(q).copied().unwrap_or(0) == 0))
+    }
 }
 
 pub fn message(id: i64, exchange: &str) -> OutboxMessage {

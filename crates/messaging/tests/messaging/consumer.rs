@@ -136,10 +136,7 @@ impl MessageHandler for Recorder {
 }
 
 async fn wait_empty(env: &Env, queues: &[String]) -> anyhow::Result<()> {
-    eventually(WAIT, || async {
-        queues.iter().all(|q| env.depth(q) == 0).then_some(())
-    })
-    .await
+    eventually(WAIT, || async { env.all_empty(queues).then_some(()) }).await
 }
 
 fn all_queues() -> Vec<String> {

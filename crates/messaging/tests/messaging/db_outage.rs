@@ -113,13 +113,11 @@ async fn a_message_whose_database_restarts_mid_handler_is_applied_once_without_s
         "every try was the first delivery with no retry spent: {calls:?}"
     );
     eventually(WAIT, || async {
-        [
+        env.all_empty(&[
             QUEUE.to_owned(),
             retry_queue_name(QUEUE, 1),
             retry_queue_name(QUEUE, 2),
-        ]
-        .iter()
-        .all(|q| env.depth(q) == 0)
+        ])
         .then_some(())
     })
     .await?;

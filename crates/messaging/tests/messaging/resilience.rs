@@ -210,14 +210,12 @@ async fn relay_and_competing_consumers_survive_repeated_connection_drops_mid_pub
         .chain(queues_of(QUEUE_B))
         .collect();
     // `messages` counts ready and unacknowledged deliveries.
-    eventually(SETTLE, || async {
-        all.iter().all(|q| env.depth(q) == 0).then_some(())
-    })
-    .await
-    .with_context(|| {
-        let depths: Vec<_> = all.iter().map(|q| (q.clone(), env.depth(q))).collect();
-        format!("queues not empty: {depths:?}")
-    })?;
+    eventually(SETTLE, || async { env.all_empty(&all).then_some(()) })
+        .await
+        .with_context(|| {
+            let depths: Vec<_> = all.iter().map(|q| (q.clone(), env.depth(q))).collect();
+            format!("queues not empty: {depths:?}")
+        })?;
     for consumer in ["a", "b"] {
         assert_eq!(
             env.count_for(
