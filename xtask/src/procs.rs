@@ -126,20 +126,16 @@ pub async fn stop_all(children: &mut [Running], grace: Duration) {
     }
 }
 
-/// Polls `GET <base>/health/ready` (a service with a database: migrated and connected) or
-/// `GET <base>/health/live` until it answers 2xx, a child exits, or `timeout` passes.
+/// Polls `GET <base>/health/ready` (database, migrations, relay and consumers where the
+/// service has them; every service answers it) until it answers 2xx, a child exits, or
+/// `timeout` passes.
 pub async fn wait_healthy(
     http: &reqwest::Client,
     service: &Service,
     children: &mut [Running],
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let probe = if service.database.is_some() {
-        "/health/ready"
-    } else {
-        "/health/live"
-    };
-    let url = format!("{}{probe}", service.base_url());
+    let url = format!("{}/health/ready", service.base_url());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some((name, status)) = first_exited(children)? {
