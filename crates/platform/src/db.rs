@@ -233,6 +233,47 @@ where
     }
 }
 
+/// The first row `query` selects, if any, read into its domain type: the one shape of every
+/// store's `find…`. No row is `None`; a row the domain type refuses is its `TryFrom` error
+/// (the store's corrupt-row error); a failed query is `E`'s database error.
+///
+/// A combinator rather than an `async fn`, so the future stays `Send` for callers inside
+/// transactions whatever the query borrows.
+pub fn first_parsed<'conn, 'q, Q, Row, T, E>(
+    conn: &'conn mut AsyncPgConnection,
+    query: Q,
+) -> impl Future<Output = Result<Option<T>, E>> + Send
+where
+    Q: diesel::query_dsl::methods::LimitDsl,
+    diesel::dsl::Limit<Q>: diesel_async::methods::LoadQuery<'q, AsyncPgConnection, Row> + Send + 'q,
+    Row: Send + 'conn,
+    T: TryFrom<Row, Error = E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::OptionalExtension;
+    use futures::FutureExt;
+    query
+        .first::<Row>(conn)
+        .map(|first| first.optional()?.map(T::try_from).transpose())
+}
+
+/// Every row `query` selects, read into its domain type (see [`first_parsed`]).
+pub fn load_parsed<'conn, 'q, Q, Row, T, E>(
+    conn: &'conn mut AsyncPgConnection,
+    query: Q,
+) -> impl Future<Output = Result<Vec<T>, E>> + Send
+where
+    Q: diesel_async::methods::LoadQuery<'q, AsyncPgConnection, Row> + Send + 'q,
+    Row: Send + 'conn,
+    T: TryFrom<Row, Error = E>,
+    E: From<diesel::result::Error>,
+{
+    use futures::FutureExt;
+    query
+        .load::<Row>(conn)
+        .map(|rows| rows?.into_iter().map(T::try_from).collect())
+}
+
 fn db_err(action: &'static str) -> impl Fn(String) -> PlatformError {
     move |message| PlatformError::Database { action, message }
 }

@@ -11,6 +11,7 @@ use paywire_domain::{
 
 use crate::error::LearningError;
 use crate::schema::{choose_courses, course_tables, courses};
+use paywire_platform::db::{first_parsed, load_parsed};
 
 /// A course in the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,49 +152,36 @@ impl TryFrom<EnrolmentRow> for Enrolment {
     }
 }
 
-fn parse_all<R, T>(rows: Vec<R>) -> Result<Vec<T>, LearningError>
-where
-    T: TryFrom<R, Error = LearningError>,
-{
-    rows.into_iter().map(T::try_from).collect()
-}
-
 /// The whole catalogue, by id.
 pub async fn list_courses(conn: &mut AsyncPgConnection) -> Result<Vec<Course>, LearningError> {
-    let rows: Vec<CourseRow> = courses::table
+    let query = courses::table
         .select(CourseRow::as_select())
-        .order(courses::id)
-        .load(conn)
-        .await?;
-    parse_all(rows)
+        .order(courses::id);
+    load_parsed(conn, query).await
 }
 
 pub async fn find_course(
     conn: &mut AsyncPgConnection,
     id: CourseId,
 ) -> Result<Option<Course>, LearningError> {
-    courses::table
-        .find(id.get())
-        .select(CourseRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Course::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        courses::table.find(id.get()).select(CourseRow::as_select()),
+    )
+    .await
 }
 
 pub async fn find_choice(
     conn: &mut AsyncPgConnection,
     id: ChooseCourseId,
 ) -> Result<Option<ChooseCourse>, LearningError> {
-    choose_courses::table
-        .find(id.get())
-        .select(ChooseRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(ChooseCourse::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        choose_courses::table
+            .find(id.get())
+            .select(ChooseRow::as_select()),
+    )
+    .await
 }
 
 /// The student's pending (awaiting payment) choice of a course; at most one exists.
@@ -202,16 +190,15 @@ pub async fn find_pending(
     user: &UserId,
     course: CourseId,
 ) -> Result<Option<ChooseCourse>, LearningError> {
-    choose_courses::table
-        .filter(choose_courses::user_id.eq(user.as_str()))
-        .filter(choose_courses::course_id.eq(course.get()))
-        .filter(choose_courses::status.eq(ChooseCourseStatus::AwaitingPayment.as_str()))
-        .select(ChooseRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(ChooseCourse::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        choose_courses::table
+            .filter(choose_courses::user_id.eq(user.as_str()))
+            .filter(choose_courses::course_id.eq(course.get()))
+            .filter(choose_courses::status.eq(ChooseCourseStatus::AwaitingPayment.as_str()))
+            .select(ChooseRow::as_select()),
+    )
+    .await
 }
 
 /// Every pending choice of the student, newest first.
@@ -219,14 +206,12 @@ pub async fn pending_of(
     conn: &mut AsyncPgConnection,
     user: &UserId,
 ) -> Result<Vec<ChooseCourse>, LearningError> {
-    let rows: Vec<ChooseRow> = choose_courses::table
+    let query = choose_courses::table
         .filter(choose_courses::user_id.eq(user.as_str()))
         .filter(choose_courses::status.eq(ChooseCourseStatus::AwaitingPayment.as_str()))
         .select(ChooseRow::as_select())
-        .order(choose_courses::id.desc())
-        .load(conn)
-        .await?;
-    parse_all(rows)
+        .order(choose_courses::id.desc());
+    load_parsed(conn, query).await
 }
 
 pub async fn find_enrolment(
@@ -234,15 +219,14 @@ pub async fn find_enrolment(
     user: &UserId,
     course: CourseId,
 ) -> Result<Option<Enrolment>, LearningError> {
-    course_tables::table
-        .filter(course_tables::user_id.eq(user.as_str()))
-        .filter(course_tables::course_id.eq(course.get()))
-        .select(EnrolmentRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Enrolment::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        course_tables::table
+            .filter(course_tables::user_id.eq(user.as_str()))
+            .filter(course_tables::course_id.eq(course.get()))
+            .select(EnrolmentRow::as_select()),
+    )
+    .await
 }
 
 /// The student's course table, by course.
@@ -250,13 +234,11 @@ pub async fn enrolments_of(
     conn: &mut AsyncPgConnection,
     user: &UserId,
 ) -> Result<Vec<Enrolment>, LearningError> {
-    let rows: Vec<EnrolmentRow> = course_tables::table
+    let query = course_tables::table
         .filter(course_tables::user_id.eq(user.as_str()))
         .select(EnrolmentRow::as_select())
-        .order(course_tables::course_id)
-        .load(conn)
-        .await?;
-    parse_all(rows)
+        .order(course_tables::course_id);
+    load_parsed(conn, query).await
 }
 
 #[derive(Debug, Insertable)]

@@ -13,6 +13,7 @@ use paywire_domain::{
 use crate::error::OrderError;
 use crate::schema::{order_items, orders};
 use crate::timeout::ScheduleTimeout;
+use paywire_platform::db::first_parsed;
 
 /// An order as the rest of the service sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,14 +175,11 @@ pub async fn insert_course_order(
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Option<Order>, OrderError> {
-    orders::table
-        .find(id.get())
-        .select(OrderRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Order::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        orders::table.find(id.get()).select(OrderRow::as_select()),
+    )
+    .await
 }
 
 /// The business record's open (unpaid or paid) order; closed ones are history.
@@ -190,16 +188,15 @@ pub async fn find_open_by_biz(
     biz_type: BizType,
     biz_id: &str,
 ) -> Result<Option<Order>, OrderError> {
-    orders::table
-        .filter(orders::biz_type.eq(biz_type.as_str()))
-        .filter(orders::biz_id.eq(biz_id))
-        .filter(orders::status.ne(OrderStatus::Closed.as_str()))
-        .select(OrderRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Order::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        orders::table
+            .filter(orders::biz_type.eq(biz_type.as_str()))
+            .filter(orders::biz_id.eq(biz_id))
+            .filter(orders::status.ne(OrderStatus::Closed.as_str()))
+            .select(OrderRow::as_select()),
+    )
+    .await
 }
 
 /// An order item as stored (read back by tests and future order views).

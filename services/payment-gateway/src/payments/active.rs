@@ -107,7 +107,7 @@ pub async fn close_attempt(state: &AppState, payment: &Payment) -> Result<Found,
     let closed = conn
         .transaction::<_, GatewayError, _>(async |conn| {
             store::lock_order(conn, payment.order_id).await?;
-            store::mark_closed(conn, payment.pay_no, now).await
+            store::transition(conn, payment.pay_no, PaymentStatus::Closed, now).await
         })
         .await?;
     if closed {

@@ -12,7 +12,7 @@ use paywire_messaging::outbox::{OutboxMessage, enqueue};
 
 use crate::AppState;
 use crate::error::GatewayError;
-use crate::payments::store::{self, NotificationOutcome, Payment};
+use crate::payments::store::{self, NotificationOutcome, PaidEdge, Payment};
 use crate::refunds::model::RefundReason;
 use crate::refunds::store::{self as refund_store, NewRefund};
 
@@ -157,6 +157,24 @@ pub async fn record_confirmed_now(
     Ok(recorded)
 }
 
+/// Records the confirmation on the attempt, which is locked FOR UPDATE: a refused guard
+/// means the guard and the status we read disagree, so refuse rather than publish a result
+/// (or refund money) we did not record.
+async fn mark_paid(
+    conn: &mut AsyncPgConnection,
+    payment: &Payment,
+    confirmed: &ConfirmedPayment,
+    edge: PaidEdge,
+    now: DateTime<Utc>,
+) -> Result<(), GatewayError> {
+    let (trade_no, paid_at) = (&confirmed.channel_trade_no, confirmed.paid_at);
+    if store::mark_paid(conn, payment.pay_no, edge, trade_no, paid_at, now).await? {
+        Ok(())
+    } else {
+        Err(GatewayError::PaymentChanged(payment.pay_no))
+    }
+}
+
 async fn apply_payment(
     conn: &mut AsyncPgConnection,
     ids: &IdGenerator,
@@ -164,19 +182,7 @@ async fn apply_payment(
     confirmed: &ConfirmedPayment,
     now: DateTime<Utc>,
 ) -> Result<(), GatewayError> {
-    if !store::mark_paid(
-        conn,
-        payment.pay_no,
-        &confirmed.channel_trade_no,
-        confirmed.paid_at,
-        now,
-    )
-    .await?
-    {
-        // The row is locked FOR UPDATE, so this means the guard and the status we read
-        // disagree: refuse rather than publish a result we did not record.
-        return Err(GatewayError::PaymentChanged(payment.pay_no));
-    }
+    mark_paid(conn, payment, confirmed, PaidEdge::Settles, now).await?;
     let event = PayResultV1 {
         pay_no: payment.pay_no,
         order_id: payment.order_id,
@@ -208,17 +214,7 @@ async fn record_stray(
     reason: RefundReason,
     now: DateTime<Utc>,
 ) -> Result<paywire_domain::RefundNo, GatewayError> {
-    if !store::mark_stray_paid(
-        conn,
-        payment.pay_no,
-        &confirmed.channel_trade_no,
-        confirmed.paid_at,
-        now,
-    )
-    .await?
-    {
-        return Err(GatewayError::PaymentChanged(payment.pay_no));
-    }
+    mark_paid(conn, payment, confirmed, PaidEdge::Stray, now).await?;
     let refund = NewRefund {
         refund_no: ids.next(),
         pay_no: payment.pay_no,
@@ -226,6 +222,7 @@ async fn record_stray(
         channel: payment.channel,
         amount: payment.amount,
         reason,
+        request: None,
     };
     if !refund_store::insert(conn, &refund, now).await? {
         // Cannot happen while the attempt row is locked and was not paid; refuse rather

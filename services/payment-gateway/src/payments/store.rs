@@ -12,6 +12,7 @@ use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, Us
 use crate::error::GatewayError;
 use crate::refunds::model::RefundReason;
 use crate::schema::{channel_notifications, closed_orders, payment_checks, payments, refunds};
+use paywire_platform::db::{first_parsed, load_parsed};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payments)]
@@ -110,15 +111,14 @@ pub async fn attempts_for_order(
     conn: &mut AsyncPgConnection,
     order: OrderId,
 ) -> Result<Vec<Payment>, GatewayError> {
-    payments::table
-        .filter(payments::order_id.eq(order.get()))
-        .order(payments::created_at.desc())
-        .select(PaymentRow::as_select())
-        .load(conn)
-        .await?
-        .into_iter()
-        .map(Payment::try_from)
-        .collect()
+    load_parsed(
+        conn,
+        payments::table
+            .filter(payments::order_id.eq(order.get()))
+            .order(payments::created_at.desc())
+            .select(PaymentRow::as_select()),
+    )
+    .await
 }
 
 pub async fn insert(
@@ -159,14 +159,13 @@ pub async fn find(
     conn: &mut AsyncPgConnection,
     pay_no: PayNo,
 ) -> Result<Option<Payment>, GatewayError> {
-    payments::table
-        .find(pay_no.get())
-        .select(PaymentRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Payment::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        payments::table
+            .find(pay_no.get())
+            .select(PaymentRow::as_select()),
+    )
+    .await
 }
 
 /// Reads an attempt and locks its row until the surrounding transaction ends, so two
@@ -175,15 +174,14 @@ pub async fn find_for_update(
     conn: &mut AsyncPgConnection,
     pay_no: PayNo,
 ) -> Result<Option<Payment>, GatewayError> {
-    payments::table
-        .find(pay_no.get())
-        .select(PaymentRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .map(Payment::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        payments::table
+            .find(pay_no.get())
+            .select(PaymentRow::as_select())
+            .for_update(),
+    )
+    .await
 }
 
 /// Stores the channel's QR code on an attempt that is still payable and has none yet
@@ -211,41 +209,31 @@ pub async fn set_code_url(
     Ok(rows == 1)
 }
 
-/// `unpaid → paid`, guarded by the state machine. Returns `false` when the row was not in
-/// a source status (someone else decided first).
+/// The edge an attempt takes to `paid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidEdge {
+    /// `unpaid → paid`, guarded by the state machine: the money settles the order.
+    Settles,
+    /// Money the channel took for an attempt that must not settle its order, along the side
+    /// edge [`PaymentStatus::STRAY_PAID`] (`unpaid` or `closed` → `paid`): only the path
+    /// that creates a refund in the same transaction may take it.
+    Stray,
+}
+
+/// Records the channel's confirmation on the attempt along `edge`. Returns `false` when
+/// the row was not in one of the edge's source statuses (someone else decided first).
 pub async fn mark_paid(
     conn: &mut AsyncPgConnection,
     pay_no: PayNo,
+    edge: PaidEdge,
     channel_trade_no: &str,
     paid_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
-    let sources = PaymentStatus::Paid.source_names();
-    set_paid(conn, pay_no, &sources, channel_trade_no, paid_at, now).await
-}
-
-/// Records money the channel took for an attempt that must not settle its order, along
-/// the side edge [`PaymentStatus::STRAY_PAID`] (`unpaid` or `closed` → `paid`): only this
-/// path, which always creates a refund in the same transaction, may take it.
-pub async fn mark_stray_paid(
-    conn: &mut AsyncPgConnection,
-    pay_no: PayNo,
-    channel_trade_no: &str,
-    paid_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<bool, GatewayError> {
-    let sources = PaymentStatus::STRAY_PAID.source_names();
-    set_paid(conn, pay_no, &sources, channel_trade_no, paid_at, now).await
-}
-
-async fn set_paid(
-    conn: &mut AsyncPgConnection,
-    pay_no: PayNo,
-    sources: &[&str],
-    channel_trade_no: &str,
-    paid_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<bool, GatewayError> {
+    let sources = match edge {
+        PaidEdge::Settles => PaymentStatus::Paid.source_names(),
+        PaidEdge::Stray => PaymentStatus::STRAY_PAID.source_names(),
+    };
     let rows = diesel::update(
         payments::table
             .filter(payments::pay_no.eq(pay_no.get()))
@@ -262,32 +250,17 @@ async fn set_paid(
     Ok(rows == 1)
 }
 
-/// `unpaid → closed`, after the channel confirmed the trade can no longer be paid.
-pub async fn mark_closed(
-    conn: &mut AsyncPgConnection,
-    pay_no: PayNo,
-    now: DateTime<Utc>,
-) -> Result<bool, GatewayError> {
-    transition(conn, pay_no, PaymentStatus::Closed, now).await
-}
-
-/// `paid → refunded`, once the channel confirmed the refund.
-pub async fn mark_refunded(
-    conn: &mut AsyncPgConnection,
-    pay_no: PayNo,
-    now: DateTime<Utc>,
-) -> Result<bool, GatewayError> {
-    transition(conn, pay_no, PaymentStatus::Refunded, now).await
-}
-
-/// Guarded status change with no other column: moves the attempt to `to` only from a
-/// status the state machine allows; `false` when another writer got there first.
-async fn transition(
+/// Guarded status change with no other column — `unpaid → closed` after the channel
+/// confirmed the trade can no longer be paid, `paid → refunded` once it confirmed the
+/// refund: moves the attempt to `to` only from a status the state machine allows; `false`
+/// when another writer got there first. `paid` carries the channel's facts: [`mark_paid`].
+pub async fn transition(
     conn: &mut AsyncPgConnection,
     pay_no: PayNo,
     to: PaymentStatus,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
+    debug_assert_ne!(to, PaymentStatus::Paid, "paid goes through mark_paid");
     let rows = diesel::update(
         payments::table
             .filter(payments::pay_no.eq(pay_no.get()))
@@ -312,7 +285,7 @@ pub async fn settling_attempt(
         PaymentStatus::Paid.as_str(),
         PaymentStatus::Refunded.as_str(),
     ];
-    payments::table
+    let query = payments::table
         .filter(payments::order_id.eq(order.get()))
         .filter(payments::status.eq_any(settled))
         // Requested refunds do not make the attempt stray: it still settled the order.
@@ -322,12 +295,8 @@ pub async fn settling_attempt(
                 .filter(refunds::reason.ne(RefundReason::Requested.as_str())),
         )))
         .order(payments::paid_at.asc())
-        .select(PaymentRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Payment::try_from)
-        .transpose()
+        .select(PaymentRow::as_select());
+    first_parsed(conn, query).await
 }
 
 /// Whether the order timeout closed this order for good.

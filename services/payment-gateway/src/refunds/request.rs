@@ -14,8 +14,8 @@ use paywire_platform::answer::Stored;
 use crate::AppState;
 use crate::error::GatewayError;
 use crate::payments::store as payment_store;
-use crate::refunds::model::{Refund, RefundStatus};
-use crate::refunds::store::{self, NewRequestedRefund};
+use crate::refunds::model::{Refund, RefundReason, RefundStatus};
+use crate::refunds::store::{self, NewRefund, RefundRequestKey};
 
 /// WeChat Pay's `reason` limit (80 characters); Alipay's `refund_reason` allows more.
 const MAX_REASON_CHARS: usize = 80;
@@ -131,16 +131,19 @@ pub async fn request_refund(
                     req.pay_no
                 )));
             }
-            let new = NewRequestedRefund {
+            let new = NewRefund {
                 refund_no,
                 pay_no: req.pay_no,
                 order_id: req.order_id,
                 channel: payment.channel,
                 amount: req.amount,
-                request_id: req.request_id.clone(),
-                note: req.note.clone(),
+                reason: RefundReason::Requested,
+                request: Some(RefundRequestKey {
+                    request_id: req.request_id.clone(),
+                    note: req.note.clone(),
+                }),
             };
-            if !store::insert_requested(conn, &new, now).await? {
+            if !store::insert(conn, &new, now).await? {
                 // The same key for another order committed meanwhile (another lock).
                 let existing = store::find_by_request_id(conn, &req.request_id)
                     .await?

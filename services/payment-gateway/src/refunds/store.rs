@@ -9,6 +9,7 @@ use paywire_domain::{Fen, OrderId, PayChannel, PayNo, RefundNo};
 use crate::error::GatewayError;
 use crate::refunds::model::{Refund, RefundReason, RefundStatus};
 use crate::schema::refunds;
+use paywire_platform::db::first_parsed;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = refunds)]
@@ -54,7 +55,8 @@ impl TryFrom<RefundRow> for Refund {
     }
 }
 
-/// A refund to record for stray money.
+/// A pending refund to record: of stray money (`reason` says why), or one the order
+/// service asked for (`reason` [`RefundReason::Requested`], with its `request`).
 #[derive(Debug, Clone)]
 pub struct NewRefund {
     pub refund_no: RefundNo,
@@ -63,75 +65,57 @@ pub struct NewRefund {
     pub channel: PayChannel,
     pub amount: Fen,
     pub reason: RefundReason,
+    pub request: Option<RefundRequestKey>,
 }
 
-/// Records a pending refund, due at once. Returns `false` when the payment already has
-/// one (a stray payment is refunded once, whichever path found it).
+/// What the order service sent with a refund it asked for.
+#[derive(Debug, Clone)]
+pub struct RefundRequestKey {
+    /// The caller's idempotency key.
+    pub request_id: String,
+    /// What the payer sees at the channel.
+    pub note: Option<String>,
+}
+
+/// Records a pending refund, due at once. Returns `false` when one with the same key
+/// exists: for stray money, a refund of the same payment (a stray payment is refunded
+/// once, whichever path found it); for a request, one with the same `request_id` (the
+/// caller reads it with [`find_by_request_id`]; a concurrent insert of the same key waits
+/// for the other transaction instead of failing).
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     new: &NewRefund,
     now: DateTime<Utc>,
 ) -> Result<bool, GatewayError> {
-    let rows = diesel::insert_into(refunds::table)
-        .values((
-            refunds::refund_no.eq(new.refund_no.get()),
-            refunds::pay_no.eq(new.pay_no.get()),
-            refunds::order_id.eq(new.order_id.get()),
-            refunds::channel.eq(new.channel.as_str()),
-            refunds::amount_fen.eq(new.amount.get()),
-            refunds::reason.eq(new.reason.as_str()),
-            refunds::status.eq(RefundStatus::Pending.as_str()),
-            refunds::next_attempt_at.eq(now),
-            refunds::created_at.eq(now),
-            refunds::updated_at.eq(now),
-        ))
-        // NULL for requested refunds, so only another stray refund of the payment conflicts.
-        .on_conflict(diesel::upsert::on_constraint("refunds_stray_pay_no_key"))
-        .do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(rows == 1)
-}
-
-/// A refund the order service asked for.
-#[derive(Debug, Clone)]
-pub struct NewRequestedRefund {
-    pub refund_no: RefundNo,
-    pub pay_no: PayNo,
-    pub order_id: OrderId,
-    pub channel: PayChannel,
-    pub amount: Fen,
-    pub request_id: String,
-    pub note: Option<String>,
-}
-
-/// Records a pending requested refund, due at once. Returns `false` when a refund with the
-/// same `request_id` exists (the caller reads it with [`find_by_request_id`]); a concurrent
-/// insert of the same key waits for the other transaction instead of failing.
-pub async fn insert_requested(
-    conn: &mut AsyncPgConnection,
-    new: &NewRequestedRefund,
-    now: DateTime<Utc>,
-) -> Result<bool, GatewayError> {
-    let rows = diesel::insert_into(refunds::table)
-        .values((
-            refunds::refund_no.eq(new.refund_no.get()),
-            refunds::pay_no.eq(new.pay_no.get()),
-            refunds::order_id.eq(new.order_id.get()),
-            refunds::channel.eq(new.channel.as_str()),
-            refunds::amount_fen.eq(new.amount.get()),
-            refunds::reason.eq(RefundReason::Requested.as_str()),
-            refunds::status.eq(RefundStatus::Pending.as_str()),
-            refunds::request_id.eq(&new.request_id),
-            refunds::note.eq(new.note.as_deref()),
-            refunds::next_attempt_at.eq(now),
-            refunds::created_at.eq(now),
-            refunds::updated_at.eq(now),
-        ))
-        .on_conflict(refunds::request_id)
-        .do_nothing()
-        .execute(conn)
-        .await?;
+    let request = new.request.as_ref();
+    let insert = diesel::insert_into(refunds::table).values((
+        refunds::refund_no.eq(new.refund_no.get()),
+        refunds::pay_no.eq(new.pay_no.get()),
+        refunds::order_id.eq(new.order_id.get()),
+        refunds::channel.eq(new.channel.as_str()),
+        refunds::amount_fen.eq(new.amount.get()),
+        refunds::reason.eq(new.reason.as_str()),
+        refunds::status.eq(RefundStatus::Pending.as_str()),
+        refunds::request_id.eq(request.map(|r| r.request_id.as_str())),
+        refunds::note.eq(request.and_then(|r| r.note.as_deref())),
+        refunds::next_attempt_at.eq(now),
+        refunds::created_at.eq(now),
+        refunds::updated_at.eq(now),
+    ));
+    let rows = if request.is_some() {
+        insert
+            .on_conflict(refunds::request_id)
+            .do_nothing()
+            .execute(conn)
+            .await?
+    } else {
+        // request_id is NULL, so only another stray refund of the payment conflicts.
+        insert
+            .on_conflict(diesel::upsert::on_constraint("refunds_stray_pay_no_key"))
+            .do_nothing()
+            .execute(conn)
+            .await?
+    };
     Ok(rows == 1)
 }
 
@@ -139,14 +123,13 @@ pub async fn find_by_request_id(
     conn: &mut AsyncPgConnection,
     request_id: &str,
 ) -> Result<Option<Refund>, GatewayError> {
-    refunds::table
-        .filter(refunds::request_id.eq(request_id))
-        .select(RefundRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Refund::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        refunds::table
+            .filter(refunds::request_id.eq(request_id))
+            .select(RefundRow::as_select()),
+    )
+    .await
 }
 
 /// The sum of the payment's refunds in the given statuses.
@@ -173,29 +156,27 @@ pub async fn find(
     conn: &mut AsyncPgConnection,
     refund_no: RefundNo,
 ) -> Result<Option<Refund>, GatewayError> {
-    refunds::table
-        .find(refund_no.get())
-        .select(RefundRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Refund::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        refunds::table
+            .find(refund_no.get())
+            .select(RefundRow::as_select()),
+    )
+    .await
 }
 
 pub async fn find_for_update(
     conn: &mut AsyncPgConnection,
     refund_no: RefundNo,
 ) -> Result<Option<Refund>, GatewayError> {
-    refunds::table
-        .find(refund_no.get())
-        .select(RefundRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .map(Refund::try_from)
-        .transpose()
+    first_parsed(
+        conn,
+        refunds::table
+            .find(refund_no.get())
+            .select(RefundRow::as_select())
+            .for_update(),
+    )
+    .await
 }
 
 /// Claims up to `limit` open refunds that are due, for one worker (`SKIP LOCKED`), and

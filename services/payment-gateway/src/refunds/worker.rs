@@ -14,8 +14,8 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use paywire_channels::{ChannelError, CreateRefund, RefundState};
 use paywire_contracts::RefundResultV1;
-use paywire_domain::RefundNo;
 use paywire_domain::topology::PAY_RESULT_EXCHANGE;
+use paywire_domain::{PaymentStatus, RefundNo};
 use paywire_messaging::outbox::{OutboxMessage, enqueue};
 
 use crate::AppState;
@@ -98,7 +98,8 @@ pub async fn apply_refund_state(
                     store::total_for_payment(conn, refund.pay_no, &[RefundStatus::Succeeded])
                         .await?;
                 if refunded >= payment.amount
-                    && !payment_store::mark_refunded(conn, refund.pay_no, now).await?
+                    && !payment_store::transition(conn, refund.pay_no, PaymentStatus::Refunded, now)
+                        .await?
                 {
                     tracing::warn!("refunded payment was not in status paid");
                 }

@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use payment_gateway::payments::record::record_confirmed;
-use payment_gateway::payments::store::{self, NewPayment};
+use payment_gateway::payments::store::{self, NewPayment, PaidEdge};
 use payment_gateway::refunds::worker::{RefundApplied, apply_refund_state};
 use payment_gateway::refunds::{RefundStatus, store as refund_store};
 use payment_gateway::{AppState, ChannelRegistry, MIGRATIONS, PaymentSettings, SweeperSettings};
@@ -136,9 +136,14 @@ async fn recording_decides_applied_duplicate_stray_and_rejected() {
     // A closed attempt of an unsettled order: refunded as order_closed.
     let closed = d.attempt(2, 500).await;
     assert!(
-        store::mark_closed(&mut d.conn().await, closed, Utc::now())
-            .await
-            .unwrap()
+        store::transition(
+            &mut d.conn().await,
+            closed,
+            PaymentStatus::Closed,
+            Utc::now()
+        )
+        .await
+        .unwrap()
     );
     assert_eq!(d.record(closed, 500, "T3").await, "stray_payment");
     assert_eq!(
@@ -289,7 +294,11 @@ async fn side_edges_move_only_the_rows_their_declarations_allow() {
             .unwrap()
     );
     let closed = d.attempt(7, 500).await;
-    assert!(store::mark_closed(&mut conn, closed, now).await.unwrap());
+    assert!(
+        store::transition(&mut conn, closed, PaymentStatus::Closed, now)
+            .await
+            .unwrap()
+    );
     assert!(
         !store::set_code_url(&mut conn, closed, "weixin://c", now)
             .await
@@ -304,18 +313,18 @@ async fn side_edges_move_only_the_rows_their_declarations_allow() {
 
     // STRAY_PAID: the ordinary `mark_paid` refuses a closed attempt; the stray path takes it.
     assert!(
-        !store::mark_paid(&mut conn, closed, "S1", now, now)
+        !store::mark_paid(&mut conn, closed, PaidEdge::Settles, "S1", now, now)
             .await
             .unwrap()
     );
     assert!(
-        store::mark_stray_paid(&mut conn, closed, "S1", now, now)
+        store::mark_paid(&mut conn, closed, PaidEdge::Stray, "S1", now, now)
             .await
             .unwrap()
     );
     assert_eq!(d.status(closed).await, PaymentStatus::Paid);
     assert!(
-        !store::mark_stray_paid(&mut conn, closed, "S1", now, now)
+        !store::mark_paid(&mut conn, closed, PaidEdge::Stray, "S1", now, now)
             .await
             .unwrap()
     );
