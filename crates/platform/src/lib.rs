@@ -25,3 +25,106 @@ pub use anyhow as __anyhow;
 pub use diesel as __diesel;
 #[doc(hidden)]
 pub use diesel_migrations::EmbeddedMigrations as __EmbeddedMigrations;
+
+/// Declares a database service's settings and implements
+/// [`ServiceSettings`](crate::app::ServiceSettings) for them (what the bootstrap,
+/// [`app::main`](crate::app::main), runs): the sections every database service has —
+/// `http` on `port`, `database` named `database` on the local server, `amqp`, `auth`,
+/// `telemetry`, `ids` — then the service's own sections, each from its `Default`. In
+/// production mode the shared sections refuse development secrets and the broker's guest
+/// account, then the service's own `checks` method (if named) looks at the rest.
+///
+/// ```ignore
+/// paywire_platform::database_service_settings! {
+///     pub struct Settings for SERVICE_NAME, port 8082, database "paywire_order", migrations [MIGRATIONS], checks own_findings {
+///         pub upstream: UpstreamSettings,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! database_service_settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $settings:ident for $name:expr, port $port:literal, database $database:literal,
+            migrations [$($migrations:expr),+ $(,)?] $(, checks $checks:ident)? {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(default)]
+        pub struct $settings {
+            pub http: $crate::config::HttpSettings,
+            pub database: $crate::config::DatabaseSettings,
+            pub amqp: $crate::config::AmqpSettings,
+            pub auth: $crate::config::AuthSettings,
+            pub telemetry: $crate::config::TelemetrySettings,
+            pub ids: $crate::config::IdSettings,
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl Default for $settings {
+            fn default() -> Self {
+                Self {
+                    http: $crate::config::HttpSettings::on_port($port),
+                    database: $crate::config::DatabaseSettings::local($database),
+                    amqp: Default::default(),
+                    auth: Default::default(),
+                    telemetry: Default::default(),
+                    ids: Default::default(),
+                    $($field: Default::default(),)*
+                }
+            }
+        }
+
+        impl $crate::production::ProductionChecks for $settings {
+            fn production_findings(&self, findings: &mut $crate::production::Findings) {
+                findings.auth(&self.auth);
+                findings.amqp_url("amqp.url", &self.amqp.url);
+                $(self.$checks(findings);)?
+            }
+        }
+
+        $crate::service_settings!($settings, $name, database: [$($migrations),+]);
+    };
+}
+
+/// `Debug` for a type some of whose fields cannot or must not be printed (pools, keys,
+/// clients, closures): the named fields, then `..`. Written once for every such type, so
+/// none prints more than it names.
+///
+/// `paywire_platform::debug_fields!(AppState { ids, channels });`
+#[macro_export]
+macro_rules! debug_fields {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    struct Keyed {
+        name: &'static str,
+        port: u16,
+        secret: &'static str,
+    }
+    crate::debug_fields!(Keyed { name, port });
+
+    #[test]
+    fn debug_fields_prints_only_the_named_fields() {
+        let keyed = Keyed {
+            name: "a",
+            port: 1,
+            secret: "hidden",
+        };
+        let printed = format!("{keyed:?}");
+        assert_eq!(printed, r#"Keyed { name: "a", port: 1, .. }"#);
+        assert!(!printed.contains(keyed.secret));
+    }
+}

@@ -15,37 +15,51 @@ use tokio::sync::oneshot;
 
 use crate::faults::NotifyPlan;
 
+const MIN: u64 = 60;
+const HOUR: u64 = 3600;
+
+/// A retry schedule from its waits in seconds.
+const fn schedule<const N: usize>(secs: [u64; N]) -> [Duration; N] {
+    let mut waits = [Duration::ZERO; N];
+    let mut i = 0;
+    while i < N {
+        waits[i] = Duration::from_secs(secs[i]);
+        i += 1;
+    }
+    waits
+}
+
 /// WeChat Pay's retry intervals after a failed delivery: 15s, 15s, 30s, 3m, 10m, 20m,
 /// 30m, 30m, 30m, 60m, 3h, 3h, 3h, 6h, 6h (24h4m in all; reference §1.6).
-pub const WECHAT_RETRY_SCHEDULE: [Duration; 15] = [
-    Duration::from_secs(15),
-    Duration::from_secs(15),
-    Duration::from_secs(30),
-    Duration::from_secs(3 * 60),
-    Duration::from_secs(10 * 60),
-    Duration::from_secs(20 * 60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(60 * 60),
-    Duration::from_secs(3 * 3600),
-    Duration::from_secs(3 * 3600),
-    Duration::from_secs(3 * 3600),
-    Duration::from_secs(6 * 3600),
-    Duration::from_secs(6 * 3600),
-];
+pub const WECHAT_RETRY_SCHEDULE: [Duration; 15] = schedule([
+    15,
+    15,
+    30,
+    3 * MIN,
+    10 * MIN,
+    20 * MIN,
+    30 * MIN,
+    30 * MIN,
+    30 * MIN,
+    HOUR,
+    3 * HOUR,
+    3 * HOUR,
+    3 * HOUR,
+    6 * HOUR,
+    6 * HOUR,
+]);
 
 /// Alipay's retry intervals after a failed delivery: 4m, 10m, 10m, 1h, 2h, 6h, 15h
 /// (1 notification + 7 retries, 24h24m in all; reference §2.5).
-pub const ALIPAY_RETRY_SCHEDULE: [Duration; 7] = [
-    Duration::from_secs(4 * 60),
-    Duration::from_secs(10 * 60),
-    Duration::from_secs(10 * 60),
-    Duration::from_secs(3600),
-    Duration::from_secs(2 * 3600),
-    Duration::from_secs(6 * 3600),
-    Duration::from_secs(15 * 3600),
-];
+pub const ALIPAY_RETRY_SCHEDULE: [Duration; 7] = schedule([
+    4 * MIN,
+    10 * MIN,
+    10 * MIN,
+    HOUR,
+    2 * HOUR,
+    6 * HOUR,
+    15 * HOUR,
+]);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -86,16 +100,12 @@ pub struct Outgoing {
     pub plan: NotifyPlan,
 }
 
-impl std::fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outgoing")
-            .field("id", &self.id)
-            .field("channel", &self.channel)
-            .field("event_type", &self.event_type)
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
+paywire_platform::debug_fields!(Outgoing {
+    id,
+    channel,
+    event_type,
+    url
+});
 
 /// WeChat Pay: HTTP 200 or 204 is success, whatever the body says.
 pub fn wechat_acknowledged(status: u16, _body: &[u8]) -> bool {
@@ -148,14 +158,10 @@ pub struct Notifier {
     reorder_hold: Duration,
 }
 
-impl std::fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier")
-            .field("timeout", &self.timeout)
-            .field("time_compression", &self.time_compression)
-            .finish_non_exhaustive()
-    }
-}
+paywire_platform::debug_fields!(Notifier {
+    timeout,
+    time_compression
+});
 
 impl Notifier {
     /// Must be called inside a tokio runtime.

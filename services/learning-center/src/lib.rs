@@ -18,13 +18,8 @@ use paywire_domain::topology::LEARNING_PAY_RESULT_QUEUE;
 use paywire_messaging::consumer::{ConsumerConfig, run_consumer};
 use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
 use paywire_platform::app::Application;
-use paywire_platform::config::{
-    AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
-};
 use paywire_platform::db::{DbPool, repeat_while_unavailable};
 use paywire_platform::http::api;
-use paywire_platform::production::{Findings, ProductionChecks};
-use serde::{Deserialize, Serialize};
 
 pub use crate::error::LearningError;
 use crate::pay_result::{CONSUMER_NAME, PayResultHandler};
@@ -33,35 +28,9 @@ pub const SERVICE_NAME: &str = "learning-center";
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/learning-center");
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub http: HttpSettings,
-    pub database: DatabaseSettings,
-    pub amqp: AmqpSettings,
-    pub auth: AuthSettings,
-    pub telemetry: TelemetrySettings,
-    pub ids: IdSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::on_port(8081),
-            database: DatabaseSettings::local("paywire_learning"),
-            amqp: AmqpSettings::default(),
-            auth: AuthSettings::default(),
-            telemetry: TelemetrySettings::default(),
-            ids: IdSettings::default(),
-        }
-    }
-}
-
-/// Production mode: development secrets and the broker's guest account are refused.
-impl ProductionChecks for Settings {
-    fn production_findings(&self, findings: &mut Findings) {
-        findings.auth(&self.auth);
-        findings.amqp_url("amqp.url", &self.amqp.url);
+// The shared sections, then this service's own.
+paywire_platform::database_service_settings! {
+    pub struct Settings for SERVICE_NAME, port 8081, database "paywire_learning", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS] {
     }
 }
 
@@ -85,16 +54,7 @@ impl AppState {
     }
 }
 
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("ids", &self.ids)
-            .finish_non_exhaustive()
-    }
-}
-
-// What the shared bootstrap (`paywire_platform::app::main`) runs.
-paywire_platform::service_settings!(Settings, SERVICE_NAME, database: [paywire_messaging::MIGRATIONS, MIGRATIONS]);
+paywire_platform::debug_fields!(AppState { ids });
 
 /// Prepares the database (messaging tables, then this service's) and the broker topology,
 /// binds the HTTP port, and lines up the pay-result consumer.

@@ -20,12 +20,8 @@ use paywire_messaging::consumer::{ConsumerConfig, run_consumer};
 use paywire_messaging::relay::{RelayConfig, run_relay};
 use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
 use paywire_platform::app::Application;
-use paywire_platform::config::{
-    AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
-};
 use paywire_platform::db::DbPool;
 use paywire_platform::http::api;
-use paywire_platform::production::{Findings, ProductionChecks};
 use serde::{Deserialize, Serialize};
 
 use crate::clients::{LearningCenterClient, PaymentGatewayClient, Upstream};
@@ -38,39 +34,11 @@ pub const SERVICE_NAME: &str = "order";
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/order");
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub http: HttpSettings,
-    pub database: DatabaseSettings,
-    pub amqp: AmqpSettings,
-    pub auth: AuthSettings,
-    pub telemetry: TelemetrySettings,
-    pub ids: IdSettings,
-    pub upstream: UpstreamSettings,
-    pub timeout: TimeoutSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::on_port(8082),
-            database: DatabaseSettings::local("paywire_order"),
-            amqp: AmqpSettings::default(),
-            auth: AuthSettings::default(),
-            telemetry: TelemetrySettings::default(),
-            ids: IdSettings::default(),
-            upstream: UpstreamSettings::default(),
-            timeout: TimeoutSettings::default(),
-        }
-    }
-}
-
-/// Production mode: development secrets and the broker's guest account are refused.
-impl ProductionChecks for Settings {
-    fn production_findings(&self, findings: &mut Findings) {
-        findings.auth(&self.auth);
-        findings.amqp_url("amqp.url", &self.amqp.url);
+// The shared sections, then this service's own.
+paywire_platform::database_service_settings! {
+    pub struct Settings for SERVICE_NAME, port 8082, database "paywire_order", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS] {
+        pub upstream: UpstreamSettings,
+        pub timeout: TimeoutSettings,
     }
 }
 
@@ -104,17 +72,10 @@ pub struct AppState {
     pub delay_queue: String,
 }
 
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("learning_center", &self.learning_center)
-            .field("payment_gateway", &self.payment_gateway)
-            .finish_non_exhaustive()
-    }
-}
-
-// What the shared bootstrap (`paywire_platform::app::main`) runs.
-paywire_platform::service_settings!(Settings, SERVICE_NAME, database: [paywire_messaging::MIGRATIONS, MIGRATIONS]);
+paywire_platform::debug_fields!(AppState {
+    learning_center,
+    payment_gateway
+});
 
 /// Prepares the database and the broker topology, binds the HTTP port, and lines up the
 /// outbox relay (order timeouts) and the pay-result and order-timeout consumers.

@@ -20,13 +20,10 @@ use paywire_domain::topology::PAY_RESULT_SUBSCRIBERS;
 use paywire_messaging::relay::{RelayConfig, run_relay};
 use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topology};
 use paywire_platform::app::Application;
-use paywire_platform::config::{
-    AmqpSettings, AuthSettings, DatabaseSettings, HttpSettings, IdSettings, TelemetrySettings,
-    expose_for_layering,
-};
+use paywire_platform::config::expose_for_layering;
 use paywire_platform::db::DbPool;
 use paywire_platform::http::api;
-use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
+use paywire_platform::production::{Findings, MIN_SECRET_BYTES};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -37,44 +34,21 @@ pub const SERVICE_NAME: &str = "payment-gateway";
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/payment-gateway");
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub http: HttpSettings,
-    pub database: DatabaseSettings,
-    pub amqp: AmqpSettings,
-    pub auth: AuthSettings,
-    pub telemetry: TelemetrySettings,
-    pub ids: IdSettings,
-    pub payment: PaymentSettings,
-    pub sweeper: SweeperSettings,
-    pub wechat: WechatSettings,
-    pub alipay: AlipaySettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::on_port(8083),
-            database: DatabaseSettings::local("paywire_payment"),
-            amqp: AmqpSettings::default(),
-            auth: AuthSettings::default(),
-            telemetry: TelemetrySettings::default(),
-            ids: IdSettings::default(),
-            payment: PaymentSettings::default(),
-            sweeper: SweeperSettings::default(),
-            wechat: WechatSettings::default(),
-            alipay: AlipaySettings::default(),
-        }
+// The shared sections, then this service's own.
+paywire_platform::database_service_settings! {
+    pub struct Settings for SERVICE_NAME, port 8083, database "paywire_payment", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS], checks channel_findings {
+        pub payment: PaymentSettings,
+        pub sweeper: SweeperSettings,
+        pub wechat: WechatSettings,
+        pub alipay: AlipaySettings,
     }
 }
 
-/// Production mode: real secrets, no test keys, the channels' real HTTPS endpoints and
-/// public HTTPS notify URLs, merchant identities other than the sandbox's.
-impl ProductionChecks for Settings {
-    fn production_findings(&self, findings: &mut Findings) {
-        findings.auth(&self.auth);
-        findings.amqp_url("amqp.url", &self.amqp.url);
+impl Settings {
+    /// Production mode, beyond the shared sections: real secrets, no test keys, the
+    /// channels' real HTTPS endpoints and public HTTPS notify URLs, merchant identities
+    /// other than the sandbox's.
+    fn channel_findings(&self, findings: &mut Findings) {
         if self.wechat.enabled {
             let w = &self.wechat;
             findings.secret(
@@ -262,18 +236,11 @@ pub struct AppState {
     pub retry_budget: Duration,
 }
 
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("channels", &self.channels)
-            .field("payment", &self.payment)
-            .field("sweeper", &self.sweeper)
-            .finish_non_exhaustive()
-    }
-}
-
-// What the shared bootstrap (`paywire_platform::app::main`) runs.
-paywire_platform::service_settings!(Settings, SERVICE_NAME, database: [paywire_messaging::MIGRATIONS, MIGRATIONS]);
+paywire_platform::debug_fields!(AppState {
+    channels,
+    payment,
+    sweeper
+});
 
 /// Prepares the database, the channels and the broker topology, binds the HTTP port, and
 /// lines up the outbox relay, the compensation sweeper and the refund worker.

@@ -83,13 +83,7 @@ pub struct AlipaySandbox {
     pub faults: Arc<Faults>,
 }
 
-impl std::fmt::Debug for AlipaySandbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlipaySandbox")
-            .field("app_id", &self.app_id)
-            .finish_non_exhaustive()
-    }
-}
+paywire_platform::debug_fields!(AlipaySandbox { app_id });
 
 fn value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params

@@ -69,13 +69,7 @@ pub struct ResponseSigner {
     serial: String,
 }
 
-impl std::fmt::Debug for ResponseSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseSigner")
-            .field("serial", &self.serial)
-            .finish_non_exhaustive()
-    }
-}
+paywire_platform::debug_fields!(ResponseSigner { serial });
 
 impl ResponseSigner {
     /// `Wechatpay-*` headers over `body` (empty for 204) with a fresh timestamp and
@@ -144,14 +138,7 @@ pub struct WechatSandbox {
     refund_delay: std::time::Duration,
 }
 
-impl std::fmt::Debug for WechatSandbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WechatSandbox")
-            .field("mchid", &self.mchid)
-            .field("appid", &self.appid)
-            .finish_non_exhaustive()
-    }
-}
+paywire_platform::debug_fields!(WechatSandbox { mchid, appid });
 
 impl WechatSandbox {
     pub fn from_settings(
