@@ -123,6 +123,24 @@ fn authenticator(req: &HttpRequest) -> Result<&web::Data<Authenticator>, AuthErr
         .ok_or(AuthError::NotConfigured)
 }
 
+/// What every credential extractor does: `check` the text of the request's `header`
+/// against the registered [`Authenticator`]; no such header (or none in text) is `missing`.
+fn credential<T>(
+    req: &HttpRequest,
+    header: impl header::AsHeaderName,
+    missing: AuthError,
+    check: impl FnOnce(&Authenticator, &str) -> Result<T, AuthError>,
+) -> Ready<Result<T, AuthError>> {
+    ready(authenticator(req).and_then(|auth| {
+        let value = req
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(missing)?;
+        check(auth, value)
+    }))
+}
+
 /// The end user behind a request, from a valid `Authorization: Bearer <JWT>`.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser(pub UserId);
@@ -132,20 +150,19 @@ impl FromRequest for AuthenticatedUser {
     type Future = Ready<Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready((|| {
-            let auth = authenticator(req)?;
-            let value = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or(AuthError::MissingToken)?;
-            let token = value
-                .strip_prefix("Bearer ")
-                .ok_or(AuthError::MissingToken)?;
-            let user = auth.verify(token.trim())?;
-            tracing::Span::current().record("user_id", user.as_str());
-            Ok(AuthenticatedUser(user))
-        })())
+        credential(
+            req,
+            header::AUTHORIZATION,
+            AuthError::MissingToken,
+            |auth, value| {
+                let token = value
+                    .strip_prefix("Bearer ")
+                    .ok_or(AuthError::MissingToken)?;
+                let user = auth.verify(token.trim())?;
+                tracing::Span::current().record("user_id", user.as_str());
+                Ok(AuthenticatedUser(user))
+            },
+        )
     }
 }
 
@@ -158,16 +175,10 @@ impl FromRequest for ServiceCaller {
     type Future = Ready<Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready((|| {
-            let auth = authenticator(req)?;
-            let presented = req
-                .headers()
-                .get(SERVICE_TOKEN_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .ok_or(AuthError::BadServiceToken)?;
-            auth.check_service_token(presented)?;
-            Ok(ServiceCaller)
-        })())
+        let missing = AuthError::BadServiceToken;
+        credential(req, SERVICE_TOKEN_HEADER, missing, |auth, presented| {
+            auth.check_service_token(presented).map(|()| ServiceCaller)
+        })
     }
 }
 
