@@ -10,37 +10,44 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 
 use crate::CryptoError;
 
+/// A parser of one PEM encoding; its error is worded by the encoding's library.
+type Parse<K> = fn(&str) -> Result<K, String>;
+
+/// Parses `pem`, a `{KIND} KEY` block read by `standard` (PKCS#8 or SPKI, named in errors)
+/// or an `RSA {KIND} KEY` block read by `pkcs1`. Error messages never echo the input: it is
+/// secret.
+fn from_pem<K>(
+    pem: &str,
+    kind: &str,
+    pkcs1: Parse<K>,
+    standard: (&str, Parse<K>),
+) -> Result<K, CryptoError> {
+    let pem = pem.trim();
+    let (name, parse) = if pem.starts_with(&format!("-----BEGIN RSA {kind} KEY-----")) {
+        ("PKCS#1", pkcs1)
+    } else if pem.starts_with(&format!("-----BEGIN {kind} KEY-----")) {
+        standard
+    } else {
+        return Err(CryptoError::InvalidKey(format!(
+            "expected a PEM '{kind} KEY' or 'RSA {kind} KEY' block"
+        )));
+    };
+    let kind = kind.to_lowercase();
+    parse(pem).map_err(|e| CryptoError::InvalidKey(format!("{name} {kind} key: {e}")))
+}
+
 /// Parses a private key from PEM text, PKCS#8 or PKCS#1.
 pub fn private_key_from_pem(pem: &str) -> Result<RsaPrivateKey, CryptoError> {
-    let pem = pem.trim();
-    // Error messages never echo the input: it is secret.
-    if pem.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
-        RsaPrivateKey::from_pkcs1_pem(pem)
-            .map_err(|e| CryptoError::InvalidKey(format!("PKCS#1 private key: {e}")))
-    } else if pem.starts_with("-----BEGIN PRIVATE KEY-----") {
-        RsaPrivateKey::from_pkcs8_pem(pem)
-            .map_err(|e| CryptoError::InvalidKey(format!("PKCS#8 private key: {e}")))
-    } else {
-        Err(CryptoError::InvalidKey(
-            "expected a PEM 'PRIVATE KEY' or 'RSA PRIVATE KEY' block".into(),
-        ))
-    }
+    let pkcs1: Parse<_> = |p| RsaPrivateKey::from_pkcs1_pem(p).map_err(|e| e.to_string());
+    let pkcs8: Parse<_> = |p| RsaPrivateKey::from_pkcs8_pem(p).map_err(|e| e.to_string());
+    from_pem(pem, "PRIVATE", pkcs1, ("PKCS#8", pkcs8))
 }
 
 /// Parses a public key from PEM text, SPKI or PKCS#1.
 pub fn public_key_from_pem(pem: &str) -> Result<RsaPublicKey, CryptoError> {
-    let pem = pem.trim();
-    if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-        RsaPublicKey::from_pkcs1_pem(pem)
-            .map_err(|e| CryptoError::InvalidKey(format!("PKCS#1 public key: {e}")))
-    } else if pem.starts_with("-----BEGIN PUBLIC KEY-----") {
-        RsaPublicKey::from_public_key_pem(pem)
-            .map_err(|e| CryptoError::InvalidKey(format!("SPKI public key: {e}")))
-    } else {
-        Err(CryptoError::InvalidKey(
-            "expected a PEM 'PUBLIC KEY' or 'RSA PUBLIC KEY' block".into(),
-        ))
-    }
+    let pkcs1: Parse<_> = |p| RsaPublicKey::from_pkcs1_pem(p).map_err(|e| e.to_string());
+    let spki: Parse<_> = |p| RsaPublicKey::from_public_key_pem(p).map_err(|e| e.to_string());
+    from_pem(pem, "PUBLIC", pkcs1, ("SPKI", spki))
 }
 
 /// Reads and parses a private key file (PKCS#8 or PKCS#1 PEM).
@@ -93,14 +100,20 @@ mod tests {
     fn rejects_wrong_block_garbage_and_missing_file() {
         let public_pem =
             std::fs::read_to_string(format!("{KEYS}/merchant_public_key.pem")).unwrap();
-        assert!(matches!(
-            private_key_from_pem(&public_pem),
-            Err(CryptoError::InvalidKey(_))
-        ));
-        assert!(matches!(
-            public_key_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
-            Err(CryptoError::InvalidKey(_))
-        ));
+        let Err(CryptoError::InvalidKey(wrong_block)) = private_key_from_pem(&public_pem) else {
+            panic!("a public key read as a private one");
+        };
+        assert_eq!(
+            wrong_block,
+            "expected a PEM 'PRIVATE KEY' or 'RSA PRIVATE KEY' block"
+        );
+        let Err(CryptoError::InvalidKey(garbage)) =
+            public_key_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+        else {
+            panic!("garbage read as a key");
+        };
+        assert!(garbage.starts_with("SPKI public key: "), "{garbage}");
+        assert!(!garbage.contains("AAAA"), "{garbage}");
         assert!(matches!(
             private_key_from_file("/nonexistent/key.pem"),
             Err(CryptoError::KeyFile { .. })
