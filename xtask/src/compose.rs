@@ -168,8 +168,8 @@ fn validate_files(docker: &Docker) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("paywire-smoke-secrets-{}", std::process::id()));
     std::fs::create_dir_all(&secrets)?;
     for name in [
-        "jwt_secret",
-        "service_token",
+        "order_service_token",
+        "operator_token",
         "wechat_apiv3_key",
         "wechat_merchant_private_key.pem",
         "wechatpay_public_key.pem",
@@ -192,6 +192,12 @@ fn validate_files(docker: &Docker) -> anyhow::Result<()> {
     .env("PAYWIRE_SECRETS_DIR", &secrets.to_string_lossy());
     for (key, value) in [
         ("PAYWIRE_PUBLIC_URL", "https://pay.example.com"),
+        (
+            "PAYWIRE_JWKS_URL",
+            "https://login.example.com/.well-known/jwks.json",
+        ),
+        ("PAYWIRE_TOKEN_ISSUER", "https://login.example.com/"),
+        ("PAYWIRE_TOKEN_AUDIENCE", "paywire-api"),
         ("PAYWIRE_WECHAT_MCHID", "1230000109"),
         ("PAYWIRE_WECHAT_APPID", "wx0000000000000001"),
         ("PAYWIRE_WECHAT_MERCHANT_SERIAL_NO", "00"),
@@ -548,6 +554,7 @@ fn production_refusal(docker: &Docker, binaries: Binaries) -> anyhow::Result<()>
         bail!("the gateway did not refuse production with development settings:\n{text}");
     }
     for named in [
+        "auth.jwks",
         "auth.jwt_secret",
         "wechat.merchant_private_key_path",
         "alipay.app_private_key_path",

@@ -328,14 +328,33 @@ fn asyncapi_matches_the_broker_topology_and_the_event_schema() {
 
 // ---------------------------------------------------------------- deploy
 
-/// `HttpSettings::on_port(N)` in the service's `Settings::default()`.
+/// The service's `lib.rs`, where its `Settings` are declared, plus the shared sections
+/// when it declares them with `paywire_platform::database_service_settings!` (written
+/// once in the platform's `lib.rs`).
+fn settings_source(service: &str) -> String {
+    let lib = read(&format!("services/{service}/src/lib.rs"));
+    if lib.contains("database_service_settings!") {
+        format!("{lib}\n{}", read("crates/platform/src/lib.rs"))
+    } else {
+        lib
+    }
+}
+
+/// The service's default port: `HttpSettings::on_port(N)` in its `Settings::default()`,
+/// or `port N` in its `database_service_settings!`.
 fn default_port_in_code(service: &str) -> u16 {
     let src = read(&format!("services/{service}/src/lib.rs"));
-    let start = src
-        .find("HttpSettings::on_port(")
-        .unwrap_or_else(|| panic!("services/{service}/src/lib.rs: no default port"));
-    let rest = &src[start + "HttpSettings::on_port(".len()..];
-    rest[..rest.find(')').unwrap()].trim().parse().unwrap()
+    let (start, end) = match src.find("HttpSettings::on_port(") {
+        Some(at) => (at + "HttpSettings::on_port(".len(), ')'),
+        None => (
+            src.find(", port ")
+                .unwrap_or_else(|| panic!("services/{service}/src/lib.rs: no default port"))
+                + ", port ".len(),
+            ',',
+        ),
+    };
+    let rest = &src[start..];
+    rest[..rest.find(end).unwrap()].trim().parse().unwrap()
 }
 
 fn compose_env(service: &Value) -> BTreeMap<String, String> {
@@ -658,7 +677,7 @@ fn compose_environment_names_real_settings_and_existing_keys() {
     let compose = yaml("deploy/compose.yaml");
     let platform = read("crates/platform/src/config.rs");
     for s in SERVICES {
-        let lib = read(&format!("services/{}/src/lib.rs", s.name));
+        let lib = settings_source(s.name);
         let source = format!("{platform}\n{}", service_source(s.name));
         for (var, value) in compose_env(&compose["services"][s.name]) {
             check_setting_var(s.name, &var, &lib, &source);
@@ -701,6 +720,14 @@ fn check_setting_var(service: &str, var: &str, lib: &str, source: &str) {
         lib.contains(&format!("pub {section}:")),
         "{service}: {var}: Settings has no section {section}"
     );
+    // `FIELD__ENTRY` sets one entry of a map field (`auth.callers.order`).
+    if let Some((map, _entry)) = key.split_once("__") {
+        assert!(
+            source.contains(&format!("pub {map}: BTreeMap<")),
+            "{service}: {var}: no map settings field {map}"
+        );
+        return;
+    }
     assert!(
         source.contains(&format!("pub {key}:")),
         "{service}: {var}: no settings field {key}"
@@ -808,16 +835,23 @@ fn production_compose_reads_secrets_from_files_and_runs_no_sandbox() {
             "{}: mounts no test keys",
             s.name
         );
-        let mounted: BTreeSet<&str> =
-            seq_strs(&svc["secrets"]).unwrap_or_else(|| panic!("{}: no secrets", s.name));
-        let lib = read(&format!("services/{}/src/lib.rs", s.name));
+        // The cashier holds none: users sign in at the identity provider.
+        let mounted: BTreeSet<&str> = seq_strs(&svc["secrets"]).unwrap_or_default();
+        let lib = settings_source(s.name);
         let source = format!("{platform}\n{}", service_source(s.name));
         for (var, value) in &env {
             check_setting_var(s.name, var, &lib, &source);
             let lower = var.to_lowercase();
-            if ["secret", "token", "apiv3_key", "database__url", "amqp__url"]
-                .iter()
-                .any(|w| lower.contains(w))
+            if [
+                "secret",
+                "token",
+                "callers",
+                "apiv3_key",
+                "database__url",
+                "amqp__url",
+            ]
+            .iter()
+            .any(|w| lower.contains(w))
             {
                 assert!(
                     var.ends_with("_FILE"),
@@ -868,7 +902,7 @@ fn example_config_files_name_real_settings() {
             .build()
             .and_then(|c| c.try_deserialize())
             .unwrap_or_else(|e| panic!("{rel}: {e}"));
-        let lib = read(&format!("services/{}/src/lib.rs", s.name));
+        let lib = settings_source(s.name);
         let source = format!("{platform}\n{}", service_source(s.name));
         for (section, table) in parsed.as_object().unwrap() {
             assert!(

@@ -57,7 +57,7 @@ pub fn start(mode: Mode) -> Fake {
     let shared = state.clone().into_inner();
     let listener = paywire_platform::http::bind(&HttpSettings::on_port(0)).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let auth = web::Data::new(Authenticator::new(&AuthSettings::default()));
+    let auth = web::Data::new(Authenticator::new(&AuthSettings::default()).unwrap());
     let server = paywire_platform::http::serve(listener, 1, move |cfg| {
         cfg.app_data(state.clone())
             .app_data(auth.clone())

@@ -156,9 +156,13 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
         )
     } else {
         (
-            "HS256 user token; `sub` is the user id (`cargo xtask token <user-id>`).",
-            "Shared credential between Paywire services (`auth.service_token`), accepted on \
-             `/internal/*` only.",
+            "User token; `sub` is the user id. In production RS256 or EdDSA, signed by the \
+             identity provider (`auth.jwks`, with `iss` and `aud`); in development HS256 \
+             (`cargo xtask token <user-id>`).",
+            "The calling service's own credential (its `auth.service_token`; the operators' \
+             tooling has one too), accepted on `/internal/*` only. The credential names the \
+             caller (`auth.callers.<name>` here); each route's requirement lists the callers \
+             it admits, and answers 403 `caller_not_admitted` to the others.",
         )
     };
     let components = doc.components.get_or_insert_with(Default::default);

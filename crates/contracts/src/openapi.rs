@@ -3,10 +3,12 @@
 
 /// Users: `Authorization: Bearer <JWT>`.
 pub const BEARER_AUTH: &str = "bearerAuth";
-/// Services: the shared credential in a header.
+/// Services: the caller's own credential in a header; a route's requirement lists the
+/// callers it admits (`order`, `operator`).
 pub const SERVICE_TOKEN: &str = "serviceToken";
 
 pub const UNAUTHORIZED: &str = "`unauthorized`: missing or wrong credential";
+pub const CALLER_NOT_ADMITTED: &str = "`caller_not_admitted`: a valid service credential of a caller this route does not admit (the route's `serviceToken` security names the callers it admits)";
 pub const BAD_REQUEST: &str = "`invalid_request`, `invalid_body`, `invalid_path` or `invalid_query`: the request is malformed (a body over 64 KiB is refused before it is read: 413 `body_too_large`)";
 pub const INTERNAL_ERROR: &str = "`internal_error`: something failed on our side; details are \
      logged, not sent. While the database is unreachable any endpoint answers 503 \
@@ -27,8 +29,8 @@ pub mod answers {
     use utoipa::{IntoResponses, ToSchema};
 
     use super::{
-        BAD_REQUEST, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED, UPSTREAM_ERROR,
-        UPSTREAM_UNAVAILABLE,
+        BAD_REQUEST, CALLER_NOT_ADMITTED, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED,
+        UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
     };
     use crate::ErrorBody;
 
@@ -74,6 +76,10 @@ pub mod answers {
     answer_set!(
         /// `400`, `401` and `500`: an endpoint behind a credential that reads its request.
         RequestErrors: ("400", BAD_REQUEST), ("401", UNAUTHORIZED), ("500", INTERNAL_ERROR)
+    );
+    answer_set!(
+        /// `403`: an internal endpoint, to a caller it does not admit.
+        CallerErrors: ("403", CALLER_NOT_ADMITTED)
     );
     answer_set!(
         /// `502` and `503` of an endpoint that calls another Paywire service.

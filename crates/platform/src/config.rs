@@ -9,6 +9,7 @@
 //! Each service has one settings struct built from the shared sections below; its
 //! `Default` is what a developer gets with a bare `cargo run -p <service>`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ::config::{Config, Environment, File, FileFormat};
@@ -158,25 +159,73 @@ impl Default for AmqpSettings {
 /// Development-only secrets. Real deployments override both through the environment.
 pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me-in-production";
 pub const DEV_SERVICE_TOKEN: &str = "dev-only-service-token-change-me";
+/// The operators' tooling's development credential (`auth.callers.operator`).
+pub const DEV_OPERATOR_TOKEN: &str = "dev-only-operator-token-change-me";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
-    /// HS256 key for user JWTs.
+    /// HS256 key for development user JWTs (dev sign-in, `cargo xtask token`); unused
+    /// once [`jwks`](Self::jwks) is set.
     #[serde(serialize_with = "expose_for_layering")]
     pub jwt_secret: SecretString,
-    /// Shared credential services present to each other (`X-Service-Token`).
+    /// The credential this service presents when it calls another (`X-Service-Token`).
     #[serde(serialize_with = "expose_for_layering")]
     pub service_token: SecretString,
+    /// The credentials of the callers this service admits on `/internal/*`, by name
+    /// (`order`, `operator`; `PAYWIRE__AUTH__CALLERS__ORDER`): a presented credential
+    /// names its caller, and each route admits only the callers it names. Development
+    /// defaults: the order service's is [`DEV_SERVICE_TOKEN`], the operators'
+    /// [`DEV_OPERATOR_TOKEN`].
+    #[serde(serialize_with = "expose_map_for_layering")]
+    pub callers: BTreeMap<String, SecretString>,
+    /// The identity provider's signing keys: a JWKS file path, or an `https://` URL
+    /// fetched at start-up and every [`jwks_refresh_secs`](Self::jwks_refresh_secs). Set,
+    /// user tokens must be RS256 or EdDSA signed by one of its keys (matched by `kid`) and
+    /// carry `iss` = [`issuer`](Self::issuer) and `aud` = [`audience`](Self::audience);
+    /// HS256 tokens are refused. Empty: development HS256 tokens. Production requires it.
+    pub jwks: String,
+    /// Required `iss` of identity-provider tokens.
+    pub issuer: String,
+    /// Required `aud` of identity-provider tokens (this platform's API).
+    pub audience: String,
+    /// The longest lifetime (`exp - iat`, seconds) a user token may claim.
+    pub max_token_lifetime_secs: u64,
+    /// How often a JWKS URL is fetched again, so rotated keys are picked up.
+    pub jwks_refresh_secs: u64,
 }
+
+/// A day: the development tokens' lifetime, and the default cap on any token's.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             jwt_secret: SecretString::from(DEV_JWT_SECRET),
             service_token: SecretString::from(DEV_SERVICE_TOKEN),
+            callers: [
+                (crate::auth::caller::ORDER, DEV_SERVICE_TOKEN),
+                (crate::auth::caller::OPERATOR, DEV_OPERATOR_TOKEN),
+            ]
+            .into_iter()
+            .map(|(name, token)| (name.to_owned(), SecretString::from(token)))
+            .collect(),
+            jwks: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+            jwks_refresh_secs: 300,
         }
     }
+}
+
+/// [`expose_for_layering`] for a map of secrets.
+pub fn expose_map_for_layering<S: serde::Serializer>(
+    secrets: &BTreeMap<String, SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    s.collect_map(secrets.iter().map(|(k, v)| (k, v.expose_secret())))
 }
 
 /// `config` layers by serialising the defaults; secrets are exposed only to that step.
@@ -234,6 +283,11 @@ mod tests {
         let path = file.to_string_lossy().into_owned();
         let vars = vec![
             ("PAYWIRE__AUTH__JWT_SECRET_FILE".to_owned(), path.clone()),
+            // A map entry: the order service's credential as a caller.
+            (
+                "PAYWIRE__AUTH__CALLERS__ORDER_FILE".to_owned(),
+                path.clone(),
+            ),
             ("PAYWIRE__HTTP__PORT".to_owned(), "1".to_owned()),
             ("OTHER__X_FILE".to_owned(), "/nonexistent".to_owned()),
             // Not SECTION__KEY: ignored rather than guessed.
@@ -241,10 +295,16 @@ mod tests {
         ];
         assert_eq!(
             secret_files(vars.into_iter()).unwrap(),
-            vec![(
-                "auth.jwt_secret".to_owned(),
-                "s3cret-from-a-file".to_owned()
-            )]
+            vec![
+                (
+                    "auth.jwt_secret".to_owned(),
+                    "s3cret-from-a-file".to_owned()
+                ),
+                (
+                    "auth.callers.order".to_owned(),
+                    "s3cret-from-a-file".to_owned()
+                )
+            ]
         );
         let missing = vec![(
             "PAYWIRE__AUTH__SERVICE_TOKEN_FILE".to_owned(),
@@ -269,7 +329,8 @@ mod tests {
         let file = dir.join("sample.toml");
         std::fs::write(
             &file,
-            "[http]\nport = 9123\n[auth]\nservice_token = \"from-file\"\n",
+            "[http]\nport = 9123\n[auth]\nservice_token = \"from-file\"\n\
+             [auth.callers]\norder = \"order-from-file\"\n",
         )
         .unwrap();
         let cfg: Sample = Config::builder()
@@ -283,6 +344,12 @@ mod tests {
         assert_eq!(cfg.http.host, "127.0.0.1");
         assert_eq!(cfg.auth.service_token.expose_secret(), "from-file");
         assert_eq!(cfg.auth.jwt_secret.expose_secret(), DEV_JWT_SECRET);
+        // One caller's credential replaced; the other keeps its default.
+        assert_eq!(cfg.auth.callers["order"].expose_secret(), "order-from-file");
+        assert_eq!(
+            cfg.auth.callers["operator"].expose_secret(),
+            DEV_OPERATOR_TOKEN
+        );
         assert!(
             !format!("{cfg:?}").contains("from-file"),
             "secrets leak into Debug"

@@ -80,18 +80,22 @@ pub fn api<S: Send + Sync + 'static>(
     auth: &AuthSettings,
     readiness: &Readiness,
     routes: fn(&mut web::ServiceConfig),
-) -> impl Routes {
-    let auth = web::Data::new(Authenticator::new(auth));
+) -> Result<impl Routes, crate::auth::AuthError> {
+    let refresh = std::time::Duration::from_secs(auth.jwks_refresh_secs.max(1));
+    let auth = web::Data::new(Authenticator::new(auth)?);
+    if let Some(task) = auth.key_refresh(refresh, readiness) {
+        tokio::spawn(task);
+    }
     let ready = web::Data::new(ReadyState {
         pool,
         readiness: readiness.clone(),
     });
-    move |cfg| {
+    Ok(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(ready.clone())
             .app_data(state.clone())
             .app_data(auth.clone())
             .configure(routes);
-    }
+    })
 }
 
 /// How long readiness waits for a working database connection.

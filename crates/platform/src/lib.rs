@@ -32,11 +32,14 @@ pub use diesel_migrations::EmbeddedMigrations as __EmbeddedMigrations;
 /// `http` on `port`, `database` named `database` on the local server, `amqp`, `auth`,
 /// `telemetry`, `ids` — then the service's own sections, each from its `Default`. In
 /// production mode the shared sections refuse development secrets and the broker's guest
-/// account, then the service's own `checks` method (if named) looks at the rest.
+/// account, then the service's own `checks` method (if named) looks at the rest. `admits`
+/// names the callers of its `/internal/*` routes (their credentials are checked) and
+/// `presents` says whether it calls other services with its own credential.
 ///
 /// ```ignore
 /// paywire_platform::database_service_settings! {
-///     pub struct Settings for SERVICE_NAME, port 8082, database "paywire_order", migrations [MIGRATIONS], checks own_findings {
+///     pub struct Settings for SERVICE_NAME, port 8082, database "paywire_order",
+///         migrations [MIGRATIONS], admits [caller::OPERATOR], presents true, checks own_findings {
 ///         pub upstream: UpstreamSettings,
 ///     }
 /// }
@@ -46,7 +49,8 @@ macro_rules! database_service_settings {
     (
         $(#[$meta:meta])*
         pub struct $settings:ident for $name:expr, port $port:literal, database $database:literal,
-            migrations [$($migrations:expr),+ $(,)?] $(, checks $checks:ident)? {
+            migrations [$($migrations:expr),+ $(,)?], admits [$($admits:expr),* $(,)?],
+            presents $presents:literal $(, checks $checks:ident)? {
             $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
         }
     ) => {
@@ -79,7 +83,7 @@ macro_rules! database_service_settings {
 
         impl $crate::production::ProductionChecks for $settings {
             fn production_findings(&self, findings: &mut $crate::production::Findings) {
-                findings.auth(&self.auth);
+                findings.auth(&self.auth, $presents, &[$($admits),*]);
                 findings.amqp_url("amqp.url", &self.amqp.url);
                 $(self.$checks(findings);)?
             }

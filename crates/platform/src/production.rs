@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::PlatformError;
-use crate::config::{AuthSettings, DEV_JWT_SECRET, DEV_SERVICE_TOKEN};
+use crate::config::{AuthSettings, DEV_JWT_SECRET, DEV_OPERATOR_TOKEN, DEV_SERVICE_TOKEN};
 
 /// Shortest secret accepted in production (HS256 keys and shared tokens).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -137,20 +137,74 @@ impl Findings {
         }
     }
 
-    /// The JWT secret and the service token.
-    pub fn auth(&mut self, auth: &AuthSettings) {
-        self.secret(
-            "auth.jwt_secret",
-            &auth.jwt_secret,
-            MIN_SECRET_BYTES,
-            &[DEV_JWT_SECRET],
-        );
-        self.secret(
-            "auth.service_token",
-            &auth.service_token,
-            MIN_SECRET_BYTES,
-            &[DEV_SERVICE_TOKEN],
-        );
+    /// How user tokens are verified, and the service credentials: this service's own
+    /// when it `presents` one (it calls other services), and those of the callers it
+    /// `admits` on `/internal/*`, which must differ from each other (a credential names
+    /// its caller). Production verifies the identity provider's tokens (`auth.jwks`,
+    /// `auth.issuer`, `auth.audience`); the HS256 secret is checked only while it is what
+    /// verifies them (development).
+    pub fn auth(&mut self, auth: &AuthSettings, presents: bool, admits: &[&str]) {
+        if auth.jwks.is_empty() {
+            self.push(
+                "auth.jwks",
+                "is not set: production verifies the identity provider's RS256/EdDSA tokens \
+                 against its key set (a JWKS file or https:// URL), never development HS256 tokens",
+            );
+            self.secret(
+                "auth.jwt_secret",
+                &auth.jwt_secret,
+                MIN_SECRET_BYTES,
+                &[DEV_JWT_SECRET],
+            );
+        } else {
+            self.jwks(&auth.jwks);
+            for (setting, value) in [
+                ("auth.issuer", &auth.issuer),
+                ("auth.audience", &auth.audience),
+            ] {
+                if value.is_empty() {
+                    self.push(setting, "is not set (required with auth.jwks)");
+                }
+            }
+        }
+        if presents {
+            self.secret(
+                "auth.service_token",
+                &auth.service_token,
+                MIN_SECRET_BYTES,
+                &[DEV_SERVICE_TOKEN],
+            );
+        }
+        let mut seen: Vec<(&str, &SecretString)> = Vec::new();
+        for &name in admits {
+            let setting = format!("auth.callers.{name}");
+            let Some(credential) = auth.callers.get(name) else {
+                self.push(
+                    &setting,
+                    format!("is not set: this service admits {name} on /internal/*"),
+                );
+                continue;
+            };
+            self.secret(
+                &setting,
+                credential,
+                MIN_SECRET_BYTES,
+                &[DEV_SERVICE_TOKEN, DEV_OPERATOR_TOKEN],
+            );
+            let value = credential.expose_secret();
+            if let Some((other, _)) = seen
+                .iter()
+                .find(|(_, c)| !value.is_empty() && c.expose_secret() == value)
+            {
+                self.push(
+                    &setting,
+                    format!(
+                        "is the same credential as auth.callers.{other}: it must say who calls"
+                    ),
+                );
+            }
+            seen.push((name, credential));
+        }
     }
 
     /// An RSA key file (private or public, PEM, PKCS#8 or PKCS#1) whose public half is one
@@ -166,6 +220,26 @@ impl Findings {
             self.push(
                 setting,
                 "is a TEST-ONLY key from deploy/test-keys (its public key matches)",
+            );
+        }
+    }
+
+    /// The identity provider's key set: an `https://` URL, or a file that is not the
+    /// test-only set in `deploy/test-keys/idp/` (recognised by its key ids).
+    pub fn jwks(&mut self, setting_value: &str) {
+        const SETTING: &str = "auth.jwks";
+        if setting_value.starts_with("http://") {
+            self.push(
+                SETTING,
+                "is not HTTPS (anyone on the path could hand us keys)",
+            );
+        } else if !setting_value.starts_with("https://")
+            && let Ok(text) = std::fs::read_to_string(Path::new(setting_value))
+            && TEST_IDP_KEY_IDS.iter().any(|kid| text.contains(kid))
+        {
+            self.push(
+                SETTING,
+                "is the TEST-ONLY identity provider key set from deploy/test-keys/idp",
             );
         }
     }
@@ -256,6 +330,9 @@ const TEST_PUBLIC_KEYS: &[&str] = &[
     include_str!("../../../deploy/test-keys/alipay/app_public_key.pem"),
     include_str!("../../../deploy/test-keys/alipay/alipay_public_key.pem"),
 ];
+
+/// Key ids of the test-only identity provider (`deploy/test-keys/idp/jwks.json`).
+const TEST_IDP_KEY_IDS: [&str; 2] = ["paywire-test-idp-rsa", "paywire-test-idp-ed25519"];
 
 fn test_key_fingerprints() -> &'static BTreeSet<String> {
     static FINGERPRINTS: OnceLock<BTreeSet<String>> = OnceLock::new();
@@ -439,7 +516,7 @@ mod tests {
         struct Auth(AuthSettings);
         impl ProductionChecks for Auth {
             fn production_findings(&self, findings: &mut Findings) {
-                findings.auth(&self.0);
+                findings.auth(&self.0, true, &[]);
             }
         }
         let refusal = check("order", Environment::Development, &Auth(auth)).unwrap_err();
@@ -499,10 +576,16 @@ mod tests {
     #[test]
     fn development_secrets_are_refused_and_never_shown() {
         let mut f = Findings::new();
-        f.auth(&AuthSettings::default());
+        f.auth(&AuthSettings::default(), true, &["order", "operator"]);
         assert_eq!(
             f.settings(),
-            BTreeSet::from(["auth.jwt_secret", "auth.service_token"])
+            BTreeSet::from([
+                "auth.jwks",
+                "auth.jwt_secret",
+                "auth.service_token",
+                "auth.callers.order",
+                "auth.callers.operator"
+            ])
         );
         let text = f
             .iter()
@@ -511,6 +594,48 @@ mod tests {
             .join("\n");
         assert!(text.contains("development value"), "{text}");
         assert!(!text.contains(DEV_JWT_SECRET) && !text.contains(DEV_SERVICE_TOKEN));
+        assert!(!text.contains(DEV_OPERATOR_TOKEN));
+    }
+
+    /// A service checks the credentials of the callers it admits, and only those: each
+    /// must be set, strong, and its own (two callers with one credential could not be
+    /// told apart). Its own credential is checked only when it calls other services.
+    #[test]
+    fn admitted_callers_need_their_own_strong_credentials() {
+        let with = |callers: &[(&str, &str)]| AuthSettings {
+            jwks: "https://idp.example.com/.well-known/jwks.json".into(),
+            issuer: "https://idp.example.com/".into(),
+            audience: "paywire".into(),
+            callers: callers
+                .iter()
+                .map(|(n, c)| ((*n).to_owned(), secret(c)))
+                .collect(),
+            ..AuthSettings::default()
+        };
+        let findings = |auth: &AuthSettings, admits: &[&str]| {
+            let mut f = Findings::new();
+            f.auth(auth, false, admits);
+            f
+        };
+        let strong = with(&[("order", STRONG), ("operator", &STRONG.repeat(2))]);
+        assert!(findings(&strong, &["order", "operator"]).is_empty());
+        // Not admitted, not checked: the default (development) operator credential.
+        let gateway = with(&[("order", STRONG), ("operator", DEV_OPERATOR_TOKEN)]);
+        assert!(findings(&gateway, &["order"]).is_empty());
+        assert_eq!(
+            findings(&gateway, &["order", "operator"]).settings(),
+            BTreeSet::from(["auth.callers.operator"])
+        );
+        let shared = with(&[("order", STRONG), ("operator", STRONG)]);
+        let f = findings(&shared, &["order", "operator"]);
+        assert_eq!(f.settings(), BTreeSet::from(["auth.callers.operator"]));
+        assert!(format!("{f:?}").contains("same credential as auth.callers.order"));
+        assert!(!format!("{f:?}").contains(STRONG));
+        let missing = with(&[("order", STRONG)]);
+        assert_eq!(
+            findings(&missing, &["order", "operator"]).settings(),
+            BTreeSet::from(["auth.callers.operator"])
+        );
     }
 
     #[test]
@@ -533,13 +658,59 @@ mod tests {
     }
 
     #[test]
-    fn strong_auth_secrets_pass() {
+    fn an_identity_provider_and_a_strong_service_token_pass() {
         let mut f = Findings::new();
-        f.auth(&AuthSettings {
-            jwt_secret: secret(STRONG),
-            service_token: secret(&STRONG.repeat(2)),
-        });
+        f.auth(
+            &AuthSettings {
+                service_token: secret(&STRONG.repeat(2)),
+                jwks: "https://idp.example.com/.well-known/jwks.json".into(),
+                issuer: "https://idp.example.com/".into(),
+                audience: "paywire".into(),
+                ..AuthSettings::default()
+            },
+            true,
+            &[],
+        );
+        // The development HS256 secret is left alone: nothing verifies with it any more.
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Production refuses HS256 user tokens, a JWKS over plain HTTP, the test-only key
+    /// set (wherever it was copied) and a provider without `iss`/`aud`.
+    #[test]
+    fn the_identity_provider_settings_are_checked() {
+        let findings = |jwks: &str, issuer: &str| {
+            let mut f = Findings::new();
+            f.auth(
+                &AuthSettings {
+                    service_token: secret(STRONG),
+                    jwt_secret: secret(STRONG),
+                    jwks: jwks.into(),
+                    issuer: issuer.into(),
+                    audience: "paywire".into(),
+                    ..AuthSettings::default()
+                },
+                true,
+                &[],
+            );
+            f
+        };
+        let idp = "https://idp.example.com/";
+        assert_eq!(findings("", idp).settings(), BTreeSet::from(["auth.jwks"]));
+        assert_eq!(
+            findings("http://idp.example.com/jwks", idp).settings(),
+            BTreeSet::from(["auth.jwks"])
+        );
+        assert_eq!(
+            findings("https://idp.example.com/jwks", "").settings(),
+            BTreeSet::from(["auth.issuer"])
+        );
+        let copy = std::env::temp_dir().join(format!("paywire-jwks-{}.json", std::process::id()));
+        std::fs::copy(Path::new(TEST_KEYS).join("idp/jwks.json"), &copy).unwrap();
+        let f = findings(copy.to_str().unwrap(), idp);
+        std::fs::remove_file(&copy).unwrap();
+        assert_eq!(f.settings(), BTreeSet::from(["auth.jwks"]));
+        assert!(format!("{f:?}").contains("TEST-ONLY"), "{f:?}");
     }
 
     /// Every key in deploy/test-keys — private or public — is recognised, so adding a

@@ -53,12 +53,16 @@ impl Default for Settings {
 /// to the sandbox wallet.
 impl ProductionChecks for Settings {
     fn production_findings(&self, findings: &mut Findings) {
-        findings.secret(
-            "auth.jwt_secret",
-            &self.auth.jwt_secret,
-            MIN_SECRET_BYTES,
-            &[DEV_JWT_SECRET],
-        );
+        // The cashier only signs with the HS256 secret, for dev sign-in; users of a real
+        // deployment sign in at the identity provider.
+        if self.dev_login.enabled {
+            findings.secret(
+                "auth.jwt_secret",
+                &self.auth.jwt_secret,
+                MIN_SECRET_BYTES,
+                &[DEV_JWT_SECRET],
+            );
+        }
         findings.disabled(
             "dev_login.enabled",
             self.dev_login.enabled,
@@ -148,14 +152,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         &settings.pages,
         settings.dev_login.enabled,
     ));
-    let login = settings.dev_login.enabled.then(|| {
-        web::Data::new(login::DevLogin {
-            auth: Authenticator::new(&settings.auth),
+    let login = match settings.dev_login.enabled {
+        true => Some(web::Data::new(login::DevLogin {
+            auth: Authenticator::new(&settings.auth)?,
             ttl: chrono::Duration::seconds(
                 i64::try_from(settings.dev_login.token_ttl_secs).unwrap_or(i64::MAX / 1000),
             ),
-        })
-    });
+        })),
+        false => None,
+    };
     if login.is_some() {
         tracing::warn!("dev login is enabled: anyone can act as any student (development only)");
     }

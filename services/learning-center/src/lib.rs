@@ -30,7 +30,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/l
 
 // The shared sections, then this service's own.
 paywire_platform::database_service_settings! {
-    pub struct Settings for SERVICE_NAME, port 8081, database "paywire_learning", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS] {
+    pub struct Settings for SERVICE_NAME, port 8081, database "paywire_learning", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS],
+        admits [paywire_platform::auth::caller::ORDER], presents false {
     }
 }
 
@@ -80,7 +81,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         &settings.auth,
         &readiness,
         routes::configure,
-    );
+    )?;
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
     let mut config =

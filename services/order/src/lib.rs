@@ -36,7 +36,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/o
 
 // The shared sections, then this service's own.
 paywire_platform::database_service_settings! {
-    pub struct Settings for SERVICE_NAME, port 8082, database "paywire_order", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS] {
+    pub struct Settings for SERVICE_NAME, port 8082, database "paywire_order", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS],
+        admits [paywire_platform::auth::caller::OPERATOR], presents true {
         pub upstream: UpstreamSettings,
         pub timeout: TimeoutSettings,
     }
@@ -116,7 +117,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         &settings.auth,
         &readiness,
         routes::configure,
-    );
+    )?;
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
     let amqp_url = &settings.amqp.url;

@@ -36,7 +36,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/p
 
 // The shared sections, then this service's own.
 paywire_platform::database_service_settings! {
-    pub struct Settings for SERVICE_NAME, port 8083, database "paywire_payment", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS], checks channel_findings {
+    pub struct Settings for SERVICE_NAME, port 8083, database "paywire_payment", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS],
+        admits [paywire_platform::auth::caller::ORDER], presents false, checks channel_findings {
         pub payment: PaymentSettings,
         pub sweeper: SweeperSettings,
         pub wechat: WechatSettings,
@@ -274,7 +275,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         &settings.auth,
         &readiness,
         routes::configure,
-    );
+    )?;
     let mut app = Application::serve_on(SERVICE_NAME, listener, settings.http.workers, routes)?;
 
     app.spawn(

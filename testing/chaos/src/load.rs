@@ -119,9 +119,10 @@ impl Driver {
         Self {
             http,
             urls,
-            auth: Arc::new(Authenticator::new(
-                &paywire_platform::config::AuthSettings::default(),
-            )),
+            auth: Arc::new(
+                Authenticator::new(&paywire_platform::config::AuthSettings::default())
+                    .expect("development auth settings"),
+            ),
             course_id: String::new(),
             retry_server_errors: true,
         }

@@ -222,7 +222,7 @@ impl Platform {
             order_db,
             gateway_db,
             vhost,
-            auth: Authenticator::new(&auth),
+            auth: Authenticator::new(&auth)?,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()?,

@@ -426,12 +426,13 @@ async fn dev_login_refuses_bad_user_ids_and_tokens_from_another_secret_fail() {
         .json()
         .await
         .unwrap();
-    let default = paywire_platform::auth::Authenticator::new(&AuthSettings::default());
+    let default = paywire_platform::auth::Authenticator::new(&AuthSettings::default()).unwrap();
     assert!(default.verify(login["token"].as_str().unwrap()).is_err());
     let same = paywire_platform::auth::Authenticator::new(&AuthSettings {
         jwt_secret: SecretString::from("another-secret"),
         ..AuthSettings::default()
-    });
+    })
+    .unwrap();
     assert_eq!(
         same.verify(login["token"].as_str().unwrap())
             .unwrap()
@@ -471,6 +472,7 @@ async fn pages_are_html_and_carry_no_secret() {
     s.auth = AuthSettings {
         jwt_secret: SecretString::from(secret),
         service_token: SecretString::from(token),
+        ..AuthSettings::default()
     };
     let base = start_cashier(s).await;
     let mut bundle = String::new();

@@ -3,9 +3,10 @@
 use actix_web::web;
 use paywire_contracts::ErrorBody;
 use paywire_contracts::learning_center::ChooseCourseRecord;
+use paywire_contracts::openapi::answers::CallerErrors;
 use paywire_contracts::openapi::answers::RequestErrors;
 use paywire_domain::ChooseCourseId;
-use paywire_platform::auth::ServiceCaller;
+use paywire_platform::auth::{FromOrder, ServiceCaller};
 
 use crate::AppState;
 use crate::error::LearningError;
@@ -17,9 +18,10 @@ use crate::store;
     path = "/internal/choose-courses/{choose_course_id}",
     operation_id = "getChooseCourseRecord",
     tag = "internal",
-    security(("serviceToken" = [])),
+    security(("serviceToken" = ["order"])),
     params(("choose_course_id" = ChooseCourseId, Path)),
     responses(
+        CallerErrors,
         (status = 200, description = "the choice with the course's name and price", body = ChooseCourseRecord),
         (status = 404, description = "`choose_course_not_found`", body = ErrorBody),
         RequestErrors,
@@ -27,7 +29,7 @@ use crate::store;
 )]
 #[tracing::instrument(skip_all, fields(choose_course_id = %path))]
 pub async fn choose_course(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     path: web::Path<ChooseCourseId>,
 ) -> Result<web::Json<ChooseCourseRecord>, LearningError> {

@@ -60,7 +60,7 @@ impl Harness {
         s.database.max_connections = 8;
         s.amqp.url = vhost.amqp_url.clone();
         tune(&mut s);
-        let auth = Authenticator::new(&s.auth);
+        let auth = Authenticator::new(&s.auth).unwrap();
         let app = learning_center::build(s).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
@@ -372,7 +372,9 @@ async fn user_endpoints_need_a_valid_token() {
     let foreign = Authenticator::new(&AuthSettings {
         jwt_secret: SecretString::from("someone-elses-key"),
         service_token: SecretString::from(DEV_SERVICE_TOKEN),
+        ..AuthSettings::default()
     })
+    .unwrap()
     .issue(&user("alice"), chrono::Duration::minutes(5));
     let expired = h.auth.issue(&user("alice"), chrono::Duration::minutes(-10));
     let requests = [

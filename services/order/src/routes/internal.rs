@@ -3,11 +3,12 @@
 
 use actix_web::web;
 use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::answers::CallerErrors;
 use paywire_contracts::openapi::answers::{RequestErrors, UpstreamErrors};
 use paywire_contracts::order::RefundTicket;
 use paywire_domain::{OrderId, OrderStatus};
 use paywire_platform::answer::Stored;
-use paywire_platform::auth::ServiceCaller;
+use paywire_platform::auth::{FromOperator, ServiceCaller};
 use tracing::field::{Empty, display};
 
 use crate::AppState;
@@ -35,9 +36,10 @@ pub fn refund_key(order_id: OrderId) -> String {
     post,
     path = "/internal/orders/{order_id}/refund",
     operation_id = "refundOrder",
-    security(("serviceToken" = [])),
+    security(("serviceToken" = ["operator"])),
     params(("order_id" = OrderId, Path)),
     responses(
+        CallerErrors,
         (status = 201, description = "the gateway recorded the refund now", body = RefundTicket),
         (status = 200, description = "the refund of an earlier request for this order", body = RefundTicket),
         (status = 404, description = "`order_not_found`", body = ErrorBody),
@@ -52,7 +54,7 @@ pub fn refund_key(order_id: OrderId) -> String {
 )]
 #[tracing::instrument(skip_all, fields(order_id = %path, pay_no = Empty, refund_no = Empty))]
 pub async fn refund(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOperator>,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
 ) -> Result<Stored<RefundTicket>, OrderError> {

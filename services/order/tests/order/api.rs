@@ -238,6 +238,7 @@ async fn endpoints_need_a_valid_user_token() {
         jwt_secret: SecretString::from("some-other-key"),
         ..AuthSettings::default()
     })
+    .unwrap()
     .issue(
         &UserId::parse("alice").unwrap(),
         chrono::Duration::minutes(5),
@@ -267,6 +268,100 @@ async fn endpoints_need_a_valid_user_token() {
         }
     }
     assert!(h.gw.requests().is_empty());
+}
+
+/// With an identity provider configured (its JWKS fetched over HTTP), the provider's RS256
+/// and EdDSA tokens are accepted, and development HS256 tokens are refused; the service is
+/// ready only once the key set has arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_tokens_replace_development_tokens() {
+    use paywire_testkit::idp::{self, TestIdp};
+    let provider = TestIdp::serve();
+    let h = Harness::start_with(|s| provider.configure(&mut s.auth)).await;
+    let mut ready = Value::Null;
+    for _ in 0..300 {
+        let (status, body) = readiness(&h).await;
+        if status == 200 {
+            ready = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready["checks"]["identity-provider-keys"], "up", "{ready}");
+
+    h.lc.add(203, "alice", "awaiting_payment");
+    let order = json!({"biz_type": "course", "biz_id": "203"});
+    let created = h
+        .client
+        .post(format!("{}/api/orders", h.base))
+        .bearer_auth(idp::token("alice", jsonwebtoken::Algorithm::EdDSA))
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let id = created.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = |token: String| {
+        h.client
+            .get(format!("{}/api/orders/{id}", h.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let by_rsa = read(idp::token("alice", jsonwebtoken::Algorithm::RS256))
+        .await
+        .unwrap();
+    assert_eq!(by_rsa.status().as_u16(), 200);
+    // The development token for the same user, signed with the (default) HS256 secret.
+    let dev = read(h.token("alice")).await.unwrap();
+    assert_eq!(dev.status().as_u16(), 401);
+    assert_eq!(dev.json::<Value>().await.unwrap()["error"], "unauthorized");
+}
+
+async fn readiness(h: &Harness) -> (u16, Value) {
+    let resp = h
+        .client
+        .get(format!("{}/health/ready", h.base))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Until the identity provider's key set has arrived no user can be verified: the
+/// instance says it is not ready, naming the missing part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_identity_provider_keeps_the_service_not_ready() {
+    // A port nothing listens on: bound, then dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let h = Harness::start_with(|s| {
+        s.auth.jwks = format!("http://127.0.0.1:{port}/.well-known/jwks.json");
+        s.auth.issuer = paywire_testkit::idp::ISSUER.into();
+        s.auth.audience = paywire_testkit::idp::AUDIENCE.into();
+    })
+    .await;
+    // Long enough for the relay and consumers to be up, so only the keys are missing.
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let (status, body) = readiness(&h).await;
+        assert_eq!(status, 503, "{body}");
+        last = body;
+        if last["message"] == "not ready: identity-provider-keys is starting" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["error"], "not_ready", "{last}");
+    assert_eq!(
+        last["message"], "not ready: identity-provider-keys is starting",
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -346,7 +346,7 @@ impl Harness {
         s.upstream.payment_gateway_url = gw.start();
         s.upstream.timeout_ms = 3000;
         tweak(&mut s);
-        let auth = Authenticator::new(&s.auth);
+        let auth = Authenticator::new(&s.auth).unwrap();
         let app = order::build(s).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());

@@ -13,13 +13,27 @@ fn development_defaults_are_refused_and_real_secrets_pass() {
         .iter()
         .map(|f| f.setting.as_str())
         .collect();
-    assert_eq!(named, ["auth.jwt_secret", "auth.service_token", "amqp.url"]);
+    assert_eq!(
+        named,
+        [
+            "auth.jwks",
+            "auth.jwt_secret",
+            "auth.service_token",
+            "auth.callers.operator",
+            "amqp.url"
+        ]
+    );
 
     let mut real = Settings::default();
-    real.auth.jwt_secret =
-        SecretString::from("9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b".to_owned());
+    real.auth.jwks = "https://idp.example.com/.well-known/jwks.json".into();
+    real.auth.issuer = "https://idp.example.com/".into();
+    real.auth.audience = "paywire".into();
     real.auth.service_token =
         SecretString::from("1f2e3d4c5b6a79880f1e2d3c4b5a69788796a5b4".to_owned());
+    real.auth.callers.insert(
+        "operator".into(),
+        SecretString::from("6e5d4c3b2a19f8e7d6c5b4a3928170f6e5d4c3b2".to_owned()),
+    );
     real.amqp.url = "amqp://paywire:Hq3v9Lm2Xc7Rt5Wz@127.0.0.1:5672/%2f".into();
     assert_eq!(
         check(SERVICE_NAME, Environment::Production, &real),
@@ -34,8 +48,10 @@ fn the_binary_refuses_development_secrets_in_production() {
         env!("CARGO_BIN_EXE_order"),
         &[("PAYWIRE__AUTH__SERVICE_TOKEN", "")],
         &[
+            "auth.jwks (PAYWIRE__AUTH__JWKS): is not set",
             "auth.jwt_secret (PAYWIRE__AUTH__JWT_SECRET): is the development value",
             "auth.service_token (PAYWIRE__AUTH__SERVICE_TOKEN): is empty",
+            "auth.callers.operator (PAYWIRE__AUTH__CALLERS__OPERATOR): is the development value",
             "amqp.url (PAYWIRE__AMQP__URL): uses RabbitMQ's default guest account",
         ],
         &[paywire_platform::config::DEV_JWT_SECRET, "guest:guest"],

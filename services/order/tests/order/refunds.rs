@@ -18,7 +18,7 @@ use paywire_domain::topology::PAY_RESULT_EXCHANGE;
 use paywire_domain::{EventId, Fen, OrderId, OrderStatus, PayChannel, PayNo, RefundNo};
 use paywire_messaging::schema::processed_messages;
 use paywire_platform::auth::SERVICE_TOKEN_HEADER;
-use paywire_platform::config::DEV_SERVICE_TOKEN;
+use paywire_platform::config::{DEV_OPERATOR_TOKEN, DEV_SERVICE_TOKEN};
 use paywire_testkit::eventually;
 use serde_json::{Value, json};
 
@@ -102,7 +102,7 @@ async fn the_internal_route_forwards_the_full_refund_of_the_paying_attempt_idemp
     let h = Harness::start().await;
     let id = paid_order(&h, 801).await;
 
-    let (status, body) = internal_refund(&h, id, Some(DEV_SERVICE_TOKEN)).await;
+    let (status, body) = internal_refund(&h, id, Some(DEV_OPERATOR_TOKEN)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["refund_no"], "9900");
     assert_eq!(body["order_id"], id.to_string());
@@ -122,7 +122,7 @@ async fn the_internal_route_forwards_the_full_refund_of_the_paying_attempt_idemp
     assert!(sent["reason"].as_str().is_some_and(|r| !r.is_empty()));
 
     // Asked again: the same key, so the gateway answers the same refund.
-    let (status, again) = internal_refund(&h, id, Some(DEV_SERVICE_TOKEN)).await;
+    let (status, again) = internal_refund(&h, id, Some(DEV_OPERATOR_TOKEN)).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["refund_no"], "9900");
     let calls = h.gw.refund_calls();
@@ -133,11 +133,17 @@ async fn the_internal_route_forwards_the_full_refund_of_the_paying_attempt_idemp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_refund_route_needs_the_service_credential_and_a_paid_order() {
+async fn the_refund_route_needs_the_operators_credential_and_a_paid_order() {
     let h = Harness::start().await;
     let id = paid_order(&h, 802).await;
     assert_eq!(internal_refund(&h, id, None).await.0, 401);
     assert_eq!(internal_refund(&h, id, Some("wrong-token")).await.0, 401);
+    // The order service's own credential is valid, but refunds are the operators' call.
+    let (status, body) = internal_refund(&h, id, Some(DEV_SERVICE_TOKEN)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("caller_not_admitted"))
+    );
     // A student's token is no service credential, and students have no refund route.
     let resp = h
         .client
@@ -154,12 +160,12 @@ async fn the_refund_route_needs_the_service_credential_and_a_paid_order() {
     assert!(h.gw.refund_calls().is_empty());
 
     let unpaid = h.order_for("alice", 803).await;
-    let (status, body) = internal_refund(&h, unpaid, Some(DEV_SERVICE_TOKEN)).await;
+    let (status, body) = internal_refund(&h, unpaid, Some(DEV_OPERATOR_TOKEN)).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (409, Some("order_not_paid"))
     );
-    let (status, body) = internal_refund(&h, OrderId::from(4242), Some(DEV_SERVICE_TOKEN)).await;
+    let (status, body) = internal_refund(&h, OrderId::from(4242), Some(DEV_OPERATOR_TOKEN)).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (404, Some("order_not_found"))
@@ -168,7 +174,7 @@ async fn the_refund_route_needs_the_service_credential_and_a_paid_order() {
 
     // The gateway's refusal is passed on.
     h.gw.refuse_refunds.store(true, Ordering::SeqCst);
-    let (status, body) = internal_refund(&h, id, Some(DEV_SERVICE_TOKEN)).await;
+    let (status, body) = internal_refund(&h, id, Some(DEV_OPERATOR_TOKEN)).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (409, Some("refund_not_allowed"))

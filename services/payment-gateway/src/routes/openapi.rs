@@ -29,7 +29,7 @@ Ids are snowflake numbers sent as strings; money is an integer number of fen."
         refunds::get,
         callbacks::notification,
     ),
-    security(("serviceToken" = [])),
+    security(("serviceToken" = ["order"])),
     tags(
         (name = "internal", description = "called by the order service with the service credential"),
         (name = "channel", description = "called by the payment channels; authenticated by the channel's signature"),

@@ -3,10 +3,11 @@
 
 use actix_web::web;
 use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::answers::CallerErrors;
 use paywire_contracts::openapi::answers::{ChannelErrors, RequestErrors};
 use paywire_contracts::payment_gateway::{CloseResult, SyncResult};
 use paywire_domain::OrderId;
-use paywire_platform::auth::ServiceCaller;
+use paywire_platform::auth::{FromOrder, ServiceCaller};
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -25,6 +26,7 @@ use crate::payments::active;
     tag = "internal",
     params(("order_id" = OrderId, Path)),
     responses(
+        CallerErrors,
         (status = 200, description = "what the channels said", body = SyncResult),
         RequestErrors,
         ChannelErrors,
@@ -32,7 +34,7 @@ use crate::payments::active;
 )]
 #[tracing::instrument(skip_all, fields(order_id = %path))]
 pub async fn sync(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
 ) -> Result<web::Json<SyncResult>, GatewayError> {
@@ -56,6 +58,7 @@ pub async fn sync(
     tag = "internal",
     params(("order_id" = OrderId, Path)),
     responses(
+        CallerErrors,
         (status = 200, description = "the order is paid or closed", body = CloseResult),
         RequestErrors,
         (status = 502, description = "`channel_rejected`", body = ErrorBody),
@@ -68,7 +71,7 @@ pub async fn sync(
 )]
 #[tracing::instrument(skip_all, fields(order_id = %path))]
 pub async fn close(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     path: web::Path<OrderId>,
 ) -> Result<web::Json<CloseResult>, GatewayError> {

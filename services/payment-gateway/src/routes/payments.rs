@@ -2,11 +2,12 @@
 
 use actix_web::web;
 use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::answers::CallerErrors;
 use paywire_contracts::openapi::answers::{AuthErrors, ChannelErrors, RequestErrors};
 use paywire_contracts::payment_gateway::{CreatePayment, PaymentAttempt};
 use paywire_domain::PayNo;
 use paywire_platform::answer::Stored;
-use paywire_platform::auth::ServiceCaller;
+use paywire_platform::auth::{FromOrder, ServiceCaller};
 use paywire_platform::db::repeat_while_unavailable;
 
 use crate::AppState;
@@ -37,6 +38,7 @@ fn view(p: &Payment) -> PaymentAttempt {
     tag = "internal",
     request_body = CreatePayment,
     responses(
+        CallerErrors,
         (status = 201, description = "a new attempt", body = PaymentAttempt),
         (status = 200, description = "a reused live attempt", body = PaymentAttempt),
         (status = 400, description = "`invalid_request`, `channel_not_enabled`", body = ErrorBody),
@@ -50,7 +52,7 @@ fn view(p: &Payment) -> PaymentAttempt {
     fields(order_id = %body.order_id, channel = %body.channel, pay_no = tracing::field::Empty)
 )]
 pub async fn create(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     body: web::Json<CreatePayment>,
 ) -> Result<Stored<PaymentAttempt>, GatewayError> {
@@ -68,6 +70,7 @@ pub async fn create(
     tag = "internal",
     params(("pay_no" = PayNo, Path)),
     responses(
+        CallerErrors,
         (status = 200, description = "the attempt", body = PaymentAttempt),
         (status = 404, description = "`payment_not_found`", body = ErrorBody),
         RequestErrors,
@@ -78,7 +81,7 @@ pub async fn create(
     fields(pay_no = %path, order_id = tracing::field::Empty, channel = tracing::field::Empty)
 )]
 pub async fn get(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     path: web::Path<PayNo>,
 ) -> Result<web::Json<PaymentAttempt>, GatewayError> {

@@ -3,11 +3,12 @@
 
 use actix_web::{HttpRequest, web};
 use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::answers::CallerErrors;
 use paywire_contracts::openapi::answers::RequestErrors;
 use paywire_contracts::payment_gateway::{IDEMPOTENCY_KEY_HEADER, RefundView, RequestRefund};
 use paywire_domain::RefundNo;
 use paywire_platform::answer::Stored;
-use paywire_platform::auth::ServiceCaller;
+use paywire_platform::auth::{FromOrder, ServiceCaller};
 use paywire_platform::db::repeat_while_unavailable;
 
 use crate::AppState;
@@ -59,6 +60,7 @@ fn view(r: &Refund) -> RefundView {
     )),
     request_body = RequestRefund,
     responses(
+        CallerErrors,
         (status = 201, description = "refund recorded", body = RefundView),
         (status = 200, description = "the refund of an earlier request with the same idempotency key", body = RefundView),
         (status = 404, description = "`payment_not_found`", body = ErrorBody),
@@ -71,7 +73,7 @@ fn view(r: &Refund) -> RefundView {
     fields(order_id = %body.order_id, pay_no = %body.pay_no, refund_no = tracing::field::Empty)
 )]
 pub async fn create(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     http: HttpRequest,
     body: web::Json<RequestRefund>,
@@ -99,6 +101,7 @@ pub async fn create(
     tag = "internal",
     params(("refund_no" = RefundNo, Path)),
     responses(
+        CallerErrors,
         (status = 200, description = "the refund", body = RefundView),
         (status = 404, description = "`refund_not_found`", body = ErrorBody),
         RequestErrors,
@@ -106,7 +109,7 @@ pub async fn create(
 )]
 #[tracing::instrument(skip_all, fields(refund_no = %path))]
 pub async fn get(
-    _caller: ServiceCaller,
+    _caller: ServiceCaller<FromOrder>,
     state: web::Data<AppState>,
     path: web::Path<RefundNo>,
 ) -> Result<web::Json<RefundView>, GatewayError> {

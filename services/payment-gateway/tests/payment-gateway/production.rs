@@ -57,7 +57,13 @@ fn secret(s: &str) -> SecretString {
 fn real_looking(keys: &Keys) -> Settings {
     let mut s = Settings::default();
     s.auth.jwt_secret = secret("0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978");
-    s.auth.service_token = secret("b7e4c2a19f8d6e5c4b3a29180706f5e4d3c2b1a0");
+    s.auth.jwks = "https://idp.example.com/.well-known/jwks.json".into();
+    s.auth.issuer = "https://idp.example.com/".into();
+    s.auth.audience = "paywire".into();
+    s.auth.callers.insert(
+        "order".into(),
+        secret("b7e4c2a19f8d6e5c4b3a29180706f5e4d3c2b1a0"),
+    );
     s.amqp.url = "amqps://paywire:Zx8qL2vR7mN4tY6w@mq.internal:5671/paywire".into();
     s.wechat.apiv3_key = secret("Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1");
     s.wechat.merchant_private_key_path = keys.path("merchant_private.pem");
@@ -111,8 +117,9 @@ fn development_defaults_are_all_named() {
     }
     drop(keys);
     let expected: BTreeSet<String> = [
+        "auth.jwks",
         "auth.jwt_secret",
-        "auth.service_token",
+        "auth.callers.order",
         "amqp.url",
         "wechat.apiv3_key",
         "wechat.merchant_private_key_path",
@@ -139,15 +146,21 @@ fn each_development_value_alone_is_refused() {
     let keys = Keys::generate();
     type Spoil = fn(&mut Settings);
     let cases: &[(&str, Spoil)] = &[
-        ("auth.jwt_secret", |s| {
-            s.auth.jwt_secret = secret(paywire_platform::config::DEV_JWT_SECRET)
+        // HS256 development tokens instead of the identity provider's.
+        ("auth.jwks", |s| s.auth.jwks = String::new()),
+        ("auth.jwks", |s| {
+            s.auth.jwks = "http://idp.example.com/.well-known/jwks.json".into()
         }),
-        ("auth.jwt_secret", |s| s.auth.jwt_secret = secret("")),
-        ("auth.jwt_secret", |s| {
-            s.auth.jwt_secret = secret("too-short-secret")
+        ("auth.jwks", |s| {
+            s.auth.jwks = repo_path("deploy/test-keys/idp/jwks.json")
         }),
-        ("auth.service_token", |s| {
-            s.auth.service_token = secret(paywire_platform::config::DEV_SERVICE_TOKEN)
+        ("auth.issuer", |s| s.auth.issuer = String::new()),
+        ("auth.audience", |s| s.auth.audience = String::new()),
+        ("auth.callers.order", |s| {
+            s.auth.callers.insert(
+                "order".into(),
+                secret(paywire_platform::config::DEV_SERVICE_TOKEN),
+            );
         }),
         ("amqp.url", |s| {
             s.amqp.url = "amqp://guest:guest@mq.internal:5672/%2f".into()
@@ -226,7 +239,7 @@ fn the_binary_refuses_development_settings_in_production() {
             "wechat.merchant_private_key_path",
             "TEST-ONLY key",
             "alipay.gateway_url",
-            "14 settings are not fit for production",
+            "15 settings are not fit for production",
         ],
         &[
             "short-jwt-value",

@@ -72,7 +72,7 @@ async fn oversized_bodies_are_413_on_every_service() -> anyhow::Result<()> {
 fn token_with_nbf(user: &str, ahead_secs: i64) -> String {
     use secrecy::ExposeSecret as _;
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": user, "iat": now, "exp": now + 2 * 86_400, "nbf": now + ahead_secs});
+    let claims = json!({"sub": user, "iat": now, "exp": now + 3_600, "nbf": now + ahead_secs});
     let secret = paywire_platform::config::AuthSettings::default().jwt_secret;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
