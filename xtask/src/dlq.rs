@@ -8,15 +8,12 @@
 //! consumers' inbox), never a loss.
 
 use anyhow::{Context, bail};
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use paywire_domain::topology::PAY_RESULT_SUBSCRIBERS;
 use paywire_messaging::{
-    DEATH_REASON_HEADER, ERROR_HEADER, RETRY_COUNT_HEADER, dead_letter_queue_name,
+    DEATH_REASON_HEADER, ERROR_HEADER, RETRY_COUNT_HEADER, dead_letter_queue_name, topology,
 };
 
 const DLQ_SUFFIX: &str = ".dlq";
@@ -140,26 +137,7 @@ fn parked(props: &BasicProperties) -> ParkedMessage {
 }
 
 async fn queue_exists(conn: &Connection, queue: &str) -> anyhow::Result<bool> {
-    // A failed passive declaration closes its channel: use a throwaway one.
-    let probe = conn.create_channel().await?;
-    let declared = probe
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    match declared {
-        Ok(_) => {
-            let _ = probe.close(200, "done".into()).await;
-            Ok(true)
-        }
-        Err(_) if conn.status().connected() => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(topology::exists(conn, topology::Declared::Queue, queue).await?)
 }
 
 /// Fetches every message of `queue` without acknowledging; they are requeued when

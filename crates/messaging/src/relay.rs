@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use futures::{FutureExt, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use paywire_platform::db::{DbPool, establish_patiently};
 use paywire_platform::health::{Component, Readiness};
 use tracing::Instrument;
@@ -249,27 +249,12 @@ impl Publisher {
         if exchange.is_empty() || self.known_exchanges.contains(exchange) {
             return Ok(true);
         }
-        let probe = self.connection.create_channel().await?;
-        let declared = probe
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Ok(()) => {
-                self.known_exchanges.insert(exchange.to_owned());
-                Ok(true)
-            }
-            // The probe channel was closed (404); the connection itself is fine.
-            Err(_) if self.connection.status().connected() => Ok(false),
-            Err(e) => Err(e.into()),
+        let exists =
+            topology::exists(&self.connection, topology::Declared::Exchange, exchange).await?;
+        if exists {
+            self.known_exchanges.insert(exchange.to_owned());
         }
+        Ok(exists)
     }
 }
 

@@ -124,6 +124,53 @@ fn dead_letter_to(args: &mut FieldTable, target: &str) {
     );
 }
 
+/// What [`exists`] asks the broker about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    Queue,
+    Exchange,
+}
+
+/// Whether the queue or exchange `name` exists, asked with a passive declaration on a
+/// throwaway channel of `connection`: a refused one closes its channel, and while the
+/// connection stays up that refusal means it is absent. An error is the connection's.
+pub async fn exists(
+    connection: &Connection,
+    what: Declared,
+    name: &str,
+) -> Result<bool, lapin::Error> {
+    let probe = connection.create_channel().await?;
+    let declared = match what {
+        Declared::Queue => {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let queue = probe.queue_declare(name.into(), passive, FieldTable::default());
+            queue.await.map(drop)
+        }
+        Declared::Exchange => {
+            let passive = ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            // A passive declaration does not compare the kind.
+            let kind = ExchangeKind::Fanout;
+            let exchange =
+                probe.exchange_declare(name.into(), kind, passive, FieldTable::default());
+            exchange.await
+        }
+    };
+    match declared {
+        Ok(()) => {
+            let _ = probe.close(200, "done".into()).await;
+            Ok(true)
+        }
+        Err(_) if connection.status().connected() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Declares a durable fanout exchange.
 pub async fn declare_fanout_exchange(
     channel: &Channel,

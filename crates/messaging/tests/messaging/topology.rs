@@ -176,3 +176,22 @@ async fn a_delay_queue_cannot_change_its_ttl_under_the_same_name() -> anyhow::Re
     declare_delay_queue(&ch3, "d.120s", ttl * 2, "d.target", "d.q", &policy).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn exists_tells_declared_from_missing_and_keeps_the_connection() -> anyhow::Result<()> {
+    use paywire_messaging::topology::{Declared, exists};
+    let env = Env::new().await?;
+    let conn = paywire_messaging::connect(&env.vhost.amqp_url, "test-exists").await?;
+    let ch = conn.create_channel().await?;
+    declare_pay_result_topology(&ch, PAY_RESULT_SUBSCRIBERS).await?;
+
+    assert!(exists(&conn, Declared::Exchange, PAY_RESULT_EXCHANGE).await?);
+    assert!(exists(&conn, Declared::Queue, PAY_RESULT_SUBSCRIBERS[0]).await?);
+    assert!(!exists(&conn, Declared::Exchange, "no-such-exchange").await?);
+    assert!(!exists(&conn, Declared::Queue, "no-such-queue").await?);
+    // A refused probe closes only its own channel.
+    assert!(conn.status().connected());
+    assert!(ch.status().connected());
+    assert!(exists(&conn, Declared::Queue, PAY_RESULT_SUBSCRIBERS[0]).await?);
+    Ok(())
+}
