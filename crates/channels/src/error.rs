@@ -3,9 +3,14 @@
 /// A failed call to a payment channel.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    /// Timeout, connect error, 5xx, `SYSTEM_ERROR`, `FREQUENCY_LIMITED`: try again later.
+    /// Connect error, 5xx, `SYSTEM_ERROR`, `FREQUENCY_LIMITED`: try again later.
     #[error("channel unavailable: {0}")]
     Unavailable(String),
+    /// No answer within the client's timeout: what the channel did is unknown (a create
+    /// may have gone through), so the same call is safe only because every call is keyed
+    /// by our trade or refund number. Try again later.
+    #[error("channel timed out: {0}")]
+    TimedOut(String),
     /// The response was not signed by the channel; its content must not be trusted.
     #[error("channel response signature invalid: {0}")]
     BadResponseSignature(String),
@@ -29,7 +34,9 @@ impl ChannelError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ChannelError::Unavailable(_) | ChannelError::BadResponseSignature(_)
+            ChannelError::Unavailable(_)
+                | ChannelError::TimedOut(_)
+                | ChannelError::BadResponseSignature(_)
         )
     }
 }

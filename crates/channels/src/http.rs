@@ -54,12 +54,20 @@ pub(crate) struct Received {
     pub body: Vec<u8>,
 }
 
-/// Sends `request` and reads the whole answer; a failure on the way is `Unavailable`.
+/// Sends `request` and reads the whole answer; a failure on the way is `TimedOut` when the
+/// client's timeout ran out, otherwise `Unavailable` (no connection, a broken answer).
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Received, ChannelError> {
+    let failed = |what: &str, e: reqwest::Error| {
+        if e.is_timeout() {
+            ChannelError::TimedOut(format!("{what}: {e}"))
+        } else {
+            ChannelError::Unavailable(format!("{what}: {e}"))
+        }
+    };
     let response = request
         .send()
         .await
-        .map_err(|e| ChannelError::Unavailable(format!("request failed: {e}")))?;
+        .map_err(|e| failed("request failed", e))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -69,11 +77,41 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Received, C
     let body = response
         .bytes()
         .await
-        .map_err(|e| ChannelError::Unavailable(format!("reading response: {e}")))?
+        .map_err(|e| failed("reading response", e))?
         .to_vec();
     Ok(Received {
         status,
         headers,
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A channel that accepts the connection and never answers is a timeout; one that
+    /// cannot be reached is unavailable: operators tell them apart in the metrics.
+    #[tokio::test]
+    async fn a_silent_channel_times_out_and_an_absent_one_is_unavailable() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            loop {
+                let (socket, _) = silent.accept().await.unwrap();
+                open.push(socket);
+            }
+        });
+        let http = client(Duration::from_millis(300), "paywire-test").unwrap();
+        let err = send(http.get(format!("http://{addr}/v3/x")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChannelError::TimedOut(_)), "{err:?}");
+        assert!(err.is_retryable());
+        held.abort();
+
+        let err = send(http.get("http://127.0.0.1:1/v3/x")).await.unwrap_err();
+        assert!(matches!(err, ChannelError::Unavailable(_)), "{err:?}");
+    }
 }

@@ -3,9 +3,9 @@
 //!
 //! * `paywire_channel_requests_total{channel,operation,result}` and
 //!   `paywire_channel_request_duration_seconds{channel,operation,result}`; `result` is
-//!   [`result_label`]: `ok`, `business_error`, `not_found`, `unavailable` (timeout,
-//!   connection failure, 5xx, the channel's "system busy"), `bad_signature`, `unexpected`,
-//!   `config`;
+//!   [`result_label`]: `ok`, `business_error`, `not_found`, `unavailable` (connection
+//!   failure, 5xx, the channel's "system busy"), `timeout` (no answer in time: outcome
+//!   unknown), `bad_signature`, `unexpected`, `config`;
 //! * `paywire_channel_notifications_verified_total{channel,result}`: incoming
 //!   notifications by verification result (`ok` or the refusal reason); what the gateway
 //!   then made of a verified one is counted where it decides.
@@ -31,6 +31,7 @@ pub fn result_label<T>(result: &Result<T, ChannelError>) -> &'static str {
         Err(ChannelError::Rejected { .. }) => "business_error",
         Err(ChannelError::NotFound) => "not_found",
         Err(ChannelError::Unavailable(_)) => "unavailable",
+        Err(ChannelError::TimedOut(_)) => "timeout",
         Err(ChannelError::BadResponseSignature(_)) => "bad_signature",
         Err(ChannelError::UnexpectedResponse(_)) => "unexpected",
         Err(ChannelError::Config(_)) => "config",
@@ -136,6 +137,7 @@ mod tests {
             })),
             result_label::<()>(&Err(ChannelError::NotFound)),
             result_label::<()>(&Err(ChannelError::Unavailable("HTTP 503".into()))),
+            result_label::<()>(&Err(ChannelError::TimedOut("5 s".into()))),
             result_label::<()>(&Err(ChannelError::BadResponseSignature("x".into()))),
             result_label::<()>(&Err(ChannelError::UnexpectedResponse("x".into()))),
             result_label::<()>(&Err(ChannelError::Config("x".into()))),
