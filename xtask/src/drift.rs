@@ -85,12 +85,13 @@ fn path_literals(source: &str) -> BTreeSet<String> {
     found
 }
 
-/// The first argument of every `.route(` call: the path as the service registers it,
-/// possibly relative to a `web::scope`.
+/// The first argument of every `.route(` and `web::resource(` call: the path as the
+/// service registers it, possibly relative to a `web::scope`.
 fn route_literals(source: &str) -> BTreeSet<String> {
     let compact: String = source.split_whitespace().collect::<Vec<_>>().join("");
-    compact
-        .match_indices(".route(\"")
+    [".route(\"", "web::resource(\""]
+        .into_iter()
+        .flat_map(|call| compact.match_indices(call))
         .filter_map(|(i, m)| {
             let rest = &compact[i + m.len()..];
             rest.find('"').map(|end| rest[..end].to_owned())
@@ -170,6 +171,7 @@ fn the_route_helpers_find_what_actix_composes() {
                 "/{order_id}/pay",
                 web::post().to(pay),
             )
+            .service(web::resource("/{order_id}/pay-result").wrap(limit(PayResult)))
     "#;
     let lits = path_literals(src);
     assert!(!lits.contains("/commented-out"));
@@ -182,7 +184,8 @@ fn the_route_helpers_find_what_actix_composes() {
         BTreeSet::from([
             "".to_owned(),
             "/commented-out".to_owned(),
-            "/{order_id}/pay".to_owned()
+            "/{order_id}/pay".to_owned(),
+            "/{order_id}/pay-result".to_owned()
         ])
     );
 }

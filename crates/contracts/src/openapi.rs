@@ -17,6 +17,9 @@ pub const CHANNEL_UNAVAILABLE: &str =
     "`channel_unavailable`: the channel could not be reached; nothing changed, retry later";
 pub const CHANNEL_REJECTED: &str = "`channel_rejected`: the channel refused, with its own code";
 pub const UPSTREAM_UNAVAILABLE: &str = "`upstream_unavailable`: a Paywire service or the channel behind it cannot be reached; retry later";
+pub const RATE_LIMITED: &str = "`rate_limited`: too many requests from this user (or, on \
+     callbacks and sign-in, from this client address); `Retry-After` says how many seconds \
+     to wait. Limits are configured per route class (`rate_limit.*`)";
 pub const UPSTREAM_ERROR: &str = "`upstream_error`: a Paywire service refused or answered nonsense";
 
 /// The error answers endpoints share, declared once: list one of these in a handler's
@@ -29,8 +32,8 @@ pub mod answers {
     use utoipa::{IntoResponses, ToSchema};
 
     use super::{
-        BAD_REQUEST, CALLER_NOT_ADMITTED, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, UNAUTHORIZED,
-        UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
+        BAD_REQUEST, CALLER_NOT_ADMITTED, CHANNEL_UNAVAILABLE, INTERNAL_ERROR, RATE_LIMITED,
+        UNAUTHORIZED, UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE,
     };
     use crate::ErrorBody;
 
@@ -85,6 +88,29 @@ pub mod answers {
         /// `502` and `503` of an endpoint that calls another Paywire service.
         UpstreamErrors: ("502", UPSTREAM_ERROR), ("503", UPSTREAM_UNAVAILABLE)
     );
+    /// `429` of a rate-limited endpoint, with its `Retry-After` header.
+    #[derive(Debug)]
+    pub struct RateLimited;
+
+    impl IntoResponses for RateLimited {
+        fn responses() -> BTreeMap<String, RefOr<Response>> {
+            use utoipa::openapi::header::HeaderBuilder;
+            use utoipa::openapi::schema::{ObjectBuilder, Type};
+            let mut answers = error_answers(&[("429", RATE_LIMITED)]);
+            if let Some(RefOr::T(response)) = answers.get_mut("429") {
+                let seconds = HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                    .description(Some(
+                        "seconds until the next request is admitted (at least 1)",
+                    ))
+                    .build();
+                response
+                    .headers
+                    .insert("Retry-After".to_owned(), RefOr::T(seconds));
+            }
+            answers
+        }
+    }
     answer_set!(
         /// `502` and `503` of a gateway endpoint that calls a channel.
         ChannelErrors: ("502", "`channel_rejected`"), ("503", CHANNEL_UNAVAILABLE)

@@ -5,7 +5,7 @@
 //! [`api_error!`](crate::api_error!) implements actix's `ResponseError` with [`respond`],
 //! which renders the JSON [`ErrorBody`], hides server-side details, logs server errors and
 //! adds `Retry-After` to every `503` (issue 17: a client must be able to tell "try again"
-//! from "broken").
+//! from "broken") and to every `429` (its own wait, [`Reply::retry_after`]).
 
 use std::borrow::Cow;
 
@@ -32,6 +32,7 @@ pub struct Reply {
     message: Message,
     body: Option<serde_json::Value>,
     headers: Vec<(HeaderName, &'static str)>,
+    retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +58,7 @@ impl Reply {
             message,
             body: None,
             headers: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -88,6 +90,13 @@ impl Reply {
     /// An extra response header (`WWW-Authenticate` on a 401).
     pub fn header(mut self, name: HeaderName, value: &'static str) -> Self {
         self.headers.push((name, value));
+        self
+    }
+
+    /// `Retry-After: secs` (at least 1) instead of the `503` default
+    /// ([`RETRY_AFTER_SECS`]); a `429` says how long its limit holds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
         self
     }
 
@@ -145,7 +154,9 @@ pub fn respond<E: ApiError + ?Sized>(error: &E) -> HttpResponse {
         tracing::warn!(error = %error, code = reply.code, status = status.as_u16(), "request refused");
     }
     let mut resp = HttpResponse::build(status);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some(secs) = reply.retry_after {
+        resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
     }
     for (name, value) in reply.headers {

@@ -286,20 +286,28 @@ impl FromRequest for AuthenticatedUser {
     type Future = Ready<Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        credential(
-            req,
-            header::AUTHORIZATION,
-            AuthError::MissingToken,
-            |auth, value| {
-                let token = value
-                    .strip_prefix("Bearer ")
-                    .ok_or(AuthError::MissingToken)?;
-                let user = auth.verify(token.trim())?;
-                tracing::Span::current().record("user_id", user.as_str());
-                Ok(AuthenticatedUser(user))
-            },
-        )
+        ready(bearer_user(req).map(|user| {
+            tracing::Span::current().record("user_id", user.as_str());
+            AuthenticatedUser(user)
+        }))
     }
+}
+
+/// The user of a valid `Authorization: Bearer <JWT>` on `req` (also what the per-user rate
+/// limits key on).
+pub fn bearer_user(req: &HttpRequest) -> Result<UserId, AuthError> {
+    credential(
+        req,
+        header::AUTHORIZATION,
+        AuthError::MissingToken,
+        |auth, value| {
+            let token = value
+                .strip_prefix("Bearer ")
+                .ok_or(AuthError::MissingToken)?;
+            auth.verify(token.trim())
+        },
+    )
+    .into_inner()
 }
 
 /// Names of the callers of internal routes (keys of `auth.callers`).

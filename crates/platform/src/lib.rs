@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod production;
+pub mod rate_limit;
 pub mod telemetry;
 
 pub use error::PlatformError;

@@ -18,6 +18,7 @@ use paywire_platform::auth::Authenticator;
 use paywire_platform::config::DEV_JWT_SECRET;
 use paywire_platform::config::{AuthSettings, HttpSettings, TelemetrySettings};
 use paywire_platform::production::{Findings, MIN_SECRET_BYTES, ProductionChecks};
+use paywire_platform::rate_limit::{RateLimitSettings, RouteClass, limit, with_limits};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::CashierError;
@@ -34,6 +35,7 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub dev_login: DevLoginSettings,
     pub pages: PageSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             upstream: UpstreamSettings::default(),
             dev_login: DevLoginSettings::default(),
             pages: PageSettings::default(),
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -168,7 +171,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     Ok(Application::serve(
         SERVICE_NAME,
         &settings.http,
-        move |cfg| configure(cfg, proxy.clone(), pages.clone(), login.clone()),
+        with_limits(&settings.rate_limit, move |cfg: &mut web::ServiceConfig| {
+            configure(cfg, proxy.clone(), pages.clone(), login.clone())
+        }),
     )?)
 }
 
@@ -180,8 +185,12 @@ fn configure(
 ) {
     cfg.app_data(proxy).app_data(pages);
     if let Some(login) = login {
-        cfg.app_data(login)
-            .route("/dev/login", web::post().to(login::dev_login));
+        // Per client address: anyone may call it, and every call signs a token.
+        cfg.app_data(login).service(
+            web::resource("/dev/login")
+                .wrap(limit(RouteClass::DevLogin))
+                .route(web::post().to(login::dev_login)),
+        );
     }
     proxy::configure(cfg);
     pages::configure(cfg);

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::answers::RateLimited;
 use paywire_domain::UserId;
 use paywire_platform::auth::Authenticator;
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,8 @@ pub struct LoginAnswer {
 /// when `dev_login.enabled` (default true for local development; the compose file sets it
 /// explicitly). Production turns it off and signs users in through a real identity
 /// provider; then this path answers 404. The pages keep the token in `localStorage` and
-/// send it as `Authorization: Bearer`.
+/// send it as `Authorization: Bearer`. Limited per client address (`rate_limit.dev_login`,
+/// default 30 a minute).
 #[utoipa::path(
     post,
     path = "/dev/login",
@@ -47,6 +49,7 @@ pub struct LoginAnswer {
         (status = 200, description = "a token for that student (`Cache-Control: no-store`)", body = LoginAnswer),
         (status = 400, description = "`invalid_request` (bad user id) or `invalid_body`", body = ErrorBody),
         (status = 404, description = "`not_found`: dev sign-in is disabled", body = ErrorBody),
+        RateLimited,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]

@@ -22,6 +22,7 @@ use paywire_messaging::topology::{declare_at_startup, declare_pay_result_topolog
 use paywire_platform::app::Application;
 use paywire_platform::db::DbPool;
 use paywire_platform::http::api;
+use paywire_platform::rate_limit::{RateLimitSettings, with_limits};
 use serde::{Deserialize, Serialize};
 
 use crate::clients::{LearningCenterClient, PaymentGatewayClient, Upstream};
@@ -40,6 +41,7 @@ paywire_platform::database_service_settings! {
         admits [paywire_platform::auth::caller::OPERATOR], presents true {
         pub upstream: UpstreamSettings,
         pub timeout: TimeoutSettings,
+        pub rate_limit: RateLimitSettings,
     }
 }
 
@@ -111,13 +113,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         delay_queue: settings.timeout.delay_queue_name(),
     });
     let readiness = paywire_platform::app::readiness(&settings);
-    let routes = api(
-        pool.clone(),
-        state,
-        &settings.auth,
-        &readiness,
-        routes::configure,
-    )?;
+    let routes = with_limits(
+        &settings.rate_limit,
+        api(
+            pool.clone(),
+            state,
+            &settings.auth,
+            &readiness,
+            routes::configure,
+        )?,
+    );
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 
     let amqp_url = &settings.amqp.url;

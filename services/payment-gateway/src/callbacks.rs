@@ -5,7 +5,8 @@
 //! 2. one transaction records the confirmed payment exactly as the sync and the sweeper do
 //!    ([`record_confirmed`]: checks against our record, `unpaid → paid` + pay result, or
 //!    stray money → refund) and records what happened in `channel_notifications`; a refund
-//!    notification moves the refund instead;
+//!    notification moves the refund instead. A notification refused in step 1 is only
+//!    counted (`refused_notifications`, one row per reason and minute);
 //! 3. the channel's own acknowledgement is returned: success only once the effect is
 //!    committed, so a failure makes the channel deliver again.
 
@@ -99,12 +100,13 @@ pub async fn handle_notification(
             };
         }
         Err(e) => {
-            let outcome = NotificationOutcome::Rejected(notify_reason(&e));
+            let reason = notify_reason(&e);
             tracing::warn!(error = %e, body_len = body.len(), "notification refused");
-            // Only the reason and the size: an unverified body is not worth keeping and may
-            // carry data we must not store.
+            // Counted, not kept: one row per reason and minute, so unsigned floods cost no
+            // storage to speak of. Only the reason and the size: an unverified body is not
+            // worth keeping and may carry data we must not store.
             let detail = format!("{e}; body {} bytes", body.len());
-            record_separately(state, channel.channel(), None, &outcome, &detail).await;
+            count_refused(state, channel.channel(), reason, &detail).await;
             return channel.acknowledge(&Err(e));
         }
     };
@@ -183,6 +185,21 @@ async fn apply(
     crate::metrics::payment_recorded(channel, confirmed.amount, &outcome);
     crate::metrics::notification(channel, &outcome.as_text());
     Ok(outcome)
+}
+
+/// Counts a notification the channel layer refused ([`store::count_refused_notification`])
+/// and in `paywire_payment_notifications_total{outcome="rejected:<reason>"}`. Best effort,
+/// like [`record_separately`]; the metric counts even when the database is away.
+async fn count_refused(state: &AppState, channel: PayChannel, reason: &'static str, detail: &str) {
+    crate::metrics::notification(channel, &NotificationOutcome::Rejected(reason).as_text());
+    let result = async {
+        let mut conn = state.pool.get().await?;
+        store::count_refused_notification(&mut conn, channel, reason, detail).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not count the refused notification");
+    }
 }
 
 /// Records an outcome outside the (rolled back or never started) effect transaction.

@@ -24,6 +24,7 @@ use paywire_platform::config::expose_for_layering;
 use paywire_platform::db::DbPool;
 use paywire_platform::http::api;
 use paywire_platform::production::{Findings, MIN_SECRET_BYTES};
+use paywire_platform::rate_limit::{RateLimitSettings, with_limits};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,7 @@ paywire_platform::database_service_settings! {
         pub sweeper: SweeperSettings,
         pub wechat: WechatSettings,
         pub alipay: AlipaySettings,
+        pub rate_limit: RateLimitSettings,
     }
 }
 
@@ -102,6 +104,10 @@ pub struct PaymentSettings {
     /// An unpaid attempt is shown again only if it lives at least this much longer,
     /// so the student has time to scan it.
     pub reuse_margin_secs: u32,
+    /// The student's "I have paid" sync asks the channel about one attempt at most once
+    /// per this many seconds, however often it is called and on however many instances (a
+    /// guarded `last_synced_at` in the database); in between it answers from the database.
+    pub sync_min_interval_secs: u32,
 }
 
 impl Default for PaymentSettings {
@@ -109,6 +115,7 @@ impl Default for PaymentSettings {
         Self {
             attempt_ttl_secs: 900,
             reuse_margin_secs: 60,
+            sync_min_interval_secs: 5,
         }
     }
 }
@@ -269,13 +276,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
     let readiness = paywire_platform::app::readiness(&settings);
-    let routes = api(
-        pool.clone(),
-        state.clone(),
-        &settings.auth,
-        &readiness,
-        routes::configure,
-    )?;
+    let routes = with_limits(
+        &settings.rate_limit,
+        api(
+            pool.clone(),
+            state.clone(),
+            &settings.auth,
+            &readiness,
+            routes::configure,
+        )?,
+    );
     let mut app = Application::serve_on(SERVICE_NAME, listener, settings.http.workers, routes)?;
 
     app.spawn(

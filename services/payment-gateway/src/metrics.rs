@@ -10,6 +10,8 @@
 //!   `rejected:<reason>`);
 //! * `paywire_sweeper_claimed_total`, `paywire_sweeper_checks_total{result}`: `applied` is a
 //!   payment the channel had taken and no callback had recorded;
+//! * `paywire_sync_skipped_total{channel}`: an "I have paid" sync that did not ask the
+//!   channel about an attempt because it was asked about moments ago;
 //! * `paywire_refunds_total{status}`: refunds reaching `processing`, `succeeded`, `failed`.
 
 use paywire_domain::{Fen, PayChannel};
@@ -62,4 +64,8 @@ pub fn sweeper_check(result: String) {
 
 pub fn refund(status: &'static str) {
     metrics::counter!("paywire_refunds_total", "status" => status).increment(1);
+}
+
+pub fn sync_skipped(channel: PayChannel) {
+    metrics::counter!("paywire_sync_skipped_total", "channel" => channel.as_str()).increment(1);
 }

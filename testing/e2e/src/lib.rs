@@ -181,6 +181,9 @@ impl Platform {
         if let Some(ttl) = options.attempt_ttl_secs {
             gateway.payment.attempt_ttl_secs = ttl;
         }
+        // Students here press "I have paid" again right after a failed query; the interval
+        // between channel queries is tested in the gateway's suite.
+        gateway.payment.sync_min_interval_secs = 0;
         if let Some(sweeper) = tuning.sweeper {
             gateway.sweeper = sweeper;
         }

@@ -509,3 +509,37 @@ async fn pages_are_html_and_carry_no_secret() {
         "external stylesheet or link"
     );
 }
+
+/// Issue 9: dev sign-in is limited per client address (shipped default: 30 a minute);
+/// over it, `429 rate_limited` with `Retry-After`. GCRA refills one every 2 s, so a slow
+/// burst may see one or two more admitted, never fewer than 30.
+#[tokio::test]
+async fn dev_login_is_limited_per_client_address() {
+    assert_eq!(Settings::default().rate_limit.dev_login.requests, 30);
+    let base = with_echo_upstreams().await;
+    let client = client();
+    let mut admitted = 0;
+    let refused = loop {
+        let resp = client
+            .post(format!("{base}/dev/login"))
+            .json(&json!({"user_id": format!("student-{admitted}")}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            break resp;
+        }
+        assert_eq!(resp.status(), 200);
+        admitted += 1;
+        assert!(admitted <= 40, "no 429 after {admitted} sign-ins");
+    };
+    assert!(admitted >= 30, "{admitted}");
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+}

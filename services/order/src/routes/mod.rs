@@ -5,16 +5,31 @@ pub mod openapi;
 pub mod orders;
 
 use actix_web::web;
+use paywire_platform::rate_limit::{RouteClass, limit};
 
 /// The service's own routes; readiness, state and credentials come with
-/// [`paywire_platform::http::api`].
+/// [`paywire_platform::http::api`], the limiters with
+/// [`paywire_platform::rate_limit::with_limits`]. Creating, paying and asking for the pay
+/// result are limited per user.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/orders")
-            .route("", web::post().to(orders::create))
+            .service(
+                web::resource("")
+                    .wrap(limit(RouteClass::CreateOrder))
+                    .route(web::post().to(orders::create)),
+            )
             .route("/{order_id}", web::get().to(orders::get))
-            .route("/{order_id}/pay", web::post().to(orders::pay))
-            .route("/{order_id}/pay-result", web::get().to(orders::pay_result)),
+            .service(
+                web::resource("/{order_id}/pay")
+                    .wrap(limit(RouteClass::Pay))
+                    .route(web::post().to(orders::pay)),
+            )
+            .service(
+                web::resource("/{order_id}/pay-result")
+                    .wrap(limit(RouteClass::PayResult))
+                    .route(web::get().to(orders::pay_result)),
+            ),
     )
     // Not for students: a refund is a business decision (operators, other services).
     .route(

@@ -3,7 +3,7 @@
 use actix_web::web;
 use chrono::{DateTime, Utc};
 use paywire_contracts::ErrorBody;
-use paywire_contracts::openapi::answers::{AuthErrors, RequestErrors, UpstreamErrors};
+use paywire_contracts::openapi::answers::{AuthErrors, RateLimited, RequestErrors, UpstreamErrors};
 use paywire_domain::{
     BizType, ChooseCourseId, ChooseCourseStatus, Fen, OrderId, OrderStatus, PayChannel, PayNo,
     UserId,
@@ -99,7 +99,8 @@ fn record_order(order: &Order) {
 /// `biz_id` is answered with 200 instead of creating another. A `closed` (expired) order
 /// does not count: ordering the record again creates a new order. The price comes from the
 /// learning center's record of the choice, which must belong to the caller and await
-/// payment; a price sent by the client is ignored.
+/// payment; a price sent by the client is ignored. Limited per user
+/// (`rate_limit.create_order`, default 30 a minute).
 #[utoipa::path(
     post,
     path = "/api/orders",
@@ -112,6 +113,7 @@ fn record_order(order: &Order) {
         (status = 409, description = "`biz_not_payable`: already chosen, or free", body = ErrorBody),
         RequestErrors,
         UpstreamErrors,
+        RateLimited,
     )
 )]
 #[tracing::instrument(
@@ -231,7 +233,8 @@ pub async fn get(
 /// Start (or resume) paying an unpaid order
 ///
 /// Asks the payment gateway for a payment attempt at `channel` and answers its QR code
-/// content. A still-valid unpaid attempt of the same channel is reused.
+/// content. A still-valid unpaid attempt of the same channel is reused. Limited per user
+/// (`rate_limit.pay`, default 30 a minute).
 #[utoipa::path(
     post,
     path = "/api/orders/{order_id}/pay",
@@ -249,6 +252,7 @@ pub async fn get(
         ),
         AuthErrors,
         UpstreamErrors,
+        RateLimited,
     )
 )]
 #[tracing::instrument(
@@ -314,6 +318,11 @@ pub struct PayResultView {
 /// through the broker. Paid and closed orders are answered without asking the gateway. A
 /// refunded order answers `status: refunded`, `paid: true` (it was paid; the money went
 /// back since).
+///
+/// Limited per user (`rate_limit.pay_result`, default 120 a minute), and whatever the
+/// client does the gateway asks the channel about an attempt at most once every
+/// `payment.sync_min_interval_secs` (default 5); in between the answer comes from what is
+/// recorded.
 #[utoipa::path(
     get,
     path = "/api/orders/{order_id}/pay-result",
@@ -324,6 +333,7 @@ pub struct PayResultView {
         (status = 404, description = "`order_not_found`: no such order, or not the caller's", body = ErrorBody),
         RequestErrors,
         UpstreamErrors,
+        RateLimited,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0, order_id = %path))]

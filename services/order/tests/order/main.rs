@@ -5,5 +5,6 @@ mod api;
 mod common;
 mod migrate;
 mod production;
+mod rate_limits;
 mod refunds;
 mod timeout;

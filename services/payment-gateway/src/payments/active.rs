@@ -119,8 +119,13 @@ pub async fn close_attempt(state: &AppState, payment: &Payment) -> Result<Found,
 
 /// Queries the channel for every unpaid attempt of the order and records what is paid.
 /// An unreachable channel is an error unless another attempt was found paid anyway.
+///
+/// Behind a button a student (or a script) can press as often as they like, so each
+/// attempt is asked about at most once per `payment.sync_min_interval_secs`
+/// ([`store::claim_sync`], guarded in the database so it holds across instances); an
+/// attempt asked about recently is answered from the database (`paywire_sync_skipped_total`).
 pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncResult, GatewayError> {
-    let attempts = {
+    let (attempts, claimed) = {
         let mut conn = state.pool.get().await?;
         if let Some(paid) = store::settling_attempt(&mut conn, order).await? {
             return Ok(SyncResult {
@@ -129,13 +134,28 @@ pub async fn sync_order(state: &AppState, order: OrderId) -> Result<SyncResult, 
                 pay_no: Some(paid.pay_no),
             });
         }
-        store::attempts_for_order(&mut conn, order).await?
+        let attempts = store::attempts_for_order(&mut conn, order).await?;
+        let mut claimed = Vec::new();
+        for attempt in attempts
+            .iter()
+            .filter(|p| p.status == PaymentStatus::Unpaid)
+        {
+            if store::claim_sync(
+                &mut conn,
+                attempt.pay_no,
+                state.payment.sync_min_interval_secs,
+            )
+            .await?
+            {
+                claimed.push(attempt.pay_no);
+            } else {
+                crate::metrics::sync_skipped(attempt.channel);
+            }
+        }
+        (attempts, claimed)
     };
     let mut failure = None;
-    for attempt in attempts
-        .iter()
-        .filter(|p| p.status == PaymentStatus::Unpaid)
-    {
+    for attempt in attempts.iter().filter(|p| claimed.contains(&p.pay_no)) {
         if let Err(e) = query_attempt(state, attempt).await {
             failure.get_or_insert(e);
         }

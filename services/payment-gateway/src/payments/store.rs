@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Double, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use paywire_domain::{BizType, Fen, OrderId, PayChannel, PayNo, PaymentStatus, UserId};
 
@@ -425,4 +425,54 @@ pub async fn record_notification(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Counts a notification the channel layer refused (nothing in it could be trusted): one
+/// `refused_notifications` row per channel, reason and minute of the database's clock, its
+/// counter incremented, so a flood of unsigned requests costs one row a minute per reason.
+/// `detail` (the refusal and the body's size, never the body) replaces the row's last one.
+pub async fn count_refused_notification(
+    conn: &mut AsyncPgConnection,
+    channel: PayChannel,
+    reason: &str,
+    detail: &str,
+) -> Result<(), GatewayError> {
+    diesel::sql_query(
+        "INSERT INTO refused_notifications \
+             (channel, reason, bucket_start, refused, last_detail, last_at) \
+         VALUES ($1, $2, date_trunc('minute', now()), 1, $3, now()) \
+         ON CONFLICT (channel, reason, bucket_start) DO UPDATE \
+         SET refused = refused_notifications.refused + 1, \
+             last_detail = EXCLUDED.last_detail, last_at = EXCLUDED.last_at",
+    )
+    .bind::<Text, _>(channel.as_str())
+    .bind::<Text, _>(reason)
+    .bind::<Text, _>(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims the right to ask the channel about the unpaid attempt `pay_no` now: moves its
+/// `last_synced_at` to the database's `now()` unless that was less than `min_interval_secs`
+/// ago. One guarded UPDATE, so of any number of concurrent callers on any number of
+/// instances exactly one wins per interval; `false` means someone asked recently (or the
+/// attempt is no longer unpaid).
+pub async fn claim_sync(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+    min_interval_secs: u32,
+) -> Result<bool, GatewayError> {
+    let claimed = diesel::sql_query(
+        "UPDATE payments SET last_synced_at = now() \
+         WHERE pay_no = $1 AND status = $3 \
+           AND (last_synced_at IS NULL \
+                OR last_synced_at <= now() - make_interval(secs => $2))",
+    )
+    .bind::<BigInt, _>(pay_no.get())
+    .bind::<Double, _>(f64::from(min_interval_secs))
+    .bind::<Text, _>(PaymentStatus::Unpaid.as_str())
+    .execute(conn)
+    .await?;
+    Ok(claimed == 1)
 }

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use paywire_channels::wechat::wire::{ApiError as WechatReply, NotificationEnvelope};
 use paywire_contracts::ErrorBody;
+use paywire_contracts::openapi::answers::RateLimited;
 use paywire_domain::PayChannel;
 
 use crate::AppState;
@@ -28,7 +29,11 @@ use crate::error::GatewayError;
 /// result). A verified refund notification moves the refund to its final state
 /// (`refund.result.v1` in the outbox). Replies follow the channel's protocol: WeChat Pay
 /// takes any 2xx as acknowledged, Alipay the body `success`; anything else makes the
-/// channel retry.
+/// channel retry. A notification that fails verification is counted (one
+/// `refused_notifications` row per reason and minute), never stored.
+///
+/// Limited per client address (`rate_limit.callback`, default 1200 a minute): over it,
+/// `429 rate_limited` with `Retry-After`, and the channel delivers again later.
 #[utoipa::path(
     post,
     path = "/api/callback/{channel}",
@@ -55,6 +60,7 @@ use crate::error::GatewayError;
             content_type = "text/plain"
         ),
         (status = 404, description = "`unknown_channel`: no such channel, or not enabled", body = ErrorBody),
+        RateLimited,
         (
             status = "4XX",
             description = "rejected (verification failed): WeChat Pay gets `{code: FAIL}`, Alipay `failure`; the channel retries",

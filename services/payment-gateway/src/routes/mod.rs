@@ -7,9 +7,11 @@ pub mod payments;
 pub mod refunds;
 
 use actix_web::web;
+use paywire_platform::rate_limit::{RouteClass, limit};
 
 /// The service's own routes; readiness, state and credentials come with
-/// [`paywire_platform::http::api`].
+/// [`paywire_platform::http::api`]. The channels' callbacks are limited per client address
+/// ([`paywire_platform::rate_limit`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/payments", web::post().to(payments::create))
         .route("/internal/payments/{pay_no}", web::get().to(payments::get))
@@ -23,8 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/internal/refunds", web::post().to(refunds::create))
         .route("/internal/refunds/{refund_no}", web::get().to(refunds::get))
-        .route(
-            "/api/callback/{channel}",
-            web::post().to(callbacks::notification),
+        .service(
+            web::resource("/api/callback/{channel}")
+                .wrap(limit(RouteClass::Callback))
+                .route(web::post().to(callbacks::notification)),
         );
 }

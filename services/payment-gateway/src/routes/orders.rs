@@ -19,6 +19,10 @@ use crate::payments::active;
 /// channel; one found paid is recorded exactly as if its callback had come (guarded
 /// `unpaid → paid` and `pay.result.v1` in the outbox, once). `pay_no` names the attempt
 /// that paid the order (stray money that is being refunded does not count).
+///
+/// An attempt is asked about at most once every `payment.sync_min_interval_secs`
+/// (default 5), across every gateway instance (a guarded timestamp in the database);
+/// within that interval it counts as not paid unless the database already says otherwise.
 #[utoipa::path(
     post,
     path = "/internal/orders/{order_id}/payments/sync",

@@ -1,6 +1,7 @@
 //! The payment gateway's integration tests, one binary (one link of the service) with a
 //! module per suite; `support` holds the harness and the channel peers they share.
 
+mod abuse;
 mod compensation;
 mod db_outage;
 mod gateway;

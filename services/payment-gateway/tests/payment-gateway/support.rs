@@ -47,6 +47,9 @@ pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) ->
     // a test wants the sweeper.
     s.sweeper.poll_interval_ms = 100;
     s.sweeper.refund_retry_secs = 1;
+    // Tests sync an attempt before and after paying it within a second; the interval
+    // between channel queries has its own test (`abuse`).
+    s.payment.sync_min_interval_secs = 0;
     s
 }
 
@@ -70,10 +73,16 @@ pub struct Harness {
 impl Harness {
     /// Gateway + sandbox, both running.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Harness::start`] with `tweak` applied to the gateway's settings first.
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDatabase::create("payment_gateway").await.unwrap();
         let vhost = TestVhost::create().unwrap();
         let sandbox = start_sandbox().await;
-        let settings = gateway_settings(&db, &vhost, &sandbox);
+        let mut settings = gateway_settings(&db, &vhost, &sandbox);
+        tweak(&mut settings);
         Self::with_settings(settings, sandbox, db, vhost).await
     }
 
@@ -255,7 +264,7 @@ impl Harness {
     }
 
     pub async fn notifications(&self) -> Vec<NotificationRow> {
-        diesel::sql_query("SELECT pay_no, outcome, detail FROM channel_notifications ORDER BY id")
+        diesel::sql_query("SELECT pay_no, outcome FROM channel_notifications ORDER BY id")
             .load(&mut self.conn().await)
             .await
             .unwrap()
@@ -268,6 +277,31 @@ impl Harness {
             .into_iter()
             .map(|n| n.outcome)
             .collect()
+    }
+
+    /// Notifications the channel layer refused (counted in `refused_notifications`), as
+    /// `rejected:<reason>` once per refusal, oldest row first, and the latest detail.
+    pub async fn refusals(&self) -> (Vec<String>, Option<String>) {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            reason: String,
+            #[diesel(sql_type = BigInt)]
+            refused: i64,
+            #[diesel(sql_type = Text)]
+            last_detail: String,
+        }
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT reason, refused, last_detail FROM refused_notifications ORDER BY last_at",
+        )
+        .load(&mut self.conn().await)
+        .await
+        .unwrap();
+        let reasons = rows
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(format!("rejected:{}", r.reason), r.refused as usize))
+            .collect();
+        (reasons, rows.last().map(|r| r.last_detail.clone()))
     }
 
     pub async fn set_status(&self, pay_no: &str, status: &str) {
@@ -330,8 +364,6 @@ pub struct NotificationRow {
     pub pay_no: Option<i64>,
     #[diesel(sql_type = Text)]
     pub outcome: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub detail: Option<String>,
 }
 
 /// Starts the WeChat Pay imitation on port 0 and returns its base URL.

@@ -422,9 +422,10 @@ async fn notify_bad_signature_is_refused_and_the_money_found_by_query() -> anyho
         assert_eq!(attempt["status"], refusal, "{trade}");
         assert_eq!(attempt["acknowledged"], false, "{trade}");
         assert_eq!(fault_kinds(&trade), ["notify_bad_signature"]);
+        // Counted per reason and minute, not stored one row each (issue 9).
         let rejected = format!(
-            "SELECT count(*) AS n FROM channel_notifications WHERE channel = '{channel}' \
-             AND pay_no IS NULL AND outcome = 'rejected:bad_signature'"
+            "SELECT coalesce(sum(refused), 0)::bigint AS n FROM refused_notifications \
+             WHERE channel = '{channel}' AND reason = 'bad_signature'"
         );
         assert!(n(&p.gateway_db, &rejected).await >= 1, "{channel}");
         still_unpaid(&p, &buy).await?;

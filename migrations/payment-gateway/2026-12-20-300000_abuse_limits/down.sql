@@ -1,0 +1,2 @@
+DROP TABLE refused_notifications;
+ALTER TABLE payments DROP COLUMN last_synced_at;
