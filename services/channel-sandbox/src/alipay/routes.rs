@@ -10,7 +10,9 @@ use paywire_domain::{Fen, PayChannel};
 use serde_json::{Map, Value, json};
 
 use super::AlipaySandbox;
-use super::state::{AlipayRef, AlipayStatus, AlipayTrade, PrecreateParams, alipay_time};
+use super::state::{
+    AlipayRef, AlipayStatus, AlipayTrade, CancelOutcome, PrecreateParams, alipay_time,
+};
 use crate::SandboxError;
 
 /// Query-string and form parameters together (clients split them differently); a form
@@ -133,6 +135,7 @@ pub async fn gateway(
         "alipay.trade.precreate"
             | "alipay.trade.query"
             | "alipay.trade.close"
+            | "alipay.trade.cancel"
             | "alipay.trade.refund"
             | "alipay.trade.fastpay.refund.query"
     ) {
@@ -242,6 +245,36 @@ fn run(
                 "gmt_refund_pay": alipay_time(outcome.refund.at),
             })))
         }
+        "alipay.trade.cancel" => {
+            let fields = match sandbox.trades.cancel(&biz.trade()?, now)? {
+                CancelOutcome::NotCreated(trade) => {
+                    json!({"out_trade_no": trade.out_trade_no, "retry_flag": "N"})
+                }
+                CancelOutcome::Closed(trade) => {
+                    tracing::info!("trade cancelled: closed");
+                    json!({
+                        "trade_no": trade.trade_no,
+                        "out_trade_no": trade.out_trade_no,
+                        "retry_flag": "N",
+                        "action": "close",
+                    })
+                }
+                CancelOutcome::Refunded(outcome) => {
+                    if outcome.fund_change {
+                        tracing::info!("trade cancelled: refunded");
+                        sandbox.notify_refunded(&outcome.trade, &outcome.refund);
+                    }
+                    json!({
+                        "trade_no": outcome.trade.trade_no,
+                        "out_trade_no": outcome.trade.out_trade_no,
+                        "retry_flag": "N",
+                        "action": "refund",
+                        "gmt_refund_pay": alipay_time(outcome.refund.at),
+                    })
+                }
+            };
+            Ok(success(fields))
+        }
         "alipay.trade.fastpay.refund.query" => {
             let r = biz.trade()?;
             let default_no = sandbox.trades.out_trade_no(&r).unwrap_or_default();
@@ -264,9 +297,12 @@ fn run(
                         json!(refund.amount.to_yuan_string()),
                     ),
                     ("refund_status".to_owned(), json!("REFUND_SUCCESS")),
-                    ("refund_reason".to_owned(), json!(refund.reason)),
                     ("gmt_refund_pay".to_owned(), json!(alipay_time(refund.at))),
                 ]);
+                // Absent, not null, when the refund gave none (as Alipay answers).
+                if let Some(reason) = &refund.reason {
+                    map.insert("refund_reason".to_owned(), json!(reason));
+                }
             }
             Ok(success(fields))
         }

@@ -98,6 +98,17 @@ impl AlipayTrade {
     }
 }
 
+/// What `alipay.trade.cancel` did.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// Never scanned, so unknown to Alipay: nothing undone (no `action`).
+    NotCreated(AlipayTrade),
+    /// Unpaid: closed (`action: close`).
+    Closed(AlipayTrade),
+    /// Paid: refunded in full (`action: refund`).
+    Refunded(RefundOutcome),
+}
+
 pub fn not_exist() -> SandboxError {
     SandboxError::AlipayBusiness("ACQ.TRADE_NOT_EXIST", "交易不存在")
 }
@@ -250,6 +261,9 @@ impl AlipayBook {
     pub fn scan(&self, code: &str, now: DateTime<Utc>) -> Result<AlipayTrade, SandboxError> {
         let mut book = self.lock();
         let trade = book.by_code(code)?;
+        if trade.status.is_none() && trade.closed_at.is_some() {
+            return Err(SandboxError::TradeClosed);
+        }
         let created = Self::scan_trade(trade, now);
         let trade = trade.clone();
         if let (true, Some(no)) = (created, &trade.trade_no) {
@@ -275,6 +289,8 @@ impl AlipayBook {
         match trade.status {
             Some(AlipayStatus::TradeSuccess) => Err(SandboxError::AlreadyPaid),
             Some(AlipayStatus::TradeClosed) => Err(SandboxError::TradeClosed),
+            // Cancelled before anyone scanned it: its code can no longer be paid.
+            None if trade.closed_at.is_some() => Err(SandboxError::TradeClosed),
             _ => Ok(()),
         }
     }
@@ -405,6 +421,42 @@ impl AlipayBook {
             refund,
             fund_change: true,
         })
+    }
+
+    /// `alipay.trade.cancel`: undoes a trade whose outcome the merchant does not know. An
+    /// unpaid trade is closed; a paid one is refunded in full (out_request_no = the
+    /// out_trade_no, as a refund without one); a trade nobody scanned yet does not exist
+    /// at Alipay, so there is nothing to undo, but its code can no longer be paid. A trade
+    /// with a refund already is refused (`ACQ.REASON_TRADE_REFUND_FEE_ERR`).
+    pub fn cancel(&self, r: &AlipayRef, now: DateTime<Utc>) -> Result<CancelOutcome, SandboxError> {
+        let total = {
+            let mut book = self.lock();
+            let trade = book.get_mut(r)?;
+            if !trade.refunds.is_empty() {
+                return Err(SandboxError::AlipayBusiness(
+                    "ACQ.REASON_TRADE_REFUND_FEE_ERR",
+                    "退款金额无效",
+                ));
+            }
+            match trade.status {
+                None => {
+                    trade.closed_at.get_or_insert(now);
+                    return Ok(CancelOutcome::NotCreated(trade.clone()));
+                }
+                Some(AlipayStatus::WaitBuyerPay) => {
+                    trade.status = Some(AlipayStatus::TradeClosed);
+                    trade.closed_at = Some(now);
+                    return Ok(CancelOutcome::Closed(trade.clone()));
+                }
+                Some(AlipayStatus::TradeClosed) => {
+                    return Ok(CancelOutcome::Closed(trade.clone()));
+                }
+                Some(AlipayStatus::TradeSuccess) => trade.params.total,
+            }
+        };
+        let out_request_no = self.out_trade_no(r).ok_or_else(not_exist)?;
+        self.refund(r, &out_request_no, total, None, now)
+            .map(CancelOutcome::Refunded)
     }
 
     /// `alipay.trade.fastpay.refund.query`: the trade, and the refund if there is one.

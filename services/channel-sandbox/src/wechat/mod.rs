@@ -385,6 +385,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(routes::query_by_out_trade_no),
             )
             .route(
+                "/pay/transactions/id/{transaction_id}",
+                web::get().to(routes::query_by_transaction_id),
+            )
+            .route(
                 "/pay/transactions/out-trade-no/{out_trade_no}/close",
                 web::post().to(routes::close),
             )

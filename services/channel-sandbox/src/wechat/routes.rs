@@ -192,6 +192,33 @@ pub async fn query_by_out_trade_no(
     hold(&plan, result).await
 }
 
+/// `GET /v3/pay/transactions/id/{transaction_id}?mchid=…` → Transaction: the same query
+/// by WeChat Pay's own number, which exists once the trade is paid.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid, transaction_id = %transaction_id))]
+pub async fn query_by_transaction_id(
+    sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
+    transaction_id: web::Path<String>,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
+        .map_err(|e| param(format!("查询参数无效: {e}")))?;
+    same_merchant(query.get("mchid").cloned(), &req.mchid)?;
+    let trade = sandbox.trades.find(
+        &req.mchid,
+        &TradeRef::TransactionId(transaction_id.into_inner()),
+    );
+    let plan = api_faults(
+        &sandbox,
+        &http,
+        trade.as_ref().map(|t| t.out_trade_no.as_str()),
+    )?;
+    let result = trade
+        .ok_or(SandboxError::OrderNotExist)
+        .and_then(|trade| json_ok(&trade.transaction()));
+    hold(&plan, result).await
+}
+
 #[derive(Debug, Deserialize)]
 struct CloseRequest {
     mchid: Option<String>,

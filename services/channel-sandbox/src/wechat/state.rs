@@ -150,14 +150,13 @@ impl Refund {
     pub fn json(&self, trade: &Trade) -> serde_json::Value {
         let refund = self.params.refund;
         let total = self.params.total;
-        serde_json::json!({
+        let json = serde_json::json!({
             "refund_id": self.refund_id,
             "out_refund_no": self.params.out_refund_no,
             "transaction_id": trade.payment.as_ref().map(|p| p.transaction_id.as_str()).unwrap_or(""),
             "out_trade_no": trade.out_trade_no.as_str(),
             "channel": "ORIGINAL",
             "user_received_account": "支付用户零钱",
-            "success_time": self.success_time.map(rfc3339_cst),
             "create_time": rfc3339_cst(self.created_at),
             "status": self.status,
             "funds_account": "AVAILABLE",
@@ -168,25 +167,35 @@ impl Refund {
                 "discount_refund": 0, "currency": "CNY", "refund_fee": 0,
             },
             "promotion_detail": [],
-        })
+        });
+        self.with_success_time(json)
+    }
+
+    /// `success_time` only once the refund succeeded: WeChat Pay omits the field (it
+    /// does not send `null`) while a refund is processing.
+    fn with_success_time(&self, mut json: serde_json::Value) -> serde_json::Value {
+        if let (Some(at), Some(map)) = (self.success_time, json.as_object_mut()) {
+            map.insert("success_time".into(), rfc3339_cst(at).into());
+        }
+        json
     }
 
     /// The decrypted resource of a `REFUND.*` notification.
     pub fn notification_resource(&self, trade: &Trade) -> serde_json::Value {
-        serde_json::json!({
+        let json = serde_json::json!({
             "mchid": trade.mchid,
             "transaction_id": trade.payment.as_ref().map(|p| p.transaction_id.as_str()).unwrap_or(""),
             "out_trade_no": trade.out_trade_no.as_str(),
             "refund_id": self.refund_id,
             "out_refund_no": self.params.out_refund_no,
             "refund_status": self.status,
-            "success_time": self.success_time.map(rfc3339_cst),
             "user_received_account": "支付用户零钱",
             "amount": {
                 "total": self.params.total, "refund": self.params.refund,
                 "payer_total": self.params.total, "payer_refund": self.params.refund,
             },
-        })
+        });
+        self.with_success_time(json)
     }
 }
 

@@ -158,6 +158,7 @@ async fn pay_query_refund_and_refund_query() {
     assert_eq!(rq.content["refund_status"], "REFUND_SUCCESS");
     assert_eq!(rq.content["refund_amount"], "20.50");
     assert_eq!(rq.content["total_amount"], "100.00");
+    assert_eq!(rq.content["refund_reason"], "退课");
     let none = s
         .ali(
             "alipay.trade.fastpay.refund.query",
@@ -173,6 +174,75 @@ async fn pay_query_refund_and_refund_query() {
         .ali("alipay.trade.query", json!({"out_trade_no": otn}))
         .await;
     assert_eq!(q.content["trade_status"], "TRADE_CLOSED");
+}
+
+/// `alipay.trade.cancel` undoes a trade whatever became of it: a trade nobody scanned is
+/// void (no `action`, its code no longer pays), an unpaid one closed (`action: close`), a
+/// paid one refunded in full once (`action: refund`, no `refund_reason` in the refund
+/// query), and a refunded one refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_voids_closes_or_refunds() {
+    let s = Sandbox::start().await;
+    let cancel = |otn: String| {
+        let s = &s;
+        async move {
+            s.ali("alipay.trade.cancel", json!({"out_trade_no": otn}))
+                .await
+        }
+    };
+
+    let unscanned = unique("x");
+    let qr = s
+        .ali_trade(&unscanned, "1.00", "http://127.0.0.1:9/notify")
+        .await;
+    let c = cancel(unscanned.clone()).await;
+    assert!(c.verifies, "{}", c.raw);
+    assert!(c.raw.starts_with("{\"alipay_trade_cancel_response\":{"));
+    assert_eq!(c.content["code"], "10000");
+    assert_eq!(c.content["retry_flag"], "N");
+    assert_eq!(c.content["out_trade_no"], unscanned.as_str());
+    assert!(c.content.get("action").is_none(), "{}", c.raw);
+    let (status, err) = s.wallet("pay", &qr).await;
+    assert_eq!((status, err["error"].as_str()), (409, Some("trade_closed")));
+
+    let unpaid = unique("x");
+    let qr = s
+        .ali_trade(&unpaid, "2.00", "http://127.0.0.1:9/notify")
+        .await;
+    assert_eq!(s.wallet("decline", &qr).await.0, 200);
+    let c = cancel(unpaid.clone()).await;
+    assert_eq!(c.content["action"], "close");
+    assert!(c.content["trade_no"].as_str().is_some());
+    let q = s
+        .ali("alipay.trade.query", json!({"out_trade_no": unpaid}))
+        .await;
+    assert_eq!(q.content["trade_status"], "TRADE_CLOSED");
+
+    let paid = unique("x");
+    let qr = s
+        .ali_trade(&paid, "5.00", "http://127.0.0.1:9/notify")
+        .await;
+    assert_eq!(s.wallet("pay", &qr).await.0, 200);
+    let c = cancel(paid.clone()).await;
+    assert!(c.verifies);
+    assert_eq!(c.content["action"], "refund");
+    assert!(c.content["gmt_refund_pay"].as_str().is_some());
+    let q = s
+        .ali("alipay.trade.query", json!({"out_trade_no": paid}))
+        .await;
+    assert_eq!(q.content["trade_status"], "TRADE_CLOSED");
+    let rq = s
+        .ali(
+            "alipay.trade.fastpay.refund.query",
+            json!({"out_trade_no": paid, "out_request_no": paid}),
+        )
+        .await;
+    assert_eq!(rq.content["refund_status"], "REFUND_SUCCESS");
+    assert_eq!(rq.content["refund_amount"], "5.00");
+    assert!(rq.content.get("refund_reason").is_none(), "{}", rq.raw);
+    let again = cancel(paid.clone()).await;
+    assert!(again.verifies);
+    assert_eq!(again.content["sub_code"], "ACQ.REASON_TRADE_REFUND_FEE_ERR");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,5 +158,47 @@ async fn a_configured_delay_keeps_the_refund_processing_until_it_passes() {
     assert_eq!(a.json()["status"], "PROCESSING");
     let q = s.wx("GET", "/v3/refund/domestic/refunds/z1", "").await;
     assert_eq!(q.json()["status"], "PROCESSING");
-    assert!(q.json()["success_time"].is_null());
+    // Absent, not null, as WeChat Pay answers a processing refund.
+    assert!(a.json().get("success_time").is_none(), "{}", a.json());
+    assert!(q.json().get("success_time").is_none(), "{}", q.json());
+    assert!(q.json().get("create_time").is_some());
+}
+
+/// The query by WeChat Pay's own number answers the same trade as the query by ours; an
+/// unknown number is `ORDER_NOT_EXIST`, another merchant's `mchid` a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_trade_is_found_by_its_transaction_id() {
+    let receiver = Receiver::acking().await;
+    let s = Sandbox::start().await;
+    let (otn, paid) = paid_trade(&s, 100, &receiver.url).await;
+    let id = paid["transaction_id"].as_str().unwrap();
+    let by_id = s
+        .wx(
+            "GET",
+            &format!("/v3/pay/transactions/id/{id}?mchid={MCHID}"),
+            "",
+        )
+        .await;
+    assert_eq!(by_id.status, 200);
+    assert!(by_id.verifies);
+    assert_eq!(by_id.json()["trade_state"], "SUCCESS");
+    assert_eq!(by_id.json(), s.wx_query(&otn).await.json());
+    let unknown = s
+        .wx(
+            "GET",
+            &format!("/v3/pay/transactions/id/4200000000000000000000000000?mchid={MCHID}"),
+            "",
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.verifies);
+    assert_eq!(unknown.json()["code"], "ORDER_NOT_EXIST");
+    let other = s
+        .wx(
+            "GET",
+            &format!("/v3/pay/transactions/id/{id}?mchid=1900000001"),
+            "",
+        )
+        .await;
+    assert_eq!(other.status, 400);
 }
