@@ -234,6 +234,11 @@ fn message<E: Event + serde::Serialize>(
                 "type": {"const": E::EVENT_TYPE},
                 "content_type": {"const": "application/json"},
                 "delivery_mode": {"const": 2},
+                "traceparent": {
+                    "type": "string",
+                    "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                    "description": "AMQP header: W3C trace context of the relay's publish span, which continues the trace stored with the outbox row; consumers continue it. Absent when the row was written outside a trace; a malformed value is ignored",
+                },
             },
         },
         "payload": {"$ref": format!("#/components/schemas/{envelope}")},

@@ -56,6 +56,7 @@ pub(crate) struct Received {
 
 /// Sends `request` and reads the whole answer; a failure on the way is `TimedOut` when the
 /// client's timeout ran out, otherwise `Unavailable` (no connection, a broken answer).
+/// The current trace context goes with it (`traceparent`).
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Received, ChannelError> {
     let failed = |what: &str, e: reqwest::Error| {
         if e.is_timeout() {
@@ -64,7 +65,7 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Received, C
             ChannelError::Unavailable(format!("{what}: {e}"))
         }
     };
-    let response = request
+    let response = paywire_platform::telemetry::propagate(request)
         .send()
         .await
         .map_err(|e| failed("request failed", e))?;

@@ -17,6 +17,9 @@
 //! `retried`, `parked`, `requeued`), `paywire_consumer_handling_seconds{queue}`, and
 //! `paywire_queue_messages{queue}`: the depth of the queue, its retry queues and its
 //! dead-letter queue, read from the broker every [`DEPTH_INTERVAL`].
+//!
+//! Traces: each delivery is handled in a `consume` span that continues the message's
+//! `traceparent` header (the relay's publish span).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +38,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Confirmation};
 use paywire_platform::db::{DbFault, DbPool, PoolError, Transience};
 use paywire_platform::health::{Component, Readiness};
+use paywire_platform::telemetry;
+use tracing::Instrument;
 
 use crate::schema::processed_messages;
 use crate::topology::{RetryPolicy, dead_letter_queue_name, retry_queue_name};
@@ -388,7 +393,37 @@ async fn on_delivery(
         redelivered: delivery.redelivered,
         retries: retry_count(&delivery),
     };
-    process(pool, publish_channel, config, handler, &delivery, &msg).await
+    let span = tracing::info_span!(
+        "consume",
+        queue = %config.queue,
+        consumer = %config.consumer,
+        message_id = %msg.message_id,
+        event_type = %msg.event_type,
+        redelivered = msg.redelivered,
+        retries = msg.retries,
+        otel.kind = "consumer",
+    );
+    // The relay's publish span is the parent (the `traceparent` header, kept on retry
+    // copies); a message without one, or with a malformed one, starts a trace of its own.
+    telemetry::continue_trace(&span, traceparent(&delivery).as_deref());
+    process(pool, publish_channel, config, handler, &delivery, &msg)
+        .instrument(span)
+        .await
+}
+
+/// The message's `traceparent` header, as the relay sets it.
+fn traceparent(delivery: &Delivery) -> Option<String> {
+    match delivery
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(telemetry::TRACEPARENT)?
+    {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_owned),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
 }
 
 enum Applied {
@@ -458,13 +493,7 @@ impl TxError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(
-    queue = %config.queue,
-    message_id = %msg.message_id,
-    event_type = %msg.event_type,
-    redelivered = msg.redelivered,
-    retries = msg.retries,
-))]
+/// One delivery, in its `consume` span (see [`on_delivery`]).
 async fn process(
     pool: &DbPool,
     publish_channel: &Channel,

@@ -52,11 +52,14 @@ struct NewOutboxRow<'a> {
     event_type: &'a str,
     aggregate_id: &'a str,
     payload: &'a serde_json::Value,
+    traceparent: Option<String>,
 }
 
 /// Inserts the message and wakes the relay. Must run inside the caller's transaction (so
 /// the message exists exactly when the state change does); outside one it fails without
-/// writing anything. The notification is delivered by PostgreSQL only on commit.
+/// writing anything. The notification is delivered by PostgreSQL only on commit. The
+/// current span's trace context is stored with the row (`traceparent`), for the relay's
+/// publish span and the message's header.
 pub async fn enqueue(conn: &mut AsyncPgConnection, msg: &OutboxMessage) -> QueryResult<()> {
     let depth =
         <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(
@@ -76,6 +79,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, msg: &OutboxMessage) -> Query
             event_type: &msg.event_type,
             aggregate_id: &msg.aggregate_id,
             payload: &msg.payload,
+            traceparent: paywire_platform::telemetry::current_traceparent(),
         })
         .execute(conn)
         .await?;

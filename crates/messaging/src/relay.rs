@@ -13,6 +13,10 @@
 //! outcome was lost), `paywire_outbox_publish_failures_total{outcome}` (`refused` by the
 //! broker, or `unknown`: the confirm was lost), `paywire_outbox_publish_seconds` (a batch's
 //! first publish to its last confirm).
+//!
+//! Traces: each row is published in an `outbox_publish` span continuing the trace context
+//! stored with the row, and the message carries that span's context as its `traceparent`
+//! header.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use paywire_platform::db::{DbPool, establish_patiently};
 use paywire_platform::health::{Component, Readiness};
+use paywire_platform::telemetry;
 use tracing::Instrument;
 
 use crate::schema::outbox;
@@ -182,6 +187,7 @@ struct OutboxRow {
     payload: serde_json::Value,
     created_at: DateTime<Utc>,
     attempts: i32,
+    traceparent: Option<String>,
 }
 
 /// Rows not yet published and the age of the oldest, for the backlog gauges (the alert on
@@ -298,8 +304,17 @@ async fn publish_batch(
                 pending.push(Err((format!("exchange {} NOT_FOUND", row.exchange), false)));
                 continue;
             }
+            let span = tracing::info_span!(
+                "outbox_publish",
+                message_id = row.id,
+                event_type = %row.event_type,
+                otel.kind = "producer",
+            );
+            // The transaction that wrote the row is the span's parent; the broker's
+            // consumers continue from this span (the message's `traceparent`).
+            telemetry::continue_trace(&span, row.traceparent.as_deref());
             let published = publish_row(&publisher.channel, row)
-                .instrument(tracing::info_span!("outbox_publish", message_id = row.id))
+                .instrument(span)
                 .await
                 .map_err(|e| (format!("publish: {e}"), true));
             let channel_dead = published.is_err();
@@ -381,6 +396,12 @@ async fn publish_row(channel: &Channel, row: &OutboxRow) -> Result<PublisherConf
         "aggregate-id".into(),
         AMQPValue::LongString(row.aggregate_id.as_str().into()),
     );
+    if let Some(traceparent) = telemetry::current_traceparent() {
+        headers.insert(
+            telemetry::TRACEPARENT.into(),
+            AMQPValue::LongString(traceparent.as_str().into()),
+        );
+    }
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_message_id(row.id.to_string().into())

@@ -13,6 +13,7 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         last_error -> Nullable<Text>,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -94,7 +94,10 @@ pub async fn main<S: ServiceSettings>() -> anyhow::Result<()> {
         tracing::info!("migrations applied");
         return Ok(());
     }
-    settings.build().await?.run_until_stopped().await
+    let result = settings.build().await?.run_until_stopped().await;
+    // The spans of the last moments, before the exporter's thread goes with the process.
+    crate::telemetry::shutdown();
+    result
 }
 
 /// The service's database at start-up: created and migrated (when `database.migrate`),
@@ -182,6 +185,11 @@ impl Application {
         configure: impl Routes,
     ) -> Result<Self, PlatformError> {
         let port = listener.local_addr()?.port();
+        let service = crate::telemetry::ServiceName(name);
+        let configure = move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(service);
+            configure(cfg);
+        };
         let server = crate::http::serve(listener, workers, configure)?;
         crate::metrics::record_build_info(name);
         tracing::info!(service = name, port, "listening");

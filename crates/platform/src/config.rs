@@ -245,6 +245,10 @@ pub struct TelemetrySettings {
     pub filter: String,
     /// Emit JSON lines (containers) instead of human-readable text.
     pub json: bool,
+    /// Base URL of an OTLP/HTTP receiver (a collector's `http://host:4318`); spans are sent
+    /// to `<otlp_endpoint>/v1/traces` as protobuf. Empty (the default): no export; trace
+    /// context is still continued and passed on, and logs still carry `trace_id`.
+    pub otlp_endpoint: String,
 }
 
 impl Default for TelemetrySettings {
@@ -252,6 +256,7 @@ impl Default for TelemetrySettings {
         Self {
             filter: "info".into(),
             json: false,
+            otlp_endpoint: String::new(),
         }
     }
 }

@@ -46,7 +46,7 @@ pub fn serve(
     crate::metrics::install();
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
             .wrap(actix_web::middleware::from_fn(crate::metrics::track))
             .app_data(json_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))

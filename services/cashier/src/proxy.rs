@@ -32,6 +32,10 @@ const NOT_FORWARDED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    // The proxy's own request span continues the browser's trace context and passes on
+    // its own (`telemetry::propagate`).
+    "traceparent",
+    "tracestate",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +161,7 @@ async fn forward(
     if !body.is_empty() {
         out = out.body(body);
     }
+    out = paywire_platform::telemetry::propagate(out);
 
     let answer = out.send().await.map_err(|e| {
         if e.is_timeout() {

@@ -21,14 +21,15 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// The sweeper's columns of `payments`, kept apart so the main view stays within
-    /// diesel's default 16 columns.
+    /// The sweeper's columns of `payments`, and the creating request's trace context,
+    /// kept apart so the main view stays within diesel's default 16 columns.
     #[sql_name = "payments"]
     payment_checks (pay_no) {
         pay_no -> Int8,
         status -> Text,
         next_check_at -> Nullable<Timestamptz>,
         check_attempts -> Int4,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -356,7 +356,8 @@ pub struct Student<'a> {
 pub type Answer = (u16, Value);
 
 impl Student<'_> {
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+    /// Sends `req` with the student's token.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Answer> {
         let resp = req.bearer_auth(&self.token).send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
@@ -390,6 +391,17 @@ impl Student<'_> {
             json!({ "biz_type": "course", "biz_id": biz_id }),
         )
         .await
+    }
+
+    /// Chooses `course_id` and orders it; answers the created order (`201`).
+    pub async fn order_course(&self, course_id: &str) -> anyhow::Result<Value> {
+        let (status, chosen) = self.choose_course(course_id).await?;
+        anyhow::ensure!(status == 200, "{chosen}");
+        let (status, order) = self
+            .create_order(chosen["choose_course_id"].as_str().unwrap())
+            .await?;
+        anyhow::ensure!(status == 201, "{order}");
+        Ok(order)
     }
 
     pub async fn pay(&self, order_id: &str, channel: &str) -> anyhow::Result<Answer> {

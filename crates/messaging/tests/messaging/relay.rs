@@ -250,3 +250,73 @@ async fn a_row_for_a_missing_exchange_does_not_block_the_others() -> anyhow::Res
     assert_eq!(ids, ["2", "3", "4"].map(String::from).into());
     Ok(())
 }
+
+/// The trace context of the transaction that wrote a row is stored with it, and the
+/// relay's publish span continues it into the message's `traceparent` header; a row whose
+/// stored value is malformed (or missing) is published with a trace of its own.
+#[tokio::test]
+async fn the_writers_trace_context_travels_with_the_row_into_the_message_header()
+-> anyhow::Result<()> {
+    use paywire_platform::telemetry;
+    // Current-thread runtime: the relay's task runs on this thread, under this subscriber.
+    let _traced = tracing::subscriber::set_default(telemetry::local_subscriber());
+    const WRITER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let trace_of = |tp: &str| tp.split('-').nth(1).map(str::to_owned);
+
+    let mut env = Env::new().await?;
+    env.declare(QUEUE).await?;
+    let span = tracing::info_span!("request");
+    assert!(telemetry::continue_trace(&span, Some(WRITER)));
+    let written = {
+        use tracing::Instrument;
+        env.enqueue(&[1]).instrument(span.clone()).await?;
+        telemetry::traceparent_of(&span).unwrap()
+    };
+    // Outside a span nothing is stored; a malformed value is written by hand.
+    env.enqueue(&[2, 3]).await?;
+    env.sql("UPDATE outbox SET traceparent = 'not-a-traceparent' WHERE id = 3")
+        .await?;
+    assert_eq!(
+        env.count_for(
+            "SELECT count(*) AS n FROM outbox WHERE id = 1 AND traceparent = $1",
+            &written
+        )
+        .await?,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM outbox WHERE id = 2 AND traceparent IS NULL")
+            .await?,
+        1
+    );
+
+    env.spawn_relay(fast_relay());
+    eventually(WAIT, || async {
+        (env.unpublished().await.ok()? == 0).then_some(())
+    })
+    .await?;
+    let got: BTreeMap<String, Option<String>> = env
+        .drain(QUEUE)
+        .await?
+        .iter()
+        .map(|m| (message_id(m), common::header_str(m, "traceparent")))
+        .collect();
+    let header = |id: &str| {
+        got[id]
+            .clone()
+            .unwrap_or_else(|| panic!("{id}: no traceparent"))
+    };
+    let first = header("1");
+    assert_eq!(trace_of(&first).as_deref(), Some(TRACE), "{first}");
+    assert_ne!(
+        first, written,
+        "the relay's publish span is the consumers' parent"
+    );
+    for id in ["2", "3"] {
+        let own = header(id);
+        assert!(telemetry::parse_traceparent(&own).is_some(), "{id}: {own}");
+        assert_ne!(trace_of(&own).as_deref(), Some(TRACE), "{id}: {own}");
+    }
+    Ok(())
+}

@@ -543,3 +543,52 @@ async fn dev_login_is_limited_per_client_address() {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
 }
+
+/// The proxy's request span continues the browser's `traceparent` and the upstream gets
+/// the proxy's own context (same trace, the proxy's span), never the browser's header as
+/// it came; a malformed one is dropped and the proxy starts a trace of its own.
+#[tokio::test]
+async fn the_proxy_continues_the_browsers_trace_and_passes_on_its_own_context() {
+    const BROWSER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // No other test of this binary installs a subscriber; logs off.
+    paywire_platform::telemetry::init(
+        "cashier",
+        &paywire_platform::config::TelemetrySettings {
+            filter: "off".into(),
+            ..Default::default()
+        },
+    );
+    let base = with_echo_upstreams().await;
+    let forwarded = |incoming: &'static str| {
+        let base = base.clone();
+        async move {
+            let got: Value = client()
+                .get(format!("{base}/api/learning/learn-status/42"))
+                .header("traceparent", incoming)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            got["headers"]["traceparent"]
+                .as_str()
+                .expect("a traceparent upstream")
+                .to_owned()
+        }
+    };
+    let sent = forwarded(BROWSER).await;
+    assert_eq!(sent.split('-').nth(1), Some(TRACE), "{sent}");
+    assert_ne!(
+        sent, BROWSER,
+        "the proxy's own span is the upstream's parent"
+    );
+
+    let sent = forwarded("00-garbage").await;
+    assert!(
+        paywire_platform::telemetry::parse_traceparent(&sent).is_some(),
+        "{sent}"
+    );
+    assert_ne!(sent.split('-').nth(1), Some(TRACE), "{sent}");
+}

@@ -79,7 +79,7 @@ pub(crate) async fn send(
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
-        let (last, wait) = match build().send().await {
+        let (last, wait) = match paywire_platform::telemetry::propagate(build()).send().await {
             Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 let wait = retry_after(&resp).unwrap_or(pause).min(MAX_PAUSE);
                 let code = error_body(resp).await.map(|b| b.error).unwrap_or_default();

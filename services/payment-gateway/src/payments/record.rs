@@ -9,6 +9,8 @@ use paywire_contracts::PayResultV1;
 use paywire_domain::topology::PAY_RESULT_EXCHANGE;
 use paywire_domain::{IdGenerator, PayChannel, PaymentStatus};
 use paywire_messaging::outbox::{OutboxMessage, enqueue};
+use paywire_platform::telemetry;
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -120,7 +122,10 @@ pub async fn record_confirmed(
             };
             match stray {
                 None => {
-                    apply_payment(conn, ids, &payment, confirmed, now).await?;
+                    let span = paid_span(conn, &payment).await?;
+                    apply_payment(conn, ids, &payment, confirmed, now)
+                        .instrument(span)
+                        .await?;
                     Ok(Recorded::new(
                         NotificationOutcome::Applied,
                         Some(trade_no_detail),
@@ -173,6 +178,27 @@ async fn mark_paid(
     } else {
         Err(GatewayError::PaymentChanged(payment.pay_no))
     }
+}
+
+/// The span recording a paid attempt: it continues the trace of the request that created
+/// the attempt (the purchase), linked to the one that brought the news (a channel's
+/// callback, a sync, the sweeper), so the pay result written in it, and the relay and
+/// consumers after it, are in the purchase's trace.
+async fn paid_span(
+    conn: &mut AsyncPgConnection,
+    payment: &Payment,
+) -> Result<tracing::Span, GatewayError> {
+    let created_in = store::traceparent(conn, payment.pay_no).await?;
+    let span = tracing::info_span!(
+        "payment_paid",
+        pay_no = %payment.pay_no,
+        order_id = %payment.order_id,
+        channel = %payment.channel,
+    );
+    if telemetry::continue_trace(&span, created_in.as_deref()) {
+        telemetry::link_current(&span);
+    }
+    Ok(span)
 }
 
 async fn apply_payment(

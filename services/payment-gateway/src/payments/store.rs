@@ -149,10 +149,27 @@ pub async fn insert(
         .get_result(conn)
         .await?;
     diesel::update(payment_checks::table.find(new.pay_no.get()))
-        .set(payment_checks::next_check_at.eq(new.first_check_at))
+        .set((
+            payment_checks::next_check_at.eq(new.first_check_at),
+            payment_checks::traceparent.eq(paywire_platform::telemetry::current_traceparent()),
+        ))
         .execute(conn)
         .await?;
     Payment::try_from(stored)
+}
+
+/// The trace context of the request that created the attempt (see [`insert`]).
+pub async fn traceparent(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+) -> Result<Option<String>, GatewayError> {
+    Ok(payment_checks::table
+        .find(pay_no.get())
+        .select(payment_checks::traceparent)
+        .first::<Option<String>>(conn)
+        .await
+        .optional()?
+        .flatten())
 }
 
 pub async fn find(

@@ -8,3 +8,4 @@ mod interop;
 mod observability;
 mod purchase;
 mod timeout;
+mod traces;

@@ -37,12 +37,7 @@ async fn scrape(p: &Platform, base: &str) -> anyhow::Result<String> {
 /// price in fen.
 async fn buy(p: &Platform, student: &str, channel: &str) -> anyhow::Result<i64> {
     let s = p.student(student);
-    let (status, chosen) = s.choose_course(PAID_COURSE).await?;
-    anyhow::ensure!(status == 200, "{chosen}");
-    let (status, order) = s
-        .create_order(chosen["choose_course_id"].as_str().unwrap())
-        .await?;
-    anyhow::ensure!(status == 201, "{order}");
+    let order = s.order_course(PAID_COURSE).await?;
     let order_id = order["order_id"].as_str().unwrap().to_owned();
     let (status, pay) = s.pay(&order_id, channel).await?;
     anyhow::ensure!(status == 200, "{pay}");
