@@ -11,13 +11,24 @@ pub const COMPOSE_AMQP_PORT: u16 = 28672;
 pub const COMPOSE_AMQP_DIST_PORT: u16 = 28673;
 pub const COMPOSE_EPMD_PORT: u16 = 28369;
 
-/// `service`'s port in `deploy/compose.yaml`.
+/// `service`'s public port in `deploy/compose.yaml`.
 pub fn port(service: &Service) -> u16 {
     service.port + COMPOSE_PORT_OFFSET
 }
 
+/// `service`'s internal port in `deploy/compose.yaml` (`/internal/*`, health, metrics).
+pub fn internal_port(service: &Service) -> u16 {
+    service.internal_port + COMPOSE_PORT_OFFSET
+}
+
+/// The public listener.
 pub fn url(service: &Service) -> String {
     format!("http://127.0.0.1:{}", port(service))
+}
+
+/// The internal listener.
+pub fn internal_url(service: &Service) -> String {
+    format!("http://127.0.0.1:{}", internal_port(service))
 }
 
 // ------------------------------------------------------------------ compose-smoke
@@ -141,6 +152,7 @@ impl Compose {
 /// Every port the compose stack listens on.
 pub fn stack_ports() -> Vec<u16> {
     let mut ports: Vec<u16> = SERVICES.iter().map(port).collect();
+    ports.extend(SERVICES.iter().map(internal_port));
     ports.extend([
         COMPOSE_PG_PORT,
         COMPOSE_AMQP_PORT,
@@ -373,7 +385,7 @@ async fn wait_ready(services: &[&layout::Service]) -> anyhow::Result<()> {
         let mut still = Vec::new();
         for s in pending {
             let ok = http
-                .get(format!("{}/health/ready", url(s)))
+                .get(format!("{}/health/ready", internal_url(s)))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
@@ -420,7 +432,10 @@ async fn kill_mid_purchase(
     let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
     demo::await_paid(ep, &api, &started, deadline).await?;
     let lc = layout::service("learning-center");
-    if reqwest::get(format!("{}/health", url(lc))).await.is_ok() {
+    if reqwest::get(format!("{}/health", internal_url(lc)))
+        .await
+        .is_ok()
+    {
         bail!("learning-center still answers after SIGKILL");
     }
     // A quorum queue's message count in `list_queues` comes from statistics the broker

@@ -12,6 +12,7 @@ use serde_norway::Value;
 
 use crate::compose;
 use crate::layout::{self, SERVICES};
+use crate::proto_docs::{self, Listener};
 
 fn read(rel: &str) -> String {
     let path = layout::repo_root().join(rel);
@@ -215,6 +216,34 @@ fn every_openapi_document_parses_resolves_and_declares_both_security_schemes() {
             Some(s.base_url().as_str()),
             "{rel}: server URL"
         );
+        assert_eq!(
+            doc["servers"].as_sequence().map(Vec::len),
+            Some(1),
+            "{rel}: the document's one server is the public listener"
+        );
+        // Every path of the internal listener names it as its only server; the others
+        // inherit the public one.
+        for (path, item) in doc["paths"].as_mapping().unwrap() {
+            let path = path.as_str().unwrap();
+            let servers: Option<Vec<&str>> = item.get("servers").map(|servers| {
+                servers
+                    .as_sequence()
+                    .unwrap_or_else(|| panic!("{rel}: {path}: servers"))
+                    .iter()
+                    .map(|server| server["url"].as_str().unwrap())
+                    .collect()
+            });
+            match proto_docs::listener(path) {
+                Listener::Internal => assert_eq!(
+                    servers,
+                    Some(vec![s.internal_url().as_str()]),
+                    "{rel}: {path} is served by the internal listener"
+                ),
+                Listener::Public => {
+                    assert_eq!(servers, None, "{rel}: {path} is public");
+                }
+            }
+        }
         assert_eq!(dangling_refs(&doc), Vec::<String>::new(), "{rel}");
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(
@@ -268,6 +297,117 @@ fn every_route_of_a_service_is_documented() {
                 s.name
             );
         }
+    }
+}
+
+/// A service's routes by listener, as `paywire_platform::http::serve` assembles them
+/// (without app data: a routed request fails in its handler, it is not unrouted).
+fn listener_routes(service: &str) -> [(Listener, fn(&mut actix_web::web::ServiceConfig)); 2] {
+    type Configure = fn(&mut actix_web::web::ServiceConfig);
+    let (public, internal): (Configure, Configure) = match service {
+        "order" => (order::routes::public, order::routes::internal),
+        "learning-center" => (
+            learning_center::routes::public,
+            learning_center::routes::internal,
+        ),
+        "payment-gateway" => (
+            payment_gateway::routes::public,
+            payment_gateway::routes::internal,
+        ),
+        "cashier" => (|cfg| cashier::public(cfg, true), |_| {}),
+        "channel-sandbox" => (channel_sandbox::public, channel_sandbox::internal),
+        other => panic!("{other}: unknown service"),
+    };
+    [(Listener::Public, public), (Listener::Internal, internal)]
+}
+
+/// What a router answers when nothing of it matches.
+const UNROUTED: u16 = 599;
+
+/// Whether `configure` (plus, for the internal listener, the platform's own routes) routes
+/// `method path`, with every `{parameter}` given the value `1`.
+async fn routes(
+    listener: Listener,
+    configure: fn(&mut actix_web::web::ServiceConfig),
+    method: &str,
+    path: &str,
+) -> bool {
+    use actix_web::{App, HttpResponse, http::StatusCode, test, web};
+    let mut app = App::new();
+    if listener == Listener::Internal {
+        app = app.configure(paywire_platform::http::platform_internal);
+    }
+    let app = test::init_service(app.configure(configure).default_service(web::to(|| async {
+        HttpResponse::build(StatusCode::from_u16(UNROUTED).unwrap()).finish()
+    })))
+    .await;
+    let mut uri = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').unwrap() + open;
+        uri.push_str(&rest[..open]);
+        uri.push('1');
+        rest = &rest[close + 1..];
+    }
+    uri.push_str(rest);
+    let request = test::TestRequest::default()
+        .method(method.to_uppercase().parse().unwrap())
+        .uri(&uri)
+        .to_request();
+    test::call_service(&app, request).await.status().as_u16() != UNROUTED
+}
+
+/// Issue 9: every documented operation is routed by the listener its document names and
+/// not by the other one (the routers themselves are asked, not the source text).
+#[actix_web::test]
+async fn every_documented_path_is_routed_on_its_listener_only() {
+    const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+    for s in SERVICES {
+        let doc = yaml(&format!("proto-docs/{}.openapi.yaml", s.name));
+        let mut internal_seen = 0;
+        for (path, item) in doc["paths"].as_mapping().unwrap() {
+            let path = path.as_str().unwrap();
+            let documented = proto_docs::listener(path);
+            internal_seen += usize::from(documented == Listener::Internal);
+            for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+                for (listener, configure) in listener_routes(s.name) {
+                    let routed = routes(listener, configure, method, path).await;
+                    assert_eq!(
+                        routed,
+                        listener == documented,
+                        "{}: {method} {path} on the {listener:?} listener (documented: {documented:?})",
+                        s.name
+                    );
+                }
+            }
+        }
+        assert!(
+            internal_seen >= 2,
+            "{}: health and metrics are documented",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn the_listener_naming_knows_every_internal_kind_of_path() {
+    for path in [
+        "/internal/payments",
+        "/metrics",
+        "/health",
+        "/health/ready",
+        "/sandbox/admin/faults",
+    ] {
+        assert_eq!(proto_docs::listener(path), Listener::Internal, "{path}");
+    }
+    for path in [
+        "/api/orders",
+        "/api/callback/{channel}",
+        "/healthy",
+        "/sandbox/wallet",
+        "/",
+    ] {
+        assert_eq!(proto_docs::listener(path), Listener::Public, "{path}");
     }
 }
 
@@ -458,6 +598,12 @@ fn compose_runs_every_service_on_its_own_loopback_port_with_its_database() {
             "{name}: default port + {}",
             compose::COMPOSE_PORT_OFFSET
         );
+        assert_eq!(
+            env.get("PAYWIRE__HTTP__INTERNAL_PORT"),
+            Some(&compose::internal_port(known).to_string()),
+            "{name}: default internal port + {}",
+            compose::COMPOSE_PORT_OFFSET
+        );
         // Host networking: 0.0.0.0 would publish every API (the sandbox's unauthenticated
         // admin and wallet API included) on all of the machine's interfaces.
         assert_eq!(
@@ -526,8 +672,10 @@ fn compose_runs_every_service_on_its_own_loopback_port_with_its_database() {
 }
 
 /// Every `http://127.0.0.1:<port>` in a service's environment names the compose port of
-/// the service it means: the channels' APIs are the sandbox, notify URLs are the
-/// gateway's own callback routes, upstreams are the services their setting names.
+/// the service it means, on the listener that serves the path: the channels' APIs are the
+/// sandbox's public listener, notify URLs are the gateway's own public callback routes,
+/// the order service's upstreams the internal listeners (`/internal/*`), the cashier's the
+/// public APIs it proxies.
 #[test]
 fn compose_urls_point_at_the_containers_they_mean() {
     let compose = yaml("deploy/compose.yaml");
@@ -584,9 +732,16 @@ fn compose_urls_point_at_the_containers_they_mean() {
     ];
     for (service, var, target, path) in expected {
         let env = compose_env(&compose["services"][*service]);
+        let target = layout::service(target);
+        // The order service calls nothing but `/internal/*`.
+        let base = if *service == "order" {
+            compose::internal_url(target)
+        } else {
+            compose::url(target)
+        };
         assert_eq!(
             env.get(*var),
-            Some(&format!("{}{path}", compose::url(layout::service(target)))),
+            Some(&format!("{base}{path}")),
             "{service}: {var}"
         );
     }
@@ -599,7 +754,10 @@ fn compose_urls_point_at_the_containers_they_mean() {
             .unwrap_or_else(|e| panic!("/api/callback/{channel}: {e}"));
     }
     // No other loopback URL hides anywhere.
-    let ports: BTreeSet<u16> = SERVICES.iter().map(compose::port).collect();
+    let ports: BTreeSet<u16> = SERVICES
+        .iter()
+        .flat_map(|s| [compose::port(s), compose::internal_port(s)])
+        .collect();
     for s in SERVICES {
         for (var, value) in compose_env(&compose["services"][s.name]) {
             if let Some(port) = loopback_port(&value) {
@@ -663,7 +821,9 @@ fn compose_infrastructure_has_ports_of_its_own() {
         ("PostgreSQL", compose::COMPOSE_PG_PORT),
     ] {
         assert!(
-            ![5432, 5672, 25672, 4369].contains(&port) && !(8080..=8090).contains(&port),
+            ![5432, 5672, 25672, 4369].contains(&port)
+                && !(8080..=8090).contains(&port)
+                && !(8180..=8190).contains(&port),
             "{name} port {port} is taken on a developer's machine"
         );
     }
@@ -929,6 +1089,11 @@ fn example_config_files_name_real_settings() {
         }
         let port = parsed["http"]["port"].as_i64();
         assert_eq!(port, Some(i64::from(default_port_in_code(s.name))), "{rel}");
+        assert_eq!(
+            parsed["http"]["internal_port"].as_i64(),
+            Some(i64::from(s.internal_port)),
+            "{rel}: the platform's default, public port + 100"
+        );
         assert_eq!(
             parsed["database"]["url"].as_str().map(str::to_owned),
             s.database_url(layout::DEFAULT_PG),

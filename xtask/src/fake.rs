@@ -32,9 +32,12 @@ struct State {
 type Shared = web::Data<Mutex<State>>;
 
 pub struct Fake {
+    /// The public listener: the APIs `cargo xtask demo` calls.
     pub base_url: String,
+    /// The internal listener: health and metrics.
+    pub internal_url: String,
     state: Arc<Mutex<State>>,
-    handle: actix_web::dev::ServerHandle,
+    handles: [actix_web::dev::ServerHandle; 2],
 }
 
 impl Fake {
@@ -43,7 +46,9 @@ impl Fake {
     }
 
     pub async fn stop(self) {
-        self.handle.stop(false).await;
+        for handle in &self.handles {
+            handle.stop(false).await;
+        }
     }
 }
 
@@ -55,10 +60,11 @@ pub fn start(mode: Mode) -> Fake {
         users: Vec::new(),
     }));
     let shared = state.clone().into_inner();
-    let listener = paywire_platform::http::bind(&HttpSettings::on_port(0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listeners = paywire_platform::http::bind(&HttpSettings::on_port(0)).unwrap();
+    let port = listeners.public.local_addr().unwrap().port();
+    let internal_port = listeners.internal.local_addr().unwrap().port();
     let auth = web::Data::new(Authenticator::new(&AuthSettings::default()).unwrap());
-    let server = paywire_platform::http::serve(listener, 1, move |cfg| {
+    let routes = paywire_platform::http::public_only(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
             .app_data(auth.clone())
             .route("/api/learning/courses", web::get().to(courses))
@@ -71,14 +77,16 @@ pub fn start(mode: Mode) -> Fake {
             .route("/api/orders/{order_id}", web::get().to(get_order))
             .route("/api/orders/{order_id}/pay", web::post().to(pay))
             .route("/sandbox/wallet/pay", web::post().to(wallet_pay));
-    })
-    .unwrap();
-    let handle = server.handle();
-    tokio::spawn(server);
+    });
+    let servers = paywire_platform::http::serve(listeners, 1, routes).unwrap();
+    let handles = [servers.public.handle(), servers.internal.handle()];
+    tokio::spawn(servers.public);
+    tokio::spawn(servers.internal);
     Fake {
         base_url: format!("http://127.0.0.1:{port}"),
+        internal_url: format!("http://127.0.0.1:{internal_port}"),
         state: shared,
-        handle,
+        handles,
     }
 }
 

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 pub struct Service {
     /// Cargo package and binary name.
     pub name: &'static str,
-    /// Default HTTP port (the service's compiled-in default).
+    /// Default public HTTP port (the service's compiled-in default): user API, callbacks.
     pub port: u16,
+    /// Default internal port (`port` + 100, the platform's default): `/internal/*`,
+    /// `/metrics`, `/health/*`, the sandbox's admin API.
+    pub internal_port: u16,
     /// Its own database, if it has one.
     pub database: Option<&'static str>,
     /// Snowflake worker id (`ids.worker_id`) for services that generate ids; distinct so
@@ -21,24 +24,28 @@ pub const SERVICES: &[Service] = &[
     Service {
         name: "channel-sandbox",
         port: 8090,
+        internal_port: 8190,
         database: None,
         worker_id: None,
     },
     Service {
         name: "learning-center",
         port: 8081,
+        internal_port: 8181,
         database: Some("paywire_learning"),
         worker_id: Some(1),
     },
     Service {
         name: "payment-gateway",
         port: 8083,
+        internal_port: 8183,
         database: Some("paywire_payment"),
         worker_id: Some(3),
     },
     Service {
         name: "order",
         port: 8082,
+        internal_port: 8182,
         database: Some("paywire_order"),
         worker_id: Some(2),
     },
@@ -46,6 +53,7 @@ pub const SERVICES: &[Service] = &[
     Service {
         name: "cashier",
         port: 8080,
+        internal_port: 8180,
         database: None,
         worker_id: None,
     },
@@ -61,8 +69,14 @@ pub fn service(name: &str) -> &'static Service {
 }
 
 impl Service {
+    /// The public listener.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The internal listener.
+    pub fn internal_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.internal_port)
     }
 
     /// `<server>/<database>` on the server named by `PAYWIRE_PG` (or the local default).
@@ -146,6 +160,21 @@ mod tests {
         );
         assert_eq!(service("channel-sandbox").database_url(DEFAULT_PG), None);
         assert_eq!(order.base_url(), "http://127.0.0.1:8082");
+        assert_eq!(order.internal_url(), "http://127.0.0.1:8182");
+    }
+
+    #[test]
+    fn internal_ports_are_the_platforms_default_and_collide_with_nothing() {
+        let mut ports = Vec::new();
+        for s in SERVICES {
+            let http = paywire_platform::config::HttpSettings::on_port(s.port);
+            assert_eq!(http.internal_port(), Some(s.internal_port), "{}", s.name);
+            ports.extend([s.port, s.internal_port]);
+        }
+        let n = ports.len();
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), n, "two listeners share a port");
     }
 
     #[test]

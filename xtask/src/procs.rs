@@ -126,7 +126,7 @@ pub async fn stop_all(children: &mut [Running], grace: Duration) {
     }
 }
 
-/// Polls `GET <base>/health/ready` (database, migrations, relay and consumers where the
+/// Polls `GET <internal listener>/health/ready` (database, migrations, relay and consumers where the
 /// service has them; every service answers it) until it answers 2xx, a child exits, or
 /// `timeout` passes.
 pub async fn wait_healthy(
@@ -135,7 +135,7 @@ pub async fn wait_healthy(
     children: &mut [Running],
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let url = format!("{}/health/ready", service.base_url());
+    let url = format!("{}/health/ready", service.internal_url());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some((name, status)) = first_exited(children)? {
@@ -232,10 +232,12 @@ mod tests {
     }
 
     /// A service without a database or worker id.
+    /// A service whose internal listener is on `port` (the fake answers everything there).
     fn service(name: &'static str, port: u16) -> Service {
         Service {
             name,
-            port,
+            port: 0,
+            internal_port: port,
             database: None,
             worker_id: None,
         }
@@ -260,7 +262,13 @@ mod tests {
     #[tokio::test]
     async fn health_wait_returns_once_the_service_answers() {
         let fake = crate::fake::start(crate::fake::Mode::Happy);
-        let port = fake.base_url.rsplit(':').next().unwrap().parse().unwrap();
+        let port = fake
+            .internal_url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let service = service("fake", port);
         wait_healthy(
             &reqwest::Client::new(),

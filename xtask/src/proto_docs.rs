@@ -4,7 +4,8 @@
 //! * Each service's OpenAPI comes from its handlers' `#[utoipa::path]` annotations and the
 //!   `ToSchema` of the types they take and answer (`paywire-contracts` for everything
 //!   services say to each other); this module adds what every document shares: the local
-//!   server, the security schemes and the platform's `/health`.
+//!   servers (the public listener for the document, the internal listener on every path
+//!   served there, see [`listener`]), the security schemes and the platform's `/health`.
 //! * The AsyncAPI takes its message names, envelopes, schemas and examples from the event
 //!   types and its addresses from the broker topology constants; the AMQP bindings and
 //!   the prose around them are declared here.
@@ -39,6 +40,38 @@ use crate::layout::{self, SERVICES};
 
 /// The command that rewrites `proto-docs/`; the drift test's message names it.
 pub const REGENERATE: &str = "cargo xtask proto-docs";
+
+/// The description of a document's server: the public listener.
+pub const PUBLIC_SERVER: &str =
+    "public listener, local development (`cargo xtask up`): user API, callbacks, pages";
+/// The description of an internal path's server.
+pub const INTERNAL_SERVER: &str = "internal listener, local development (`cargo xtask up`): \
+     other services, Prometheus and health checks only; never exposed";
+
+/// Which of a service's two listeners serves a path (issue 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// User API, callbacks, pages, the channels' APIs.
+    Public,
+    /// `/internal/*`, `/metrics`, `/health*`, the sandbox's admin API.
+    Internal,
+}
+
+/// Where `path` is served, by the naming every service follows; the drift tests ask the
+/// services' real routers whether each documented path is there and not on the other
+/// listener.
+pub fn listener(path: &str) -> Listener {
+    let internal = path.starts_with("/internal/")
+        || path == "/metrics"
+        || path == "/health"
+        || path.starts_with("/health/")
+        || path.starts_with("/sandbox/admin/");
+    if internal {
+        Listener::Internal
+    } else {
+        Listener::Public
+    }
+}
 
 /// Services whose API is documented from code. `channel-sandbox` stands in for the
 /// channels and speaks their protocols, whose types belong to `paywire-channels` and whose
@@ -94,15 +127,14 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
         "cashier" => cashier::openapi::ApiDoc::openapi(),
         other => panic!("{other}: its OpenAPI document is not generated"),
     };
-    let base_url = SERVICES
+    let known = SERVICES
         .iter()
         .find(|s| s.name == service)
-        .unwrap_or_else(|| panic!("{service}: not a service"))
-        .base_url();
+        .unwrap_or_else(|| panic!("{service}: not a service"));
     doc.servers = Some(vec![
         ServerBuilder::new()
-            .url(base_url)
-            .description(Some("local development (`cargo xtask up`)"))
+            .url(known.base_url())
+            .description(Some(PUBLIC_SERVER))
             .build(),
     ]);
     // The platform mounts `/health` (and its alias `/health/live`) and `/metrics` on every
@@ -148,6 +180,17 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
     // ... and `/health/ready` (platform::http: dependencies checked where there are some).
     doc.paths
         .add_path_operation("/health/ready", vec![HttpMethod::Get], ready());
+    // Paths of the internal listener name it as their only server.
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if listener(path) == Listener::Internal {
+            item.servers = Some(vec![
+                ServerBuilder::new()
+                    .url(known.internal_url())
+                    .description(Some(INTERNAL_SERVER))
+                    .build(),
+            ]);
+        }
+    }
     // The cashier checks neither credential: it proxies the first and drops the second.
     let (bearer, service_token) = if service == "cashier" {
         (
@@ -160,7 +203,8 @@ pub fn openapi(service: &str) -> utoipa::openapi::OpenApi {
              identity provider (`auth.jwks`, with `iss` and `aud`); in development HS256 \
              (`cargo xtask token <user-id>`).",
             "The calling service's own credential (its `auth.service_token`; the operators' \
-             tooling has one too), accepted on `/internal/*` only. The credential names the \
+             tooling has one too), accepted on `/internal/*` only, which the internal listener alone \
+             serves. The credential names the \
              caller (`auth.callers.<name>` here); each route's requirement lists the callers \
              it admits, and answers 403 `caller_not_admitted` to the others.",
         )

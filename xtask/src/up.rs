@@ -38,10 +38,11 @@ pub async fn run(observe: bool) -> anyhow::Result<()> {
     println!("\n    Open {}\n", layout::service("cashier").base_url());
     for s in SERVICES {
         println!(
-            "    {:<16} {}   metrics {}/metrics",
+            "    {:<16} {}   internal {}   metrics {}/metrics",
             s.name,
             s.base_url(),
-            s.base_url()
+            s.internal_url(),
+            s.internal_url()
         );
     }
     if observe {
@@ -105,7 +106,12 @@ fn start_prometheus() -> anyhow::Result<Running> {
 
 async fn start_all(http: &reqwest::Client, children: &mut Vec<Running>) -> anyhow::Result<()> {
     for s in SERVICES {
-        println!("==> starting {} on {}", s.name, s.base_url());
+        println!(
+            "==> starting {} on {} (internal {})",
+            s.name,
+            s.base_url(),
+            s.internal_url()
+        );
         children.push(procs::spawn(s, &[])?);
         // One at a time: each waits for what it calls, and migrations do not compete.
         procs::wait_healthy(http, s, children, HEALTH_TIMEOUT).await?;

@@ -5,10 +5,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::TcpListener;
 use std::pin::Pin;
 
-use actix_web::dev::Server;
 use diesel_migrations::EmbeddedMigrations;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::PlatformError;
 use crate::config::{DatabaseSettings, HttpSettings, TelemetrySettings};
 use crate::db::DbPool;
-use crate::http::Routes;
+use crate::http::{ListenerRoutes, Listeners, Routes};
 use crate::production::ProductionChecks;
 
 /// A service's settings, which say all the bootstrap needs: the service's name, its
@@ -26,7 +24,7 @@ pub trait ServiceSettings: Default + Serialize + DeserializeOwned + ProductionCh
 
     fn telemetry(&self) -> &TelemetrySettings;
 
-    /// Where the service listens (for `<service> ready`).
+    /// Where the service listens (`<service> ready` asks the internal listener).
     fn http(&self) -> &HttpSettings;
 
     /// The database `<service> migrate` creates, with the migration sets applied in order
@@ -138,13 +136,14 @@ impl<E: fmt::Display + Send + 'static> TaskExit for Result<(), E> {
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A built, not yet running service: its HTTP server (bound, so the port is known) and its
-/// background tasks (relay, consumers, workers), started together by
-/// [`Application::run_until_stopped`].
+/// A built, not yet running service: its two HTTP servers, public and internal (bound, so
+/// the ports are known), and its background tasks (relay, consumers, workers), started
+/// together by [`Application::run_until_stopped`].
 pub struct Application {
     name: &'static str,
-    server: Server,
+    servers: crate::http::Servers,
     port: u16,
+    internal_port: u16,
     tasks: Vec<(&'static str, Task)>,
 }
 
@@ -153,6 +152,7 @@ impl fmt::Debug for Application {
         f.debug_struct("Application")
             .field("name", &self.name)
             .field("port", &self.port)
+            .field("internal_port", &self.internal_port)
             .field(
                 "tasks",
                 &self.tasks.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -162,47 +162,58 @@ impl fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds `settings` (port 0 picks a free port) and serves the routes of `configure`.
+    /// Binds both listeners of `settings` (port 0 picks a free port) and serves `routes`
+    /// on them.
     pub fn serve(
         name: &'static str,
         settings: &HttpSettings,
-        configure: impl Routes,
+        routes: ListenerRoutes<impl Routes, impl Routes>,
     ) -> Result<Self, PlatformError> {
-        Self::serve_on(
-            name,
-            crate::http::bind(settings)?,
-            settings.workers,
-            configure,
-        )
+        Self::serve_on(name, crate::http::bind(settings)?, settings.workers, routes)
     }
 
-    /// Serves on a listener bound earlier (a service that must know its own address
+    /// Serves on listeners bound earlier (a service that must know its own address
     /// before it can build its routes).
     pub fn serve_on(
         name: &'static str,
-        listener: TcpListener,
+        listeners: Listeners,
         workers: usize,
-        configure: impl Routes,
+        routes: ListenerRoutes<impl Routes, impl Routes>,
     ) -> Result<Self, PlatformError> {
-        let port = listener.local_addr()?.port();
+        let port = listeners.public.local_addr()?.port();
+        let internal_port = listeners.internal.local_addr()?.port();
         let service = crate::telemetry::ServiceName(name);
-        let configure = move |cfg: &mut actix_web::web::ServiceConfig| {
-            cfg.app_data(service);
-            configure(cfg);
+        let ListenerRoutes { public, internal } = routes;
+        let routes = ListenerRoutes {
+            public: move |cfg: &mut actix_web::web::ServiceConfig| {
+                cfg.app_data(service);
+                public(cfg);
+            },
+            internal: move |cfg: &mut actix_web::web::ServiceConfig| {
+                cfg.app_data(service);
+                internal(cfg);
+            },
         };
-        let server = crate::http::serve(listener, workers, configure)?;
+        let servers = crate::http::serve(listeners, workers, routes)?;
         crate::metrics::record_build_info(name);
-        tracing::info!(service = name, port, "listening");
+        tracing::info!(service = name, port, internal_port, "listening");
         Ok(Self {
             name,
-            server,
+            servers,
             port,
+            internal_port,
             tasks: Vec::new(),
         })
     }
 
+    /// The public listener's port: user API, callbacks.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The internal listener's port: `/internal/*`, `/metrics`, `/health/*`.
+    pub fn internal_port(&self) -> u16 {
+        self.internal_port
     }
 
     /// Adds a background task, started by [`Application::run_until_stopped`]. Its end is
@@ -232,20 +243,25 @@ impl Application {
             .into_iter()
             .map(|(name, task)| (name, tokio::spawn(task)))
             .collect();
-        run_until_stopped(self.server, tasks).await?;
+        run_until_stopped(self.servers, tasks).await?;
         tracing::info!(service = self.name, "stopped");
         Ok(())
     }
 }
 
-/// The HTTP server and the spawned tasks until one ends or a signal arrives; the one that
-/// ended first is reported.
+/// The HTTP servers and the spawned tasks until one ends or a signal arrives; the one
+/// that ended first is reported.
 async fn run_until_stopped(
-    server: Server,
+    servers: crate::http::Servers,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
 ) -> std::io::Result<()> {
-    let handle = server.handle();
-    let server_task = tokio::spawn(server);
+    let handles = [servers.public.handle(), servers.internal.handle()];
+    let stop = || futures::future::join_all(handles.iter().map(|h| h.stop(true)));
+    let (public, internal) = (tokio::spawn(servers.public), tokio::spawn(servers.internal));
+    let server_task = async {
+        let (res, which, _) = futures::future::select_all([public, internal]).await;
+        (res, if which == 0 { "public" } else { "internal" })
+    };
     let mut tasks = tasks;
     let background = async {
         if tasks.is_empty() {
@@ -261,18 +277,19 @@ async fn run_until_stopped(
         futures::future::select_all(futures).await.0
     };
     let result = tokio::select! {
-        res = server_task => {
-            tracing::warn!("http server stopped");
+        (res, listener) = server_task => {
+            tracing::warn!(listener, "http server stopped");
+            stop().await;
             res.map_err(std::io::Error::other).and_then(|r| r)
         }
         name = background => {
             tracing::error!(task = name, "background task stopped; shutting down");
-            handle.stop(true).await;
+            stop().await;
             Err(std::io::Error::other(format!("background task {name} stopped")))
         }
         _ = shutdown_signal() => {
             tracing::info!("shutdown signal received");
-            handle.stop(true).await;
+            stop().await;
             Ok(())
         }
     };
@@ -305,10 +322,31 @@ mod tests {
 
     fn app() -> Application {
         let http = HttpSettings::default();
-        Application::serve("test", &http, |cfg| {
-            cfg.route("/x", web::get().to(|| async { "x" }));
-        })
+        Application::serve(
+            "test",
+            &http,
+            ListenerRoutes {
+                public: |cfg: &mut web::ServiceConfig| {
+                    cfg.route("/x", web::get().to(|| async { "x" }));
+                },
+                internal: |cfg: &mut web::ServiceConfig| {
+                    cfg.route("/internal/y", web::get().to(|| async { "y" }));
+                },
+            },
+        )
         .unwrap()
+    }
+
+    async fn get(port: u16, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
     }
 
     #[tokio::test]
@@ -323,23 +361,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_server_answers_while_it_runs() {
+    async fn each_listener_answers_its_own_routes_and_404_for_the_others() {
         let app = app();
-        let port = app.port();
+        let (public, internal) = (app.port(), app.internal_port());
+        assert_ne!(internal, 0, "port 0 binds a free internal port too");
+        assert_ne!(public, internal);
         let running = tokio::spawn(app.run_until_stopped());
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        stream
-            .write_all(b"GET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
+
+        let answer = get(public, "/x").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with('x'), "{answer}");
+        let answer = get(internal, "/internal/y").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with('y'), "{answer}");
+        for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+            let answer = get(internal, path).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        }
+        for path in [
+            "/internal/y",
+            "/health",
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+        ] {
+            let answer = get(public, path).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 404"),
+                "public {path}: {answer}"
+            );
+        }
+        let answer = get(internal, "/x").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "internal /x: {answer}");
         running.abort();
+    }
+
+    #[test]
+    fn an_internal_port_beyond_65535_is_refused_at_bind() {
+        let err = crate::http::bind(&HttpSettings::on_port(65500)).unwrap_err();
+        assert!(err.to_string().contains("http.internal_port"), "{err}");
     }
 
     #[derive(Default, Serialize, serde::Deserialize)]

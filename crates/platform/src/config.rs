@@ -70,21 +70,52 @@ fn secret_files(
     Ok(out)
 }
 
+/// The two listeners of every service (issue 9): the public one (`host`, `port`) serves
+/// the user API and the channels' callbacks; the internal one (`internal_host`,
+/// `internal_port`) serves `/internal/*`, `/metrics`, `/health/*` and the sandbox's admin
+/// API, for other services, Prometheus and the orchestrator only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
     pub host: String,
     pub port: u16,
-    /// Actix worker threads; 0 means one per core.
+    /// The internal listener's address; unset: the same as `host`
+    /// (`PAYWIRE__HTTP__INTERNAL_HOST`).
+    pub internal_host: Option<String>,
+    /// The internal listener's port; unset: `port` + [`INTERNAL_PORT_OFFSET`], or a free
+    /// port when `port` is 0 (`PAYWIRE__HTTP__INTERNAL_PORT`).
+    pub internal_port: Option<u16>,
+    /// Actix worker threads per listener; 0 means one per core.
     pub workers: usize,
 }
+
+/// The internal port's distance from the public one when `http.internal_port` is unset:
+/// order 8082 → 8182.
+pub const INTERNAL_PORT_OFFSET: u16 = 100;
 
 impl HttpSettings {
     pub fn on_port(port: u16) -> Self {
         Self {
             host: "127.0.0.1".into(),
             port,
+            internal_host: None,
+            internal_port: None,
             workers: 0,
+        }
+    }
+
+    /// Where the internal listener binds: `internal_host`, else `host`.
+    pub fn internal_host(&self) -> &str {
+        self.internal_host.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The internal listener's port: `internal_port`, else `port` + 100 (0 stays 0: a free
+    /// port). `None` when `port` + 100 is no port.
+    pub fn internal_port(&self) -> Option<u16> {
+        match (self.internal_port, self.port) {
+            (Some(port), _) => Some(port),
+            (None, 0) => Some(0),
+            (None, port) => port.checked_add(INTERNAL_PORT_OFFSET),
         }
     }
 }
@@ -347,6 +378,8 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.http.port, 9123);
         assert_eq!(cfg.http.host, "127.0.0.1");
+        assert_eq!(cfg.http.internal_port(), Some(9223), "public + 100");
+        assert_eq!(cfg.http.internal_host(), "127.0.0.1", "the public host");
         assert_eq!(cfg.auth.service_token.expose_secret(), "from-file");
         assert_eq!(cfg.auth.jwt_secret.expose_secret(), DEV_JWT_SECRET);
         // One caller's credential replaced; the other keeps its default.
@@ -359,5 +392,49 @@ mod tests {
             !format!("{cfg:?}").contains("from-file"),
             "secrets leak into Debug"
         );
+    }
+
+    #[test]
+    fn the_internal_listener_defaults_to_the_public_port_plus_100_and_follows_the_operator() {
+        let mut http = HttpSettings::on_port(8082);
+        assert_eq!(http.internal_port(), Some(8182));
+        assert_eq!(
+            HttpSettings::default().internal_port(),
+            Some(0),
+            "free port"
+        );
+        http.port = 65500;
+        assert_eq!(http.internal_port(), None, "no port + 100");
+        let cfg: Sample = Config::builder()
+            .add_source(Config::try_from(&Sample::default()).unwrap())
+            .add_source(File::from_str(
+                "[http]\nport = 9000\ninternal_host = \"10.0.0.7\"\ninternal_port = 7000\n",
+                FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(cfg.http.internal_port(), Some(7000));
+        assert_eq!(cfg.http.internal_host(), "10.0.0.7");
+        assert_eq!(cfg.http.host, "127.0.0.1");
+        // The environment names them like every other setting.
+        let cfg: Sample = Config::builder()
+            .add_source(Config::try_from(&Sample::default()).unwrap())
+            .add_source(
+                Environment::with_prefix("PAYWIRE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(
+                        [("PAYWIRE__HTTP__INTERNAL_PORT".to_owned(), "9182".to_owned())].into(),
+                    )),
+            )
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(cfg.http.internal_port(), Some(9182));
+        assert_eq!(cfg.http.internal_host(), "127.0.0.1");
     }
 }

@@ -185,16 +185,20 @@ pub fn probe_requested() -> bool {
     std::env::args().nth(1).as_deref() == Some("ready")
 }
 
-/// `<service> ready`: asks the instance configured by `http` for `/health/ready` on the
-/// loopback address when it listens on every address; `Ok` only on `200`.
+/// `<service> ready`: asks the instance configured by `http` for `/health/ready` on its
+/// internal listener (on the loopback address when that listens on every address); `Ok`
+/// only on `200`.
 pub async fn probe(http: &crate::config::HttpSettings) -> anyhow::Result<()> {
-    let host = match http.host.as_str() {
+    let port = http
+        .internal_port()
+        .ok_or_else(|| anyhow::anyhow!("http.port + 100 is no port: set http.internal_port"))?;
+    let host = match http.internal_host() {
         "0.0.0.0" | "" => "127.0.0.1".to_owned(),
         "::" => "[::1]".to_owned(),
         h if h.contains(':') => format!("[{h}]"),
         h => h.to_owned(),
     };
-    let url = format!("http://{host}:{}/health/ready", http.port);
+    let url = format!("http://{host}:{port}/health/ready");
     let resp = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
         .build()?

@@ -1,6 +1,7 @@
-//! HTTP bootstrap shared by the services: binding, request tracing, request metrics and
-//! `/metrics`, JSON errors, health (`/health` and `/health/live`: the process answers) and
-//! readiness (`/health/ready`: it can do its work).
+//! HTTP bootstrap shared by the services: two listeners per service (public: user API
+//! and callbacks; internal: `/internal/*`, health, metrics), request tracing, request
+//! metrics and `/metrics`, JSON errors, health (`/health` and `/health/live`: the process
+//! answers) and readiness (`/health/ready`: it can do its work).
 
 use std::net::TcpListener;
 
@@ -19,9 +20,30 @@ use crate::health::Readiness;
 /// The one error body every Paywire API returns; declared with the other contracts.
 pub use paywire_contracts::ErrorBody;
 
-/// Binds the configured address; port 0 picks a free port (tests).
-pub fn bind(settings: &HttpSettings) -> Result<TcpListener, PlatformError> {
-    Ok(TcpListener::bind((settings.host.as_str(), settings.port))?)
+/// A service's two bound sockets (issue 9: the internal API must not be reachable where
+/// the user API and the callbacks are exposed).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The user API and the channels' callbacks (`http.host`, `http.port`).
+    pub public: TcpListener,
+    /// `/internal/*`, `/metrics`, `/health/*` and the sandbox's admin API
+    /// (`http.internal_host`, `http.internal_port`).
+    pub internal: TcpListener,
+}
+
+/// Binds both configured addresses; port 0 picks a free port (tests).
+pub fn bind(settings: &HttpSettings) -> Result<Listeners, PlatformError> {
+    let internal_port = settings.internal_port().ok_or_else(|| {
+        PlatformError::Config(::config::ConfigError::Message(format!(
+            "http.port {} + {} is no port: set http.internal_port",
+            settings.port,
+            crate::config::INTERNAL_PORT_OFFSET
+        )))
+    })?;
+    Ok(Listeners {
+        public: TcpListener::bind((settings.host.as_str(), settings.port))?,
+        internal: TcpListener::bind((settings.internal_host(), internal_port))?,
+    })
 }
 
 /// What registers a service's routes: called once per worker, so it is cloned into each.
@@ -29,21 +51,74 @@ pub trait Routes: Fn(&mut web::ServiceConfig) + Send + Clone + 'static {}
 
 impl<F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static> Routes for F {}
 
+/// A service's routes by listener. A route registered on one listener does not exist on
+/// the other: it answers `404` there.
+#[derive(Debug, Clone)]
+pub struct ListenerRoutes<P, I> {
+    /// The user API, callbacks, pages.
+    pub public: P,
+    /// `/internal/*` and the like; the platform adds `/health*` and `/metrics` here.
+    pub internal: I,
+}
+
+/// Routes with nothing of the service's own on the internal listener (which still serves
+/// health and metrics).
+pub fn public_only(public: impl Routes) -> ListenerRoutes<impl Routes, impl Routes> {
+    ListenerRoutes {
+        public,
+        internal: |_: &mut web::ServiceConfig| {},
+    }
+}
+
 /// The largest request body a service reads, JSON or raw (a channel's notification): a
 /// larger one is refused with `413` before it is parsed (issue 9: 70 KiB of JSON and a
 /// 100 KiB callback were parsed and answered `400`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Starts an actix server on `listener` with the routes from `configure`, plus tracing
+/// Two running actix servers, one per listener.
+pub struct Servers {
+    pub public: Server,
+    pub internal: Server,
+}
+
+impl std::fmt::Debug for Servers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Servers").finish_non_exhaustive()
+    }
+}
+
+/// Starts one actix server per listener with the routes of `routes`, both with tracing
 /// spans per request (with a request id), request metrics, JSON 400s for malformed bodies
-/// and 413s for oversized ones ([`MAX_BODY_BYTES`]),
+/// and 413s for oversized ones ([`MAX_BODY_BYTES`]); the internal one also answers
 /// `/health`, `/health/live`, `/health/ready` and `/metrics`.
 pub fn serve(
+    listeners: Listeners,
+    workers: usize,
+    routes: ListenerRoutes<impl Routes, impl Routes>,
+) -> Result<Servers, PlatformError> {
+    crate::metrics::install();
+    let ListenerRoutes { public, internal } = routes;
+    let public = server(listeners.public, workers, move |cfg| public(cfg))?;
+    let internal = server(listeners.internal, workers, move |cfg| {
+        cfg.configure(platform_internal).configure(internal.clone());
+    })?;
+    Ok(Servers { public, internal })
+}
+
+/// What the platform serves on every internal listener: `/health`, `/health/live`,
+/// `/health/ready` and `/metrics`.
+pub fn platform_internal(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(health))
+        .route("/health/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(crate::metrics::render));
+}
+
+fn server(
     listener: TcpListener,
     workers: usize,
     configure: impl Routes,
 ) -> Result<Server, PlatformError> {
-    crate::metrics::install();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
@@ -52,10 +127,6 @@ pub fn serve(
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(path_config())
             .app_data(query_config())
-            .route("/health", web::get().to(health))
-            .route("/health/live", web::get().to(health))
-            .route("/health/ready", web::get().to(ready))
-            .route("/metrics", web::get().to(crate::metrics::render))
             .configure(configure.clone())
     })
     .disable_signals()
@@ -71,16 +142,18 @@ async fn health() -> HttpResponse {
 }
 
 /// What every database service's API is made of, registered once: readiness over `pool`
-/// and `readiness` (`/health/ready`), the service's `state` and an [`Authenticator`] for
-/// `auth` (what the credential extractors check against) as app data, then the service's
-/// own `routes`. For [`crate::app::Application::serve`].
+/// and `readiness` (`/health/ready`, internal listener), the service's `state` and an
+/// [`Authenticator`] for `auth` (what the credential extractors check against) as app data
+/// on both listeners, then the service's own routes: `public` on the public listener,
+/// `internal` on the internal one. For [`crate::app::Application::serve`].
 pub fn api<S: Send + Sync + 'static>(
     pool: DbPool,
     state: web::Data<S>,
     auth: &AuthSettings,
     readiness: &Readiness,
-    routes: fn(&mut web::ServiceConfig),
-) -> Result<impl Routes, crate::auth::AuthError> {
+    public: fn(&mut web::ServiceConfig),
+    internal: fn(&mut web::ServiceConfig),
+) -> Result<ListenerRoutes<impl Routes, impl Routes>, crate::auth::AuthError> {
     let refresh = std::time::Duration::from_secs(auth.jwks_refresh_secs.max(1));
     let auth = web::Data::new(Authenticator::new(auth)?);
     if let Some(task) = auth.key_refresh(refresh, readiness) {
@@ -90,11 +163,19 @@ pub fn api<S: Send + Sync + 'static>(
         pool,
         readiness: readiness.clone(),
     });
-    Ok(move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(ready.clone())
-            .app_data(state.clone())
-            .app_data(auth.clone())
-            .configure(routes);
+    let (public_state, public_auth) = (state.clone(), auth.clone());
+    Ok(ListenerRoutes {
+        public: move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(public_state.clone())
+                .app_data(public_auth.clone())
+                .configure(public);
+        },
+        internal: move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(ready.clone())
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .configure(internal);
+        },
     })
 }
 

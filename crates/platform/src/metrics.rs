@@ -154,17 +154,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_moves_its_route_templates_counter_and_histogram_in_the_scrape() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = crate::http::serve(listener, 1, |cfg| {
-            cfg.route(
-                "/metrics-test/{id}",
-                web::get().to(|id: web::Path<u32>| async move { id.to_string() }),
-            );
-        })
+        let listeners = crate::http::bind(&crate::config::HttpSettings::default()).unwrap();
+        let port = listeners.internal.local_addr().unwrap().port();
+        let servers = crate::http::serve(
+            listeners,
+            1,
+            crate::http::ListenerRoutes {
+                public: |_: &mut web::ServiceConfig| {},
+                internal: |cfg: &mut web::ServiceConfig| {
+                    cfg.route(
+                        "/metrics-test/{id}",
+                        web::get().to(|id: web::Path<u32>| async move { id.to_string() }),
+                    );
+                },
+            },
+        )
         .unwrap();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let handle = servers.internal.handle();
+        tokio::spawn(servers.internal);
+        tokio::spawn(servers.public);
 
         let series =
             r#"paywire_http_requests_total{route="/metrics-test/{id}",method="GET",status="200"}"#;

@@ -35,7 +35,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Reply};
-use crate::http::Routes;
+use crate::http::{ListenerRoutes, Routes};
 
 /// `requests` per `window_secs`; `requests = 0` turns the limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,13 +285,24 @@ pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> Option<Ip
     req.peer_addr().map(|a| a.ip())
 }
 
-/// `routes` with this instance's limiters from `settings` as app data, where [`limit`]
-/// finds them.
-pub fn with_limits(settings: &RateLimitSettings, routes: impl Routes) -> impl Routes {
+/// `routes` with this instance's limiters from `settings` as app data on both listeners,
+/// where [`limit`] finds them.
+pub fn with_limits(
+    settings: &RateLimitSettings,
+    routes: ListenerRoutes<impl Routes, impl Routes>,
+) -> ListenerRoutes<impl Routes, impl Routes> {
     let limits = web::Data::new(RateLimits::new(settings));
-    move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(limits.clone());
-        routes(cfg);
+    let internal_limits = limits.clone();
+    let ListenerRoutes { public, internal } = routes;
+    ListenerRoutes {
+        public: move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(limits.clone());
+            public(cfg);
+        },
+        internal: move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(internal_limits.clone());
+            internal(cfg);
+        },
     }
 }
 

@@ -15,6 +15,7 @@ use rand::Rng;
 pub mod api;
 pub mod events;
 pub mod idp;
+pub mod listeners;
 pub mod otlp;
 pub mod postgres;
 pub mod production;

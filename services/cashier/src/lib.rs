@@ -168,25 +168,31 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         tracing::warn!("dev login is enabled: anyone can act as any student (development only)");
     }
 
+    let dev_login = login.is_some();
+    // Everything the cashier serves is public; its internal listener has only health and
+    // metrics.
     Ok(Application::serve(
         SERVICE_NAME,
         &settings.http,
-        with_limits(&settings.rate_limit, move |cfg: &mut web::ServiceConfig| {
-            configure(cfg, proxy.clone(), pages.clone(), login.clone())
+        with_limits(
+            &settings.rate_limit,
+            paywire_platform::http::public_only(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(proxy.clone()).app_data(pages.clone());
+            if let Some(login) = &login {
+                cfg.app_data(login.clone());
+            }
+            public(cfg, dev_login);
         }),
+        ),
     )?)
 }
 
-fn configure(
-    cfg: &mut web::ServiceConfig,
-    proxy: web::Data<proxy::Proxy>,
-    pages: web::Data<pages::Pages>,
-    login: Option<web::Data<login::DevLogin>>,
-) {
-    cfg.app_data(proxy).app_data(pages);
-    if let Some(login) = login {
-        // Per client address: anyone may call it, and every call signs a token.
-        cfg.app_data(login).service(
+/// The routes of the public listener: the dev sign-in (when enabled, limited per client
+/// address: anyone may call it, and every call signs a token), the API proxy, the pages,
+/// and a JSON `404` for anything else.
+pub fn public(cfg: &mut web::ServiceConfig, dev_login: bool) {
+    if dev_login {
+        cfg.service(
             web::resource("/dev/login")
                 .wrap(limit(RouteClass::DevLogin))
                 .route(web::post().to(login::dev_login)),

@@ -89,18 +89,39 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     )?);
     let notifier = web::Data::from(notifier);
     let faults = web::Data::from(faults);
+    let data = move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(wechat.clone())
+            .app_data(alipay.clone())
+            .app_data(notifier.clone())
+            .app_data(faults.clone());
+    };
+    let internal_data = data.clone();
     Ok(Application::serve(
         SERVICE_NAME,
         &settings.http,
-        move |cfg| {
-            cfg.app_data(wechat.clone())
-                .app_data(alipay.clone())
-                .app_data(notifier.clone())
-                .app_data(faults.clone());
-            wechat::configure(cfg);
-            alipay::configure(cfg);
-            wallet::configure(cfg);
-            admin::configure(cfg);
+        paywire_platform::http::ListenerRoutes {
+            public: move |cfg: &mut web::ServiceConfig| {
+                data(cfg);
+                public(cfg);
+            },
+            internal: move |cfg: &mut web::ServiceConfig| {
+                internal_data(cfg);
+                internal(cfg);
+            },
         },
     )?)
+}
+
+/// The public listener: the channels' APIs as the gateway calls them, and the payer's
+/// wallet.
+pub fn public(cfg: &mut web::ServiceConfig) {
+    wechat::configure(cfg);
+    alipay::configure(cfg);
+    wallet::configure(cfg);
+}
+
+/// The internal listener: fault injection (`/sandbox/admin/faults`), for tests and
+/// operators only.
+pub fn internal(cfg: &mut web::ServiceConfig) {
+    admin::configure(cfg);
 }

@@ -80,7 +80,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         state,
         &settings.auth,
         &readiness,
-        routes::configure,
+        routes::public,
+        routes::internal,
     )?;
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;
 

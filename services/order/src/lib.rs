@@ -45,11 +45,13 @@ paywire_platform::database_service_settings! {
     }
 }
 
-/// Where the services this one calls live.
+/// Where the services this one calls live: their internal listeners (`/internal/*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UpstreamSettings {
+    /// The learning center's internal listener.
     pub learning_center_url: String,
+    /// The payment gateway's internal listener.
     pub payment_gateway_url: String,
     /// Per request (connect and total); a slow upstream becomes a 503, not a hung request.
     pub timeout_ms: u64,
@@ -58,8 +60,8 @@ pub struct UpstreamSettings {
 impl Default for UpstreamSettings {
     fn default() -> Self {
         Self {
-            learning_center_url: "http://127.0.0.1:8081".into(),
-            payment_gateway_url: "http://127.0.0.1:8083".into(),
+            learning_center_url: "http://127.0.0.1:8181".into(),
+            payment_gateway_url: "http://127.0.0.1:8183".into(),
             timeout_ms: 5000,
         }
     }
@@ -116,11 +118,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let routes = with_limits(
         &settings.rate_limit,
         api(
-            pool.clone(),
-            state,
-            &settings.auth,
-            &readiness,
-            routes::configure,
+        pool.clone(),
+        state,
+        &settings.auth,
+        &readiness,
+        routes::public,
+        routes::internal,
         )?,
     );
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;

@@ -255,8 +255,9 @@ paywire_platform::debug_fields!(AppState {
 pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let pool = paywire_platform::app::open_database(&settings).await?;
 
-    let listener = paywire_platform::http::bind(&settings.http)?;
-    let addr = listener.local_addr()?;
+    let listeners = paywire_platform::http::bind(&settings.http)?;
+    // The channels call back on the public listener.
+    let addr = listeners.public.local_addr()?;
     let own_callback_base = format!("http://{}:{}/api/callback", addr.ip(), addr.port());
     let channels = ChannelRegistry::from_settings(&settings, &own_callback_base)?;
 
@@ -279,14 +280,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let routes = with_limits(
         &settings.rate_limit,
         api(
-            pool.clone(),
-            state.clone(),
-            &settings.auth,
-            &readiness,
-            routes::configure,
+        pool.clone(),
+        state.clone(),
+        &settings.auth,
+        &readiness,
+        routes::public,
+        routes::internal,
         )?,
     );
-    let mut app = Application::serve_on(SERVICE_NAME, listener, settings.http.workers, routes)?;
+    let mut app = Application::serve_on(SERVICE_NAME, listeners, settings.http.workers, routes)?;
 
     app.spawn(
         "outbox-relay",

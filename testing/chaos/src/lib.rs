@@ -314,11 +314,11 @@ async fn drive(
     stack: &Stack,
     guard: &Arc<BrokerGuard>,
 ) -> anyhow::Result<Summary> {
-    let (http, sandbox_url) = (&stack.http, &stack.sandbox_url);
+    let (http, sandbox_admin) = (&stack.http, &stack.sandbox_internal_url);
     let topology = &stack.topology;
     let p = config.callback_fault_probability;
     let resp = http
-        .put(format!("{sandbox_url}/sandbox/admin/faults"))
+        .put(format!("{sandbox_admin}/sandbox/admin/faults"))
         .json(&json!({
             "scope": "global",
             "notify": { "drop": true, "delay_ms": 3000, "duplicate": 2 },
@@ -480,7 +480,7 @@ async fn drive(
     let snapshot = stack.snapshot().await?;
     let verdict = check::verify(&snapshot);
     let faults: serde_json::Value = http
-        .get(format!("{sandbox_url}/sandbox/admin/faults"))
+        .get(format!("{sandbox_admin}/sandbox/admin/faults"))
         .send()
         .await?
         .json()

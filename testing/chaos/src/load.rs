@@ -81,9 +81,9 @@ impl Urls {
     pub fn of(t: &crate::settings::Topology) -> Self {
         let url = |p: u16| format!("http://127.0.0.1:{p}");
         Self {
-            learning: t.learning_ports.map(url),
-            order: t.order_ports.map(url),
-            sandbox: url(t.sandbox_port),
+            learning: t.learning_ports.map(|p| url(p.public)),
+            order: t.order_ports.map(|p| url(p.public)),
+            sandbox: url(t.sandbox_port.public),
         }
     }
 }

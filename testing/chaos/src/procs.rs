@@ -39,18 +39,23 @@ pub struct Instance {
     pub service: &'static str,
     /// 0 or 1.
     pub index: usize,
-    pub port: u16,
+    pub ports: crate::settings::Ports,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
     child: Option<Child>,
 }
 
 impl Instance {
-    pub fn new(service: &'static str, index: usize, port: u16, dir: &Path) -> Self {
+    pub fn new(
+        service: &'static str,
+        index: usize,
+        ports: crate::settings::Ports,
+        dir: &Path,
+    ) -> Self {
         Self {
             service,
             index,
-            port,
+            ports,
             config_path: dir.join(format!("{service}-{index}.toml")),
             log_path: dir.join(format!("{service}-{index}.log")),
             child: None,
@@ -61,8 +66,9 @@ impl Instance {
         format!("{}#{}", self.service, self.index + 1)
     }
 
-    pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+    /// The internal listener, where `/health` answers.
+    pub fn internal_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.internal)
     }
 
     /// Starts the process with its configuration file; output is appended to its log.
@@ -109,7 +115,7 @@ impl Instance {
         http: &reqwest::Client,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let url = format!("{}/health", self.base_url());
+        let url = format!("{}/health", self.internal_url());
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.exited() {

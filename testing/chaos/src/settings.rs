@@ -9,11 +9,30 @@ pub struct Topology {
     pub order_db: String,
     pub payment_db: String,
     pub learning_db: String,
-    pub sandbox_port: u16,
-    pub learning_ports: [u16; 2],
-    pub order_ports: [u16; 2],
-    pub gateway_ports: [u16; 2],
+    pub sandbox_port: Ports,
+    pub learning_ports: [Ports; 2],
+    pub order_ports: [Ports; 2],
+    pub gateway_ports: [Ports; 2],
     pub seed: u64,
+}
+
+/// One instance's two listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// User API, callbacks, the channels' APIs.
+    pub public: u16,
+    /// `/internal/*`, `/health/*`, `/metrics`, the sandbox's admin API.
+    pub internal: u16,
+}
+
+impl Ports {
+    /// Two free ports (released before the service binds them).
+    pub fn free() -> anyhow::Result<Self> {
+        Ok(Self {
+            public: crate::procs::free_port()?,
+            internal: crate::procs::free_port()?,
+        })
+    }
 }
 
 /// A payment attempt can be paid this long.
@@ -21,8 +40,11 @@ pub const ATTEMPT_TTL_SECS: u64 = 20;
 /// An order stays open this long (must exceed the attempt TTL).
 pub const ORDER_TTL_SECS: u64 = 30;
 
-fn http(port: u16) -> String {
-    format!("[http]\nhost = \"127.0.0.1\"\nport = {port}\nworkers = 2\n\n")
+fn http(ports: Ports) -> String {
+    format!(
+        "[http]\nhost = \"127.0.0.1\"\nport = {}\ninternal_port = {}\nworkers = 2\n\n",
+        ports.public, ports.internal
+    )
 }
 
 fn common(db: &str, amqp: &str, worker_id: u16) -> String {
@@ -75,16 +97,16 @@ pub fn order(t: &Topology, index: usize) -> String {
          retry_delays_secs = [1, 2, 5, 10, 20, 30]\n",
         http(t.order_ports[index]),
         common(&t.order_db, &t.amqp_url, worker_id("order", index)),
-        t.learning_ports[index],
-        t.gateway_ports[index],
+        t.learning_ports[index].internal,
+        t.gateway_ports[index].internal,
     )
 }
 
 /// Every callback of the run comes from the one sandbox address, faster than a real
 /// channel's: the per-address callback limit is off here (it has its own tests).
 pub fn gateway(t: &Topology, index: usize) -> String {
-    let port = t.gateway_ports[index];
-    let sandbox = format!("http://127.0.0.1:{}", t.sandbox_port);
+    let port = t.gateway_ports[index].public;
+    let sandbox = format!("http://127.0.0.1:{}", t.sandbox_port.public);
     format!(
         "{}{}[payment]\nattempt_ttl_secs = {ATTEMPT_TTL_SECS}\nreuse_margin_secs = 5\n\n\
          [sweeper]\nenabled = true\npoll_interval_ms = 500\nbatch_size = 20\n\
@@ -94,7 +116,7 @@ pub fn gateway(t: &Topology, index: usize) -> String {
          [alipay]\ngateway_url = \"{sandbox}/gateway.do\"\n\
          notify_url = \"http://127.0.0.1:{port}/api/callback/alipay\"\ntimeout_ms = 5000\n\n\
          [rate_limit.callback]\nrequests = 0\n",
-        http(port),
+        http(t.gateway_ports[index]),
         common(
             &t.payment_db,
             &t.amqp_url,

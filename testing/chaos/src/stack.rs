@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::check::{self, Snapshot};
 use crate::procs::{self, Instance, Launcher};
-use crate::settings::{self, Topology};
+use crate::settings::{self, Ports, Topology};
 
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -57,6 +57,8 @@ pub struct Stack {
     pub instances: Instances,
     pub http: reqwest::Client,
     pub sandbox_url: String,
+    /// The sandbox's internal listener (fault injection).
+    pub sandbox_internal_url: String,
     /// Stops and starts the run's PostgreSQL.
     pub pg: PgControl,
     resources: Resources,
@@ -114,10 +116,10 @@ impl Stack {
             order_db: format!("{pg}/{run_id}_order"),
             payment_db: format!("{pg}/{run_id}_payment"),
             learning_db: format!("{pg}/{run_id}_learning"),
-            sandbox_port: procs::free_port()?,
-            learning_ports: [procs::free_port()?, procs::free_port()?],
-            order_ports: [procs::free_port()?, procs::free_port()?],
-            gateway_ports: [procs::free_port()?, procs::free_port()?],
+            sandbox_port: Ports::free()?,
+            learning_ports: [Ports::free()?, Ports::free()?],
+            order_ports: [Ports::free()?, Ports::free()?],
+            gateway_ports: [Ports::free()?, Ports::free()?],
             seed,
         };
         let mut list = vec![Instance::new(
@@ -149,7 +151,8 @@ impl Stack {
             .build()?;
         let instances: Instances = Arc::new(Mutex::new(list));
         let stack = Self {
-            sandbox_url: format!("http://127.0.0.1:{}", topology.sandbox_port),
+            sandbox_url: format!("http://127.0.0.1:{}", topology.sandbox_port.public),
+            sandbox_internal_url: format!("http://127.0.0.1:{}", topology.sandbox_port.internal),
             run_id,
             run_dir,
             topology,

@@ -1,6 +1,6 @@
-//! Runs the whole platform in one test process: the four services, each on its own port
-//! with its own database, sharing one fresh RabbitMQ vhost — the same wiring as
-//! `cargo xtask up`, isolated per test.
+//! Runs the whole platform in one test process: the four services, each on its own ports
+//! (public and internal listener) with its own database, sharing one fresh RabbitMQ vhost —
+//! the same wiring as `cargo xtask up`, isolated per test.
 
 pub mod browser;
 
@@ -28,12 +28,17 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The public listener on `port`, the internal one on a free port.
 fn http(port: u16) -> HttpSettings {
     HttpSettings {
-        host: "127.0.0.1".into(),
-        port,
         workers: 2,
+        internal_port: Some(0),
+        ..HttpSettings::on_port(port)
     }
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
 }
 
 fn database(db: &TestDatabase) -> DatabaseSettings {
@@ -47,10 +52,18 @@ fn database(db: &TestDatabase) -> DatabaseSettings {
 
 /// A running platform. Dropping it stops the services and removes databases and vhost.
 pub struct Platform {
+    /// Public listeners: the students' APIs, the callbacks, the channels' APIs and wallet.
     pub learning_url: String,
     pub order_url: String,
     pub gateway_url: String,
     pub sandbox_url: String,
+    /// Internal listeners: `/internal/*`, `/metrics`, `/health/*`, the sandbox's admin API.
+    pub learning_internal_url: String,
+    pub order_internal_url: String,
+    pub gateway_internal_url: String,
+    pub sandbox_internal_url: String,
+    /// The cashier's internal listener, once [`Platform::start_cashier`] ran.
+    pub cashier_internal_url: Option<String>,
     pub learning_db: TestDatabase,
     pub order_db: TestDatabase,
     pub gateway_db: TestDatabase,
@@ -146,7 +159,8 @@ impl Platform {
             sandbox.notify.time_compression = c;
         }
         let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
-        let sandbox_url = format!("http://127.0.0.1:{}", sandbox.port());
+        let sandbox_url = url(sandbox.port());
+        let sandbox_internal_url = url(sandbox.internal_port());
         spawn(&mut tasks, "channel-sandbox", sandbox.run_until_stopped());
 
         let learning = learning_center::Settings {
@@ -159,7 +173,8 @@ impl Platform {
         let learning = learning_center::build(learning)
             .await
             .context("learning-center")?;
-        let learning_url = format!("http://127.0.0.1:{}", learning.port());
+        let learning_url = url(learning.port());
+        let learning_internal_url = url(learning.internal_port());
         spawn(&mut tasks, "learning-center", learning.run_until_stopped());
 
         let gateway_port = free_port();
@@ -194,7 +209,8 @@ impl Platform {
         let gateway = payment_gateway::build(gateway)
             .await
             .context("payment-gateway")?;
-        let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+        let gateway_url = url(gateway.port());
+        let gateway_internal_url = url(gateway.internal_port());
         spawn(&mut tasks, "payment-gateway", gateway.run_until_stopped());
 
         let mut order = order::Settings {
@@ -204,8 +220,8 @@ impl Platform {
             auth: auth.clone(),
             ..Default::default()
         };
-        order.upstream.learning_center_url = learning_url.clone();
-        order.upstream.payment_gateway_url = gateway_url.clone();
+        order.upstream.learning_center_url = learning_internal_url.clone();
+        order.upstream.payment_gateway_url = gateway_internal_url.clone();
         if let Some(ttl) = options.order_ttl_secs {
             order.timeout.order_ttl_secs = ttl;
         }
@@ -213,7 +229,8 @@ impl Platform {
             order.timeout.payment_attempt_ttl_secs = u64::from(ttl);
         }
         let order = order::build(order).await.context("order")?;
-        let order_url = format!("http://127.0.0.1:{}", order.port());
+        let order_url = url(order.port());
+        let order_internal_url = url(order.internal_port());
         spawn(&mut tasks, "order", order.run_until_stopped());
 
         Ok(Self {
@@ -221,6 +238,11 @@ impl Platform {
             order_url,
             gateway_url,
             sandbox_url,
+            learning_internal_url,
+            order_internal_url,
+            gateway_internal_url,
+            sandbox_internal_url,
+            cashier_internal_url: None,
             learning_db,
             order_db,
             gateway_db,
@@ -245,9 +267,10 @@ impl Platform {
         settings.upstream.order_url = self.order_url.clone();
         settings.pages.wallet_url = format!("{}/sandbox/wallet", self.sandbox_url);
         let app = cashier::build(settings).await.context("cashier")?;
-        let url = format!("http://127.0.0.1:{}", app.port());
+        let public = url(app.port());
+        self.cashier_internal_url = Some(url(app.internal_port()));
         spawn(&mut self.tasks, "cashier", app.run_until_stopped());
-        Ok(url)
+        Ok(public)
     }
 
     /// A signed-in student with a fresh user id.
@@ -271,7 +294,10 @@ impl Platform {
     pub async fn set_fault(&self, spec: Value) -> anyhow::Result<Value> {
         let resp = self
             .http
-            .put(format!("{}/sandbox/admin/faults", self.sandbox_url))
+            .put(format!(
+                "{}/sandbox/admin/faults",
+                self.sandbox_internal_url
+            ))
             .json(&spec)
             .send()
             .await?;
@@ -287,7 +313,10 @@ impl Platform {
     pub async fn clear_faults(&self) -> anyhow::Result<()> {
         let resp = self
             .http
-            .delete(format!("{}/sandbox/admin/faults", self.sandbox_url))
+            .delete(format!(
+                "{}/sandbox/admin/faults",
+                self.sandbox_internal_url
+            ))
             .send()
             .await?;
         anyhow::ensure!(resp.status().is_success(), "{}", resp.status());
@@ -316,7 +345,7 @@ impl Platform {
         use secrecy::ExposeSecret as _;
         let resp = self
             .http
-            .post(format!("{}{path}", self.gateway_url))
+            .post(format!("{}{path}", self.gateway_internal_url))
             .header(
                 paywire_platform::auth::SERVICE_TOKEN_HEADER,
                 self.auth.service_token().expose_secret(),

@@ -15,9 +15,8 @@ use serde_json::{Value, json};
 
 fn http0() -> HttpSettings {
     HttpSettings {
-        host: "127.0.0.1".into(),
-        port: 0,
         workers: 1,
+        ..HttpSettings::on_port(0)
     }
 }
 
@@ -87,10 +86,36 @@ fn start_echo_counting(who: &'static str) -> (String, web::Data<AtomicUsize>) {
 }
 
 async fn start_cashier(settings: Settings) -> String {
+    start_cashier_listeners(settings).await.0
+}
+
+/// The cashier's public and internal base URLs.
+async fn start_cashier_listeners(settings: Settings) -> (String, String) {
     let app = cashier::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
+    let internal = format!("http://127.0.0.1:{}", app.internal_port());
     tokio::spawn(app.run_until_stopped());
-    url
+    (url, internal)
+}
+
+/// Issue 9: the pages, the sign-in and the proxy are public; health and metrics answer on
+/// the internal listener only.
+#[tokio::test]
+async fn health_and_metrics_answer_404_on_the_public_listener() {
+    let upstream = start_echo("any");
+    let (public, internal) = start_cashier_listeners(settings(&upstream, &upstream)).await;
+    paywire_testkit::listeners::assert_split(
+        &public,
+        &internal,
+        &[],
+        &[
+            ("GET", "/"),
+            ("POST", "/dev/login"),
+            ("GET", "/api/learning/courses"),
+            ("POST", "/api/orders"),
+        ],
+    )
+    .await;
 }
 
 fn settings(learning: &str, order: &str) -> Settings {

@@ -39,19 +39,23 @@ fn the_binary_refuses_the_dev_sign_in() {
     );
 }
 
-/// Real-looking settings: the binary starts and serves `/health` (it needs no database
-/// or broker, so the whole start is observable here).
+/// Real-looking settings: the binary starts and serves `/health` on the internal port the
+/// environment names (it needs no database or broker, so the whole start is observable
+/// here).
 #[test]
 fn the_binary_starts_in_production_with_real_settings() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string()
+    };
+    let (port, internal_port) = (free(), free());
     let binary = env!("CARGO_BIN_EXE_cashier");
     let probe = std::thread::spawn({
-        let port = port.clone();
+        let port = internal_port.clone();
         move || {
             let url = format!("http://127.0.0.1:{port}/health");
             for _ in 0..200 {
@@ -70,6 +74,7 @@ fn the_binary_starts_in_production_with_real_settings() {
             ("PAYWIRE__DEV_LOGIN__ENABLED", "false"),
             ("PAYWIRE__PAGES__WALLET_URL", ""),
             ("PAYWIRE__HTTP__PORT", &port),
+            ("PAYWIRE__HTTP__INTERNAL_PORT", &internal_port),
         ],
         Duration::from_secs(5),
     );

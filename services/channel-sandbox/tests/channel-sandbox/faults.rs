@@ -334,6 +334,30 @@ async fn admin_api_shows_validates_and_clears() {
     assert_eq!(injected[0]["kind"], "status_5xx");
 }
 
+/// Issue 9: fault injection, health and metrics answer on the internal listener only;
+/// the channels' APIs and the wallet on the public one only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_and_metrics_answer_404_on_the_public_listener() {
+    let s = Sandbox::start().await;
+    paywire_testkit::listeners::assert_split(
+        &s.base,
+        &s.internal,
+        &[
+            ("GET", "/sandbox/admin/faults"),
+            ("PUT", "/sandbox/admin/faults"),
+            ("DELETE", "/sandbox/admin/faults"),
+        ],
+        &[
+            ("POST", "/v3/pay/transactions/native"),
+            ("POST", "/gateway.do"),
+            ("GET", "/sandbox/wallet"),
+            ("GET", "/sandbox/trades"),
+            ("POST", "/sandbox/wallet/scan"),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallet_page_is_served_with_its_test_ids() {
     let s = Sandbox::start().await;

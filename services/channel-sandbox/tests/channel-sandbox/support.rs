@@ -80,7 +80,10 @@ pub struct AliAnswer {
 }
 
 pub struct Sandbox {
+    /// The public listener: the channels' APIs and the wallet.
     pub base: String,
+    /// The internal listener: `/sandbox/admin/faults`, health, metrics.
+    pub internal: String,
     pub client: reqwest::Client,
     merchant_key: RsaPrivateKey,
     app_key: RsaPrivateKey,
@@ -90,9 +93,11 @@ impl Sandbox {
     pub async fn start_with(settings: Settings) -> Self {
         let app = channel_sandbox::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let internal = format!("http://127.0.0.1:{}", app.internal_port());
         tokio::spawn(app.run_until_stopped());
         Self {
             base,
+            internal,
             client: reqwest::Client::new(),
             merchant_key: keys::private_key_from_file(test_key("wechat/merchant_private_key.pem"))
                 .unwrap(),
@@ -260,7 +265,7 @@ impl Sandbox {
     pub async fn put_faults(&self, spec: Value) -> (u16, Value) {
         let resp = self
             .client
-            .put(format!("{}/sandbox/admin/faults", self.base))
+            .put(format!("{}/sandbox/admin/faults", self.internal))
             .json(&spec)
             .send()
             .await
@@ -270,7 +275,7 @@ impl Sandbox {
 
     pub async fn faults(&self) -> Value {
         self.client
-            .get(format!("{}/sandbox/admin/faults", self.base))
+            .get(format!("{}/sandbox/admin/faults", self.internal))
             .send()
             .await
             .unwrap()
@@ -282,7 +287,7 @@ impl Sandbox {
     pub async fn delete_faults(&self, query: &str) -> (u16, Value) {
         let resp = self
             .client
-            .delete(format!("{}/sandbox/admin/faults{query}", self.base))
+            .delete(format!("{}/sandbox/admin/faults{query}", self.internal))
             .send()
             .await
             .unwrap();

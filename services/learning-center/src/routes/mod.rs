@@ -7,9 +7,9 @@ pub mod openapi;
 
 use actix_web::web;
 
-/// The service's own routes; readiness, state and credentials come with
-/// [`paywire_platform::http::api`].
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The service's own routes on the public listener (the students' API); readiness, state
+/// and credentials come with [`paywire_platform::http::api`].
+pub fn public(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/learning")
             .route("/courses", web::get().to(courses::list))
@@ -19,8 +19,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(choose::learn_status),
             )
             .route("/my-courses", web::get().to(choose::my_courses)),
-    )
-    .service(web::scope("/internal").route(
+    );
+}
+
+/// The routes of the internal listener (the order service's questions).
+pub fn internal(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::scope("/internal").route(
         "/choose-courses/{choose_course_id}",
         web::get().to(internal::choose_course),
     ));

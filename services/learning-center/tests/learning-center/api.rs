@@ -34,7 +34,10 @@ const PAID_PRICE: i64 = 19_900;
 // ---------------------------------------------------------------------------------------
 
 struct Harness {
+    /// The public listener (the students' API).
     base: String,
+    /// The internal listener (`/internal/*`, health, metrics).
+    internal_base: String,
     client: reqwest::Client,
     db: TestDatabase,
     vhost: TestVhost,
@@ -63,9 +66,11 @@ impl Harness {
         let auth = Authenticator::new(&s.auth).unwrap();
         let app = learning_center::build(s).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let internal_base = format!("http://127.0.0.1:{}", app.internal_port());
         tokio::spawn(app.run_until_stopped());
         Self {
             base,
+            internal_base,
             client: reqwest::Client::new(),
             db,
             vhost,
@@ -116,9 +121,10 @@ impl Harness {
     }
 
     async fn internal(&self, id: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self
-            .client
-            .get(format!("{}/internal/choose-courses/{id}", self.base));
+        let mut req = self.client.get(format!(
+            "{}/internal/choose-courses/{id}",
+            self.internal_base
+        ));
         if let Some(token) = token {
             req = req.header(SERVICE_TOKEN_HEADER, token);
         }
@@ -442,7 +448,7 @@ async fn internal_record_needs_the_service_token_and_carries_the_price() {
     // A user's JWT is not a service credential.
     let resp = h
         .client
-        .get(format!("{}/internal/choose-courses/{id}", h.base))
+        .get(format!("{}/internal/choose-courses/{id}", h.internal_base))
         .bearer_auth(h.token("alice"))
         .send()
         .await
@@ -828,7 +834,7 @@ impl Harness {
     async fn ready(&self) -> (u16, Option<String>, Value) {
         let resp = self
             .client
-            .get(format!("{}/health/ready", self.base))
+            .get(format!("{}/health/ready", self.internal_base))
             .send()
             .await
             .unwrap();
@@ -840,9 +846,14 @@ impl Harness {
         (status, retry_after, body)
     }
 
+    /// This instance's listeners as a deployment configures them (`<service> ready`
+    /// must ask the internal one).
     fn http_settings(&self) -> paywire_platform::config::HttpSettings {
-        let port = self.base.rsplit(':').next().unwrap().parse().unwrap();
-        paywire_platform::config::HttpSettings::on_port(port)
+        let port = |base: &str| base.rsplit(':').next().unwrap().parse().unwrap();
+        paywire_platform::config::HttpSettings {
+            internal_port: Some(port(&self.internal_base)),
+            ..paywire_platform::config::HttpSettings::on_port(port(&self.base))
+        }
     }
 
     /// Polls readiness until it answers `status`; returns the body.
@@ -858,6 +869,25 @@ impl Harness {
         })
         .await
     }
+}
+
+/// Issue 9: the order service's question, health and metrics live on the internal
+/// listener only; the students' API on the public one only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_routes_and_metrics_answer_404_on_the_public_listener() {
+    let h = Harness::start().await;
+    paywire_testkit::listeners::assert_split(
+        &h.base,
+        &h.internal_base,
+        &[("GET", "/internal/choose-courses/1")],
+        &[
+            ("GET", "/api/learning/courses"),
+            ("POST", "/api/learning/choose-course"),
+            ("GET", "/api/learning/learn-status/1"),
+            ("GET", "/api/learning/my-courses"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -886,7 +916,7 @@ async fn readiness_follows_the_consumers_broker_session() {
     // Liveness is not readiness: the process still answers.
     let live = h
         .client
-        .get(format!("{}/health/live", h.base))
+        .get(format!("{}/health/live", h.internal_base))
         .send()
         .await
         .unwrap();

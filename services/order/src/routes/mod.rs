@@ -7,11 +7,11 @@ pub mod orders;
 use actix_web::web;
 use paywire_platform::rate_limit::{RouteClass, limit};
 
-/// The service's own routes; readiness, state and credentials come with
-/// [`paywire_platform::http::api`], the limiters with
+/// The service's own routes on the public listener (the students' API); readiness, state
+/// and credentials come with [`paywire_platform::http::api`], the limiters with
 /// [`paywire_platform::rate_limit::with_limits`]. Creating, paying and asking for the pay
 /// result are limited per user.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn public(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/orders")
             .service(
@@ -30,9 +30,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .wrap(limit(RouteClass::PayResult))
                     .route(web::get().to(orders::pay_result)),
             ),
-    )
-    // Not for students: a refund is a business decision (operators, other services).
-    .route(
+    );
+}
+
+/// The routes of the internal listener. Not for students: a refund is a business decision
+/// (operators, other services).
+pub fn internal(cfg: &mut web::ServiceConfig) {
+    cfg.route(
         "/internal/orders/{order_id}/refund",
         web::post().to(internal::refund),
     );

@@ -323,7 +323,7 @@ async fn identity_provider_tokens_replace_development_tokens() {
 async fn readiness(h: &Harness) -> (u16, Value) {
     let resp = h
         .client
-        .get(format!("{}/health/ready", h.base))
+        .get(format!("{}/health/ready", h.internal))
         .send()
         .await
         .unwrap();
@@ -362,6 +362,25 @@ async fn an_unreachable_identity_provider_keeps_the_service_not_ready() {
         last["message"], "not ready: identity-provider-keys is starting",
         "{last}"
     );
+}
+
+/// Issue 9: the refund route, health and metrics live on the internal listener only; the
+/// students' API on the public one only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_routes_and_metrics_answer_404_on_the_public_listener() {
+    let h = Harness::start().await;
+    paywire_testkit::listeners::assert_split(
+        &h.base,
+        &h.internal,
+        &[("POST", "/internal/orders/1/refund")],
+        &[
+            ("POST", "/api/orders"),
+            ("GET", "/api/orders/1"),
+            ("POST", "/api/orders/1/pay"),
+            ("GET", "/api/orders/1/pay-result"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

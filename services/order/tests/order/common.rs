@@ -317,7 +317,10 @@ pub fn dead_url() -> String {
 // ---------------------------------------------------------------------------------------
 
 pub struct Harness {
+    /// The public listener (the students' API).
     pub base: String,
+    /// The internal listener (`/internal/*`, health, metrics).
+    pub internal: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
     pub vhost: TestVhost,
@@ -349,9 +352,11 @@ impl Harness {
         let auth = Authenticator::new(&s.auth).unwrap();
         let app = order::build(s).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let internal = format!("http://127.0.0.1:{}", app.internal_port());
         tokio::spawn(app.run_until_stopped());
         Self {
             base,
+            internal,
             client: reqwest::Client::new(),
             db,
             vhost,

@@ -54,7 +54,7 @@ async fn paid_order(h: &Harness, biz: i64) -> OrderId {
 async fn internal_refund(h: &Harness, id: OrderId, token: Option<&str>) -> (u16, Value) {
     let mut req = h
         .client
-        .post(format!("{}/internal/orders/{id}/refund", h.base));
+        .post(format!("{}/internal/orders/{id}/refund", h.internal));
     if let Some(token) = token {
         req = req.header(SERVICE_TOKEN_HEADER, token);
     }
@@ -147,7 +147,7 @@ async fn the_refund_route_needs_the_operators_credential_and_a_paid_order() {
     // A student's token is no service credential, and students have no refund route.
     let resp = h
         .client
-        .post(format!("{}/internal/orders/{id}/refund", h.base))
+        .post(format!("{}/internal/orders/{id}/refund", h.internal))
         .bearer_auth(h.token("alice"))
         .send()
         .await

@@ -9,10 +9,20 @@ pub mod refunds;
 use actix_web::web;
 use paywire_platform::rate_limit::{RouteClass, limit};
 
-/// The service's own routes; readiness, state and credentials come with
-/// [`paywire_platform::http::api`]. The channels' callbacks are limited per client address
-/// ([`paywire_platform::rate_limit`]).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The service's own routes on the public listener: the channels' notifications, the only
+/// thing the outside world calls, limited per client address
+/// ([`paywire_platform::rate_limit`]); readiness, state and credentials come with
+/// [`paywire_platform::http::api`].
+pub fn public(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/callback/{channel}")
+            .wrap(limit(RouteClass::Callback))
+            .route(web::post().to(callbacks::notification)),
+    );
+}
+
+/// The routes of the internal listener (the order service's calls).
+pub fn internal(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/payments", web::post().to(payments::create))
         .route("/internal/payments/{pay_no}", web::get().to(payments::get))
         .route(
@@ -24,10 +34,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(orders::close),
         )
         .route("/internal/refunds", web::post().to(refunds::create))
-        .route("/internal/refunds/{refund_no}", web::get().to(refunds::get))
-        .service(
-            web::resource("/api/callback/{channel}")
-                .wrap(limit(RouteClass::Callback))
-                .route(web::post().to(callbacks::notification)),
-        );
+        .route("/internal/refunds/{refund_no}", web::get().to(refunds::get));
 }

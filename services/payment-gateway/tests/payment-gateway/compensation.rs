@@ -44,13 +44,14 @@ async fn quiet_harness() -> Harness {
     Harness::with_settings(settings, sandbox, db, vhost).await
 }
 
-/// A second gateway instance on the same database and vhost (another worker id).
+/// A second gateway instance on the same database and vhost (another worker id); answers
+/// its internal listener's base URL.
 async fn second_instance(h: &Harness, api_base: &str, sweeper: bool) -> String {
     let mut settings = quiet(&h.db, &h.vhost, api_base);
     settings.ids.worker_id = 77;
     settings.sweeper.enabled = sweeper;
     let app = payment_gateway::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
+    let base = format!("http://127.0.0.1:{}", app.internal_port());
     tokio::spawn(app.run_until_stopped());
     base
 }
@@ -107,7 +108,7 @@ async fn sync_and_close_need_the_service_credential() {
     for path in ["sync", "close"] {
         let resp = h
             .client
-            .post(format!("{}/internal/orders/1/payments/{path}", h.base))
+            .post(format!("{}/internal/orders/1/payments/{path}", h.internal))
             .send()
             .await
             .unwrap();

@@ -18,7 +18,7 @@ const OUTAGE_BOUND: Duration = Duration::from_secs(60);
 async fn ready_status(h: &Harness) -> (u16, Option<String>, Value) {
     let resp = h
         .client
-        .get(format!("{}/health/ready", h.base))
+        .get(format!("{}/health/ready", h.internal))
         .send()
         .await
         .unwrap();

@@ -55,7 +55,7 @@ async fn a_new_attempt_has_a_code_url_and_is_reused_while_live() {
         .client
         .get(format!(
             "{}/internal/payments/{}",
-            h.base,
+            h.internal,
             str_field(&first, "pay_no")
         ))
         .header(
@@ -69,6 +69,31 @@ async fn a_new_attempt_has_a_code_url_and_is_reused_while_live() {
         .await
         .unwrap();
     assert_eq!(got["pay_no"], first["pay_no"]);
+}
+
+/// Issue 9: the callbacks are the only public route; the order service's API, health and
+/// metrics answer on the internal listener only, so exposing the callbacks to the
+/// channels exposes nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_routes_and_metrics_answer_404_on_the_public_listener() {
+    let h = Harness::start().await;
+    paywire_testkit::listeners::assert_split(
+        &h.base,
+        &h.internal,
+        &[
+            ("POST", "/internal/payments"),
+            ("GET", "/internal/payments/1"),
+            ("POST", "/internal/orders/1/payments/sync"),
+            ("POST", "/internal/orders/1/payments/close"),
+            ("POST", "/internal/refunds"),
+            ("GET", "/internal/refunds/1"),
+        ],
+        &[
+            ("POST", "/api/callback/wechat"),
+            ("POST", "/api/callback/alipay"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +121,7 @@ async fn the_internal_api_needs_the_service_credential_and_a_valid_body() {
     });
     let missing = h
         .client
-        .post(format!("{}/internal/payments", h.base))
+        .post(format!("{}/internal/payments", h.internal))
         .json(&body)
         .send()
         .await
@@ -104,7 +129,7 @@ async fn the_internal_api_needs_the_service_credential_and_a_valid_body() {
     assert_eq!(missing.status(), 401);
     let wrong = h
         .client
-        .post(format!("{}/internal/payments", h.base))
+        .post(format!("{}/internal/payments", h.internal))
         .header(SERVICE_TOKEN_HEADER, "guess")
         .json(&body)
         .send()
@@ -113,7 +138,7 @@ async fn the_internal_api_needs_the_service_credential_and_a_valid_body() {
     assert_eq!(wrong.status(), 401);
     let lookup = h
         .client
-        .get(format!("{}/internal/payments/1", h.base))
+        .get(format!("{}/internal/payments/1", h.internal))
         .send()
         .await
         .unwrap();
@@ -140,7 +165,7 @@ async fn the_internal_api_needs_the_service_credential_and_a_valid_body() {
 
     let unknown = h
         .client
-        .get(format!("{}/internal/payments/999", h.base))
+        .get(format!("{}/internal/payments/999", h.internal))
         .header(
             SERVICE_TOKEN_HEADER,
             paywire_platform::config::DEV_SERVICE_TOKEN,

@@ -29,7 +29,7 @@ async fn json_of(resp: reqwest::Response, status: u16) -> Value {
 async fn refund(h: &Harness, key: Option<&str>, body: Value) -> reqwest::Response {
     let mut req = h
         .client
-        .post(format!("{}/internal/refunds", h.base))
+        .post(format!("{}/internal/refunds", h.internal))
         .header(SERVICE_TOKEN_HEADER, DEV_SERVICE_TOKEN)
         .json(&body);
     if let Some(key) = key {
@@ -44,7 +44,7 @@ fn body(order: i64, pay_no: &str, amount: i64) -> Value {
 
 async fn get_refund(h: &Harness, refund_no: &str) -> reqwest::Response {
     h.client
-        .get(format!("{}/internal/refunds/{refund_no}", h.base))
+        .get(format!("{}/internal/refunds/{refund_no}", h.internal))
         .header(SERVICE_TOKEN_HEADER, DEV_SERVICE_TOKEN)
         .send()
         .await
@@ -206,7 +206,7 @@ async fn refunds_of_unpaid_foreign_unknown_or_overdrawn_attempts_are_refused() {
     // Without the service credential.
     let resp = h
         .client
-        .post(format!("{}/internal/refunds", h.base))
+        .post(format!("{}/internal/refunds", h.internal))
         .header("Idempotency-Key", "u7")
         .json(&body(paid_order, &pay_no, 600))
         .send()
@@ -215,7 +215,7 @@ async fn refunds_of_unpaid_foreign_unknown_or_overdrawn_attempts_are_refused() {
     assert_eq!(resp.status(), 401);
     let resp = h
         .client
-        .get(format!("{}/internal/refunds/1", h.base))
+        .get(format!("{}/internal/refunds/1", h.internal))
         .send()
         .await
         .unwrap();

@@ -63,7 +63,10 @@ pub fn nowhere() -> String {
 }
 
 pub struct Harness {
+    /// The public listener: the channels' callbacks.
     pub base: String,
+    /// The internal listener: `/internal/*`, health, metrics.
+    pub internal: String,
     pub sandbox: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
@@ -94,9 +97,11 @@ impl Harness {
     ) -> Self {
         let app = payment_gateway::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let internal = format!("http://127.0.0.1:{}", app.internal_port());
         tokio::spawn(app.run_until_stopped());
         Self {
             base,
+            internal,
             sandbox,
             client: reqwest::Client::new(),
             db,
@@ -119,7 +124,7 @@ impl Harness {
 
     pub async fn create_payment_body(&self, body: Value) -> reqwest::Response {
         self.client
-            .post(format!("{}/internal/payments", self.base))
+            .post(format!("{}/internal/payments", self.internal))
             .header(SERVICE_TOKEN_HEADER, DEV_SERVICE_TOKEN)
             .json(&body)
             .send()
@@ -153,7 +158,7 @@ impl Harness {
     /// `POST` with the service credential to one of the gateway's internal routes.
     pub async fn internal_post(&self, path: &str) -> reqwest::Response {
         self.client
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.internal))
             .header(SERVICE_TOKEN_HEADER, DEV_SERVICE_TOKEN)
             .send()
             .await

@@ -493,7 +493,7 @@ async fn api_status_5xx_is_unavailable_and_nothing_is_guessed() -> anyhow::Resul
     }
     let injected: Value = p
         .client()
-        .get(format!("{}/sandbox/admin/faults", p.sandbox_url))
+        .get(format!("{}/sandbox/admin/faults", p.sandbox_internal_url))
         .send()
         .await?
         .json()

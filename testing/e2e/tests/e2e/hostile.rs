@@ -116,10 +116,14 @@ async fn a_token_not_valid_yet_is_401() -> anyhow::Result<()> {
 async fn an_empty_service_credential_is_401() -> anyhow::Result<()> {
     let p = Platform::start().await?;
     for (base, method, path) in [
-        (&p.learning_url, "GET", "/internal/choose-courses/1"),
-        (&p.order_url, "POST", "/internal/orders/1/refund"),
         (
-            &p.gateway_url,
+            &p.learning_internal_url,
+            "GET",
+            "/internal/choose-courses/1",
+        ),
+        (&p.order_internal_url, "POST", "/internal/orders/1/refund"),
+        (
+            &p.gateway_internal_url,
             "GET",
             "/internal/payments/7301234567890123456",
         ),
@@ -142,5 +146,65 @@ async fn an_empty_service_credential_is_401() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Issue 9: every service's internal API, health and metrics answer 404 on its public
+/// listener and work on its internal one; the public APIs the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_routes_and_metrics_are_not_on_the_public_listeners() -> anyhow::Result<()> {
+    use paywire_testkit::listeners::assert_split;
+    let mut p = Platform::start().await?;
+    let cashier = p.start_cashier().await?;
+    assert_split(
+        &p.learning_url,
+        &p.learning_internal_url,
+        &[("GET", "/internal/choose-courses/1")],
+        &[("GET", "/api/learning/courses")],
+    )
+    .await;
+    assert_split(
+        &p.order_url,
+        &p.order_internal_url,
+        &[("POST", "/internal/orders/1/refund")],
+        &[("GET", "/api/orders/1")],
+    )
+    .await;
+    assert_split(
+        &p.gateway_url,
+        &p.gateway_internal_url,
+        &[
+            ("POST", "/internal/payments"),
+            ("GET", "/internal/payments/1"),
+            ("POST", "/internal/refunds"),
+        ],
+        &[("POST", "/api/callback/wechat")],
+    )
+    .await;
+    assert_split(
+        &p.sandbox_url,
+        &p.sandbox_internal_url,
+        &[("GET", "/sandbox/admin/faults")],
+        &[("GET", "/sandbox/wallet"), ("POST", "/gateway.do")],
+    )
+    .await;
+    assert_split(
+        &cashier,
+        p.cashier_internal_url.as_deref().unwrap(),
+        &[],
+        &[("GET", "/"), ("GET", "/api/learning/courses")],
+    )
+    .await;
+    // The order service reaches the learning center and the gateway on their internal
+    // listeners: a purchase through the public API still goes through.
+    let s = p.student("split");
+    let (status, chosen) = s.choose_course("1002").await?;
+    anyhow::ensure!(status == 200, "{chosen}");
+    let (status, order) = s
+        .create_order(chosen["choose_course_id"].as_str().unwrap())
+        .await?;
+    assert_eq!(status, 201, "{order}");
+    let (status, pay) = s.pay(order["order_id"].as_str().unwrap(), "wechat").await?;
+    assert_eq!(status, 200, "{pay}");
     Ok(())
 }

@@ -37,9 +37,8 @@ const SDKS: [&str; 2] = ["wechatpay-axios-plugin", "alipay-sdk"];
 
 fn http0() -> HttpSettings {
     HttpSettings {
-        host: "127.0.0.1".into(),
-        port: 0,
         workers: 1,
+        ..HttpSettings::on_port(0)
     }
 }
 
@@ -222,14 +221,21 @@ async fn start_recorder(
         http: reqwest::Client::new(),
         seen: Mutex::new(Vec::new()),
     });
-    let listener = paywire_platform::http::bind(&http0())?;
-    let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+    let listeners = paywire_platform::http::bind(&http0())?;
+    let url = format!("http://127.0.0.1:{}", listeners.public.local_addr()?.port());
     let shared = recorder.clone();
-    let server = paywire_platform::http::serve(listener, 1, move |cfg| {
-        cfg.app_data(shared.clone())
-            .default_service(web::to(record_and_forward));
-    })?;
-    tasks.0.push(spawn_logged("recorder", server));
+    let servers = paywire_platform::http::serve(
+        listeners,
+        1,
+        paywire_platform::http::public_only(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(shared.clone())
+                .default_service(web::to(record_and_forward));
+        }),
+    )?;
+    tasks.0.push(spawn_logged("recorder", servers.public));
+    tasks
+        .0
+        .push(spawn_logged("recorder (internal)", servers.internal));
     Ok((url, recorder))
 }
 

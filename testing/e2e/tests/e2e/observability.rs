@@ -53,10 +53,10 @@ async fn every_service_serves_metrics_and_health_and_a_purchase_moves_its_metric
 -> anyhow::Result<()> {
     let p = Platform::start().await?;
     for base in [
-        &p.learning_url,
-        &p.order_url,
-        &p.gateway_url,
-        &p.sandbox_url,
+        &p.learning_internal_url,
+        &p.order_internal_url,
+        &p.gateway_internal_url,
+        &p.sandbox_internal_url,
     ] {
         for path in ["/health", "/health/live"] {
             let resp = p.client().get(format!("{base}{path}")).send().await?;
@@ -67,19 +67,19 @@ async fn every_service_serves_metrics_and_health_and_a_purchase_moves_its_metric
     // Ready: database, migrations, and the parts each service runs (relay, consumers).
     for (base, parts) in [
         (
-            &p.learning_url,
+            &p.learning_internal_url,
             &["consumer:learning-center.pay-result"][..],
         ),
         (
-            &p.order_url,
+            &p.order_internal_url,
             &[
                 "outbox-relay",
                 "consumer:order.pay-result",
                 "consumer:order.timeout",
             ][..],
         ),
-        (&p.gateway_url, &["outbox-relay"][..]),
-        (&p.sandbox_url, &[][..]),
+        (&p.gateway_internal_url, &["outbox-relay"][..]),
+        (&p.sandbox_internal_url, &[][..]),
     ] {
         let body: serde_json::Value = paywire_testkit::wait_for(|| async {
             let resp = p
@@ -98,7 +98,7 @@ async fn every_service_serves_metrics_and_health_and_a_purchase_moves_its_metric
         }
     }
 
-    let gateway = &p.gateway_url;
+    let gateway = &p.gateway_internal_url;
     // (series, by how much at least the purchase moves it)
     let moved: Vec<(String, f64)> = vec![
         (r#"paywire_http_requests_total{route="/api/orders/{order_id}/pay",method="POST",status="200"}"#.into(), 1.0),
@@ -271,10 +271,10 @@ async fn prometheus_scrapes_the_platform_and_sees_a_purchase() -> anyhow::Result
     };
     let p = Platform::start().await?;
     let targets = [
-        ("learning-center", p.learning_url.as_str()),
-        ("order", p.order_url.as_str()),
-        ("payment-gateway", p.gateway_url.as_str()),
-        ("channel-sandbox", p.sandbox_url.as_str()),
+        ("learning-center", p.learning_internal_url.as_str()),
+        ("order", p.order_internal_url.as_str()),
+        ("payment-gateway", p.gateway_internal_url.as_str()),
+        ("channel-sandbox", p.sandbox_internal_url.as_str()),
     ];
     let prometheus = Prometheus::start(&binary, &targets)?;
     let http = p.client();
