@@ -300,10 +300,12 @@ fn every_route_of_a_service_is_documented() {
     }
 }
 
+/// What registers routes on an actix app.
+type Configure = fn(&mut actix_web::web::ServiceConfig);
+
 /// A service's routes by listener, as `paywire_platform::http::serve` assembles them
 /// (without app data: a routed request fails in its handler, it is not unrouted).
-fn listener_routes(service: &str) -> [(Listener, fn(&mut actix_web::web::ServiceConfig)); 2] {
-    type Configure = fn(&mut actix_web::web::ServiceConfig);
+fn listener_routes(service: &str) -> [(Listener, Configure); 2] {
     let (public, internal): (Configure, Configure) = match service {
         "order" => (order::routes::public, order::routes::internal),
         "learning-center" => (
@@ -326,12 +328,7 @@ const UNROUTED: u16 = 599;
 
 /// Whether `configure` (plus, for the internal listener, the platform's own routes) routes
 /// `method path`, with every `{parameter}` given the value `1`.
-async fn routes(
-    listener: Listener,
-    configure: fn(&mut actix_web::web::ServiceConfig),
-    method: &str,
-    path: &str,
-) -> bool {
+async fn routes(listener: Listener, configure: Configure, method: &str, path: &str) -> bool {
     use actix_web::{App, HttpResponse, http::StatusCode, test, web};
     let mut app = App::new();
     if listener == Listener::Internal {
