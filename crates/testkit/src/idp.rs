@@ -28,9 +28,9 @@ pub struct TestIdp {
 impl TestIdp {
     pub fn serve() -> Self {
         let jwks = std::fs::read_to_string(jwks_file()).expect("the test key set");
-        let listener = paywire_platform::http::bind(&HttpSettings::on_port(0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = paywire_platform::http::serve(listener, 1, move |cfg| {
+        let listeners = paywire_platform::http::bind(&HttpSettings::on_port(0)).unwrap();
+        let port = listeners.public.local_addr().unwrap().port();
+        let routes = paywire_platform::http::public_only(move |cfg: &mut web::ServiceConfig| {
             let jwks = jwks.clone();
             cfg.route(
                 "/.well-known/jwks.json",
@@ -43,9 +43,10 @@ impl TestIdp {
                     }
                 }),
             );
-        })
-        .unwrap();
-        tokio::spawn(server);
+        });
+        let servers = paywire_platform::http::serve(listeners, 1, routes).unwrap();
+        tokio::spawn(servers.public);
+        tokio::spawn(servers.internal);
         Self {
             jwks_url: format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
         }
