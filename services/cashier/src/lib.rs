@@ -177,12 +177,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         with_limits(
             &settings.rate_limit,
             paywire_platform::http::public_only(move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(proxy.clone()).app_data(pages.clone());
-            if let Some(login) = &login {
-                cfg.app_data(login.clone());
-            }
-            public(cfg, dev_login);
-        }),
+                cfg.app_data(proxy.clone()).app_data(pages.clone());
+                if let Some(login) = &login {
+                    cfg.app_data(login.clone());
+                }
+                public(cfg, dev_login);
+            }),
         ),
     )?)
 }

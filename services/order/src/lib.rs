@@ -118,12 +118,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let routes = with_limits(
         &settings.rate_limit,
         api(
-        pool.clone(),
-        state,
-        &settings.auth,
-        &readiness,
-        routes::public,
-        routes::internal,
+            pool.clone(),
+            state,
+            &settings.auth,
+            &readiness,
+            routes::public,
+            routes::internal,
         )?,
     );
     let mut app = Application::serve(SERVICE_NAME, &settings.http, routes)?;

@@ -280,12 +280,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let routes = with_limits(
         &settings.rate_limit,
         api(
-        pool.clone(),
-        state.clone(),
-        &settings.auth,
-        &readiness,
-        routes::public,
-        routes::internal,
+            pool.clone(),
+            state.clone(),
+            &settings.auth,
+            &readiness,
+            routes::public,
+            routes::internal,
         )?,
     );
     let mut app = Application::serve_on(SERVICE_NAME, listeners, settings.http.workers, routes)?;
