@@ -1116,3 +1116,38 @@ fn example_config_files_name_real_settings() {
         }
     }
 }
+
+/// Diesel records a migration by its version, the directory name before the first `_`;
+/// two migrations with one version in a database means one is never applied (79c46ea
+/// shipped the payment gateway's traceparent column under abuse_limits' version, and every
+/// channel sync answered 500). Each service's database runs the shared messaging
+/// migrations and its own, so versions must be unique across both sets.
+#[test]
+fn migration_versions_are_unique_in_every_database() {
+    let root = layout::repo_root().join("migrations");
+    let versions = |folder: &str| -> Vec<(String, String)> {
+        std::fs::read_dir(root.join(folder))
+            .unwrap_or_else(|e| panic!("migrations/{folder}: {e}"))
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|name| {
+                let version = name.split('_').next().unwrap().replace('-', "");
+                (version, format!("migrations/{folder}/{name}"))
+            })
+            .collect()
+    };
+    let mut databases = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let folder = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if folder == "messaging" {
+            continue;
+        }
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (version, dir) in versions("messaging").into_iter().chain(versions(&folder)) {
+            if let Some(other) = seen.insert(version.clone(), dir.clone()) {
+                panic!("{dir} and {other} share version {version}");
+            }
+        }
+        databases += 1;
+    }
+    assert_eq!(databases, 3, "learning-center, order, payment-gateway");
+}
