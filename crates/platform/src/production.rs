@@ -54,6 +54,9 @@ pub struct Finding {
     pub setting: String,
     /// What is wrong, without the value.
     pub problem: String,
+    /// Refuses the start in development too (an empty or short secret), not only in
+    /// production.
+    pub everywhere: bool,
 }
 
 impl Finding {
@@ -89,7 +92,16 @@ impl Findings {
         self.0.push(Finding {
             setting: setting.to_owned(),
             problem: problem.into(),
+            everywhere: false,
         });
+    }
+
+    /// A finding that refuses the start in every environment.
+    fn push_everywhere(&mut self, setting: &str, problem: impl Into<String>) {
+        self.push(setting, problem);
+        if let Some(last) = self.0.last_mut() {
+            last.everywhere = true;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,7 +122,9 @@ impl Findings {
     }
 
     /// A secret must not be empty, shorter than `min_bytes`, or one of the development
-    /// values compiled into the binaries.
+    /// values compiled into the binaries. Empty and short refuse the start in development
+    /// too (issue 9: a secret anyone can guess protects nothing, wherever it runs); the
+    /// development values (all at least 32 bytes) only in production.
     pub fn secret(
         &mut self,
         setting: &str,
@@ -120,14 +134,14 @@ impl Findings {
     ) {
         let value = secret.expose_secret();
         if value.is_empty() {
-            self.push(setting, EMPTY_SECRET);
+            self.push_everywhere(setting, EMPTY_SECRET);
         } else if development_values.contains(&value) {
             self.push(
                 setting,
                 "is the development value compiled into the binaries",
             );
         } else if value.len() < min_bytes {
-            self.push(
+            self.push_everywhere(
                 setting,
                 format!(
                     "is {} bytes long; at least {min_bytes} are required",
@@ -410,7 +424,7 @@ impl fmt::Display for Refusal {
 impl std::error::Error for Refusal {}
 
 /// Pure decision: in production, any finding refuses the start; in development, only an
-/// empty secret does.
+/// empty or short secret does.
 pub fn check(
     service: &str,
     environment: Environment,
@@ -419,7 +433,7 @@ pub fn check(
     let mut findings = Findings::new();
     settings.production_findings(&mut findings);
     if environment == Environment::Development {
-        findings.0.retain(|f| f.problem == EMPTY_SECRET);
+        findings.0.retain(|f| f.everywhere);
     }
     if findings.is_empty() {
         Ok(environment)
@@ -505,8 +519,41 @@ mod tests {
         );
     }
 
-    /// Issue 9: an empty secret refuses the start in every environment, and only it does
-    /// in development.
+    /// Issue 9: a short secret refuses the start in development too; the development
+    /// values themselves (32 bytes or more) do not.
+    #[test]
+    fn a_short_secret_is_refused_in_development_too() {
+        struct Auth(AuthSettings);
+        impl ProductionChecks for Auth {
+            fn production_findings(&self, findings: &mut Findings) {
+                findings.auth(&self.0, true, &["order", "operator"]);
+            }
+        }
+        let short = AuthSettings {
+            service_token: secret("hunter2-hunter2"),
+            ..AuthSettings::default()
+        };
+        let refusal = check("order", Environment::Development, &Auth(short)).unwrap_err();
+        assert_eq!(
+            refusal.findings.settings(),
+            BTreeSet::from(["auth.service_token"])
+        );
+        assert!(
+            refusal.to_string().contains("is 15 bytes long"),
+            "{refusal}"
+        );
+        assert!(!refusal.to_string().contains("hunter2"), "{refusal}");
+        assert_eq!(
+            check(
+                "order",
+                Environment::Development,
+                &Auth(AuthSettings::default())
+            ),
+            Ok(Environment::Development)
+        );
+    }
+
+    /// Issue 9: an empty secret refuses the start in every environment.
     #[test]
     fn an_empty_secret_is_refused_in_development_too() {
         let auth = AuthSettings {
