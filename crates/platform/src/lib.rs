@@ -112,6 +112,23 @@ macro_rules! debug_fields {
     };
 }
 
+/// Unit tests' raw HTTP: a `GET` answered whole (status line, headers, body), so the
+/// tests see exactly what a client would.
+#[cfg(test)]
+mod test_http {
+    pub(crate) async fn get(port: u16, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+}
+
 #[cfg(test)]
 mod tests {
     struct Keyed {

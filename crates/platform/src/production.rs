@@ -519,16 +519,20 @@ mod tests {
         );
     }
 
+    /// A service's auth settings as the services check them: its own credential and
+    /// both callers' credentials.
+    struct Auth(AuthSettings);
+
+    impl ProductionChecks for Auth {
+        fn production_findings(&self, findings: &mut Findings) {
+            findings.auth(&self.0, true, &["order", "operator"]);
+        }
+    }
+
     /// Issue 9: a short secret refuses the start in development too; the development
     /// values themselves (32 bytes or more) do not.
     #[test]
     fn a_short_secret_is_refused_in_development_too() {
-        struct Auth(AuthSettings);
-        impl ProductionChecks for Auth {
-            fn production_findings(&self, findings: &mut Findings) {
-                findings.auth(&self.0, true, &["order", "operator"]);
-            }
-        }
         let short = AuthSettings {
             service_token: secret("hunter2-hunter2"),
             ..AuthSettings::default()
@@ -560,12 +564,6 @@ mod tests {
             service_token: secret(""),
             ..AuthSettings::default()
         };
-        struct Auth(AuthSettings);
-        impl ProductionChecks for Auth {
-            fn production_findings(&self, findings: &mut Findings) {
-                findings.auth(&self.0, true, &[]);
-            }
-        }
         let refusal = check("order", Environment::Development, &Auth(auth)).unwrap_err();
         assert_eq!(
             refusal.findings.settings(),
