@@ -1151,3 +1151,63 @@ fn migration_versions_are_unique_in_every_database() {
     }
     assert_eq!(databases, 3, "learning-center, order, payment-gateway");
 }
+
+/// The workspace's `rust-version` (and so the README's prerequisite) is at least what
+/// every locked dependency built on Linux asks for: a newcomer with that toolchain can
+/// build. (It said 1.88 while actix-web 4.18 needs 1.89.)
+#[test]
+fn rust_version_covers_every_locked_dependency() {
+    // `1.89` and `1.89.0` are the same version: compare three parts.
+    let version = |text: &str| -> [u32; 3] {
+        let mut parts = [0; 3];
+        for (slot, part) in parts.iter_mut().zip(text.split('.')) {
+            *slot = part.parse().unwrap();
+        }
+        parts
+    };
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["--filter-platform", "x86_64-unknown-linux-gnu"])
+        .current_dir(layout::repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let built: BTreeSet<&str> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    let manifest = read("Cargo.toml");
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("Cargo.toml declares rust-version");
+    let ours = version(declared);
+    for package in meta["packages"].as_array().unwrap() {
+        let (Some(id), Some(needs)) = (package["id"].as_str(), package["rust_version"].as_str())
+        else {
+            continue;
+        };
+        if built.contains(id) {
+            assert!(
+                version(needs) <= ours,
+                "{} {} needs Rust {needs}; rust-version says {ours:?}",
+                package["name"],
+                package["version"]
+            );
+        }
+    }
+    let readme = read("README.md");
+    let shown = format!("Rust ≥ {declared}");
+    assert!(
+        readme.contains(&shown),
+        "README's prerequisite is not {shown}"
+    );
+}
