@@ -1165,18 +1165,11 @@ fn rust_version_covers_every_locked_dependency() {
         }
         parts
     };
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
-        .args(["--filter-platform", "x86_64-unknown-linux-gnu"])
-        .current_dir(layout::repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let meta = layout::cargo_metadata(&[
+        "--locked",
+        "--filter-platform",
+        "x86_64-unknown-linux-gnu",
+    ]);
     let built: BTreeSet<&str> = meta["resolve"]["nodes"]
         .as_array()
         .unwrap()

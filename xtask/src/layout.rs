@@ -143,6 +143,24 @@ pub fn binary(name: &str) -> PathBuf {
     target.join("debug").join(name)
 }
 
+/// `cargo metadata --format-version 1 --offline` of the workspace, with `extra` arguments
+/// (for the tests that read the dependency graph).
+#[cfg(test)]
+pub fn cargo_metadata(extra: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(extra)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,23 +213,7 @@ mod tests {
     /// workspace package under `from/` on a package under one of `to/`, as `cargo
     /// metadata` resolves them (workspace-inherited paths included).
     fn path_deps(from: &str, to: &[&str]) -> Vec<(String, String)> {
-        let out = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
-            .args([
-                "metadata",
-                "--no-deps",
-                "--format-version",
-                "1",
-                "--offline",
-            ])
-            .current_dir(repo_root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let meta = cargo_metadata(&["--no-deps"]);
         let root = repo_root();
         let under = |path: &str, dir: &str| std::path::Path::new(path).starts_with(root.join(dir));
         let mut found = Vec::new();
