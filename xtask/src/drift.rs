@@ -1165,11 +1165,8 @@ fn rust_version_covers_every_locked_dependency() {
         }
         parts
     };
-    let meta = layout::cargo_metadata(&[
-        "--locked",
-        "--filter-platform",
-        "x86_64-unknown-linux-gnu",
-    ]);
+    let meta =
+        layout::cargo_metadata(&["--locked", "--filter-platform", "x86_64-unknown-linux-gnu"]);
     let built: BTreeSet<&str> = meta["resolve"]["nodes"]
         .as_array()
         .unwrap()
