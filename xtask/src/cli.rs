@@ -4,7 +4,7 @@
 //! usage errors come back as clap errors, which print the usage and exit with status 2.
 
 use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
-use paywire_domain::{PayChannel, UserId};
+use paywire_domain::{Fen, OrderId, PayChannel, UserId};
 
 use crate::dlq::Selection;
 use crate::images::Binaries;
@@ -50,6 +50,22 @@ enum Sub {
     Token {
         #[arg(value_name = "user-id", value_parser = parse_user)]
         user: UserId,
+    },
+    /// Refund a paid order through the order service's internal API, with the operators'
+    /// credential (PAYWIRE_OPERATOR_TOKEN); a full refund revokes the course
+    Refund {
+        #[arg(value_name = "order_id", value_parser = parse_order_id)]
+        order_id: OrderId,
+        /// Refund only this much (fen); default: what the order cost
+        #[arg(long, value_name = "N", value_parser = parse_fen)]
+        amount_fen: Option<Fen>,
+        /// What the payer sees at the channel
+        #[arg(long, value_name = "text")]
+        reason: Option<String>,
+        /// Tells apart two refunds of the same order and amount (default: the amount is
+        /// the key, so running the same command again never refunds twice)
+        #[arg(long, value_name = "id")]
+        request_id: Option<String>,
     },
     /// Inspect and replay messages parked in dead-letter queues
     Dlq {
@@ -169,6 +185,12 @@ pub enum Command {
     Token {
         user: UserId,
     },
+    Refund {
+        order_id: OrderId,
+        amount_fen: Option<Fen>,
+        reason: Option<String>,
+        request_id: Option<String>,
+    },
     DlqList {
         vhost: Option<String>,
         queue: Option<String>,
@@ -210,6 +232,21 @@ fn parse_user(raw: &str) -> Result<UserId, String> {
     UserId::parse(raw).map_err(|e| format!("user id {raw:?}: {e}"))
 }
 
+fn parse_order_id(raw: &str) -> Result<OrderId, String> {
+    raw.parse().map_err(|e| format!("order id {raw:?}: {e}"))
+}
+
+fn parse_fen(raw: &str) -> Result<Fen, String> {
+    let fen = raw
+        .parse::<i64>()
+        .map_err(|e| format!("{raw:?}: {e}"))
+        .and_then(|n| Fen::new(n).map_err(|e| e.to_string()))?;
+    if fen.is_zero() {
+        return Err("must be at least 1".into());
+    }
+    Ok(fen)
+}
+
 fn parse_positive(raw: &str) -> Result<usize, String> {
     match raw.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -245,6 +282,17 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
             Command::Demo { channels }
         }
         Some(Sub::Token { user }) => Command::Token { user },
+        Some(Sub::Refund {
+            order_id,
+            amount_fen,
+            reason,
+            request_id,
+        }) => Command::Refund {
+            order_id,
+            amount_fen,
+            reason,
+            request_id,
+        },
         Some(Sub::Dlq {
             command: DlqSub::List { vhost, queue },
         }) => Command::DlqList { vhost, queue },
@@ -390,6 +438,45 @@ mod tests {
         ];
         for (args, expected) in cases {
             assert_eq!(p(args).unwrap(), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn refund_takes_an_order_and_optionally_an_amount_and_a_reason() {
+        assert_eq!(
+            p(&["refund", "42"]).unwrap(),
+            Command::Refund {
+                order_id: OrderId::from(42),
+                amount_fen: None,
+                reason: None,
+                request_id: None,
+            }
+        );
+        assert_eq!(
+            p(&[
+                "refund",
+                "42",
+                "--amount-fen",
+                "100",
+                "--reason",
+                "课程退款"
+            ])
+            .unwrap(),
+            Command::Refund {
+                order_id: OrderId::from(42),
+                amount_fen: Some(Fen::new(100).unwrap()),
+                reason: Some("课程退款".into()),
+                request_id: None,
+            }
+        );
+        for bad in [
+            &["refund"][..],
+            &["refund", "x"],
+            &["refund", "42", "--amount-fen", "0"],
+            &["refund", "42", "--amount-fen", "-5"],
+            &["refund", "42", "--amount-fen", "1.5"],
+        ] {
+            assert_eq!(p(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
     }
 

@@ -6,6 +6,8 @@
 //! * `migrate`: create the databases and let each service apply its migrations, then exit;
 //! * `demo [--channel wechat|alipay]…`: buy a paid course with each channel (default: all) through the HTTP API of a running platform;
 //! * `token <user-id>`: print a 24 h dev JWT;
+//! * `refund <order_id> [--amount-fen N] [--reason …]`: refund an order as an operator
+//!   (see [`operator`]);
 //! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
 //! * `chaos [--n N] [--seed S] [--pg-restarts N]`: the chaos test (two instances per
 //!   service, killed processes, RabbitMQ restarts, restarts of a private PostgreSQL,
@@ -38,6 +40,7 @@ mod fuzz;
 mod images;
 mod layout;
 mod migrate;
+mod operator;
 mod procs;
 mod proto_docs;
 mod token;
@@ -64,6 +67,12 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate::run().await,
         Command::Demo { channels } => demo::run_each(&channels).await,
         Command::Token { user } => token::run(&user),
+        Command::Refund {
+            order_id,
+            amount_fen,
+            reason,
+            request_id,
+        } => operator::run_refund(order_id, amount_fen, reason, request_id).await,
         Command::DlqList { vhost, queue } => {
             dlq::run_list(vhost.as_deref(), queue.as_deref()).await
         }

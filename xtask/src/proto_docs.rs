@@ -502,8 +502,10 @@ pub fn asyncapi() -> Value {
             "learningCenterPayResultQueue": pay_result_queue(
                 LEARNING_PAY_RESULT_QUEUE,
                 "the learning center's queue",
-                "Bound to `paywire.pay-result`; the learning center enrols the student. \
-    `refund.result.v1` is acknowledged without effect.",
+                "Bound to `paywire.pay-result`; the learning center enrols the student. A \
+    `refund.result.v1` of a requested refund that succeeded for the attempt that enrolled a student counts \
+    once (by `refund_no`); once those refunds reach the choice's price, the choice becomes `refunded` and \
+    the enrolment `revoked` (learn status `refunded`); a partial refund keeps access.",
             ),
             "orderTimeoutDelayQueue": {
                 "address": delay_queue,
@@ -553,6 +555,7 @@ pub fn asyncapi() -> Value {
             "orderReceivesPayResult": operation("receive", "order marks the order paid (manual ack, deduplicated by message_id)", "orderPayResultQueue", "payResultV1"),
             "learningCenterReceivesPayResult": operation("receive", "learning-center enrols the student (manual ack, deduplicated by message_id)", "learningCenterPayResultQueue", "payResultV1"),
             "publishRefundResult": operation("send", "payment-gateway publishes the final state of a refund", "payResultExchange", "refundResultV1"),
+            "learningCenterReceivesRefundResult": operation("receive", "learning-center revokes a course refunded in full (manual ack, deduplicated by message_id and refund_no)", "learningCenterPayResultQueue", "refundResultV1"),
             "orderReceivesRefundResult": operation("receive", "order marks a fully refunded order refunded (manual ack, deduplicated by message_id)", "orderPayResultQueue", "refundResultV1"),
             "scheduleOrderTimeout": operation("send", "order schedules an order's timeout (outbox row in the create transaction)", "orderTimeoutDelayQueue", "orderTimeoutV1"),
             "orderReceivesTimeout": operation("receive", "order settles an expired order (manual ack, deduplicated by message_id)", "orderTimeoutQueue", "orderTimeoutV1"),

@@ -18,8 +18,8 @@ pub use channel::PayChannel;
 pub use id::{ChooseCourseId, CourseId, EventId, IdGenerator, OrderId, PayNo, RefundNo};
 pub use money::Fen;
 pub use status::{
-    ChooseCourseStatus, CourseCharge, InvalidTransition, LearnStatus, OrderStatus, PaymentStatus,
-    RefundReason, RefundStatus, SideEdge, TextEnum,
+    ChooseCourseStatus, CourseCharge, EnrolmentStatus, InvalidTransition, LearnStatus, OrderStatus,
+    PaymentStatus, RefundReason, RefundStatus, SideEdge, TextEnum,
 };
 pub use user::UserId;
 

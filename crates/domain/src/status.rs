@@ -293,9 +293,35 @@ status_enum! {
         Chosen = "chosen",
         /// 701002: a paid course waiting for its payment.
         AwaitingPayment = "awaiting_payment",
+        /// The payment that enrolled it was refunded in full: access revoked (see
+        /// [`EnrolmentStatus`] for the refund policy). Final: buying the course again is a
+        /// new choice.
+        Refunded = "refunded",
     }
     transitions {
         AwaitingPayment => Chosen,
+        Chosen => Refunded,
+    }
+}
+
+status_enum! {
+    /// A row of a student's course table (one per student and course).
+    ///
+    /// **Refund policy** (the one place it is written down; the README points here): a
+    /// paid course's access ends when the succeeded refunds of the payment that enrolled
+    /// the student add up to the price that choice was bought for (one full refund, or
+    /// partial ones reaching it): the choice becomes `refunded`, the row `revoked`, and the
+    /// learn status says `refunded`. Anything less (a partial refund, a refund that failed,
+    /// a refund of stray money from another attempt) keeps access unchanged until the
+    /// enrolment's validity ends. A revoked student may choose and pay for the course
+    /// again; that payment renews the same row (`revoked → active`).
+    EnrolmentStatus, "enrolment status" {
+        Active = "active",
+        Revoked = "revoked",
+    }
+    transitions {
+        Active => Revoked,
+        Revoked => Active,
     }
 }
 
@@ -305,6 +331,8 @@ status_enum! {
         CanLearn = "can_learn",
         NotChosenOrUnpaid = "not_chosen_or_unpaid",
         Expired = "expired",
+        /// The enrolment was revoked by a full refund ([`EnrolmentStatus::Revoked`]).
+        Refunded = "refunded",
     }
     transitions {}
 }
@@ -319,15 +347,17 @@ status_enum! {
 }
 
 impl LearnStatus {
-    /// No enrolment → not chosen or unpaid; enrolment ended → expired; otherwise can learn.
+    /// No enrolment → not chosen or unpaid; revoked by a refund → refunded; enrolment
+    /// ended → expired; otherwise can learn.
     pub fn derive(
-        valid_until: Option<chrono::DateTime<chrono::Utc>>,
+        enrolment: Option<(chrono::DateTime<chrono::Utc>, EnrolmentStatus)>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Self {
-        match valid_until {
+        match enrolment {
             None => LearnStatus::NotChosenOrUnpaid,
-            Some(end) if now >= end => LearnStatus::Expired,
-            Some(_) => LearnStatus::CanLearn,
+            Some((_, EnrolmentStatus::Revoked)) => LearnStatus::Refunded,
+            Some((end, EnrolmentStatus::Active)) if now >= end => LearnStatus::Expired,
+            Some((_, EnrolmentStatus::Active)) => LearnStatus::CanLearn,
         }
     }
 }
@@ -385,11 +415,21 @@ mod tests {
     }
 
     #[test]
-    fn choose_course_only_goes_to_chosen() {
+    fn choose_course_goes_to_chosen_and_only_a_chosen_one_is_refunded() {
         use ChooseCourseStatus::*;
         assert!(AwaitingPayment.can_become(Chosen));
         assert!(!Chosen.can_become(AwaitingPayment));
-        assert!(Chosen.is_terminal());
+        assert_eq!(Refunded.sources(), vec![Chosen]);
+        assert!(Refunded.is_terminal() && !Chosen.is_terminal());
+        assert!(!AwaitingPayment.can_become(Refunded));
+    }
+
+    #[test]
+    fn an_enrolment_is_revoked_and_bought_again() {
+        use EnrolmentStatus::*;
+        assert_eq!(Revoked.source_names(), vec!["active"]);
+        assert_eq!(Active.source_names(), vec!["revoked"]);
+        assert!(Active.transition(Active).is_err());
     }
 
     #[test]
@@ -490,18 +530,26 @@ mod tests {
     #[test]
     fn learn_status_follows_validity() {
         let now = Utc::now();
+        let active = |end| Some((end, EnrolmentStatus::Active));
         assert_eq!(
             LearnStatus::derive(None, now),
             LearnStatus::NotChosenOrUnpaid
         );
         assert_eq!(
-            LearnStatus::derive(Some(now + Duration::days(1)), now),
+            LearnStatus::derive(active(now + Duration::days(1)), now),
             LearnStatus::CanLearn
         );
-        assert_eq!(LearnStatus::derive(Some(now), now), LearnStatus::Expired);
+        assert_eq!(LearnStatus::derive(active(now), now), LearnStatus::Expired);
         assert_eq!(
-            LearnStatus::derive(Some(now - Duration::days(1)), now),
+            LearnStatus::derive(active(now - Duration::days(1)), now),
             LearnStatus::Expired
         );
+        // Revoked wins over validity either way.
+        for end in [now + Duration::days(1), now - Duration::days(1)] {
+            assert_eq!(
+                LearnStatus::derive(Some((end, EnrolmentStatus::Revoked)), now),
+                LearnStatus::Refunded
+            );
+        }
     }
 }

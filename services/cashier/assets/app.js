@@ -41,7 +41,8 @@
   var LEARN = {
     can_learn: 'Can learn · 可学习',
     not_chosen_or_unpaid: 'Not paid · 未支付',
-    expired: 'Expired · 已过期'
+    expired: 'Expired · 已过期',
+    refunded: 'Refunded · 已退款'
   };
   var CHANNEL = { wechat: 'WeChat Pay · 微信支付', alipay: 'Alipay · 支付宝' };
 
@@ -376,7 +377,10 @@
         st.appendChild(badge);
         var valid = document.createElement('td');
         valid.setAttribute('data-testid', 'my-course-valid');
-        valid.textContent = date(c.valid_from) + ' – ' + date(c.valid_until);
+        // A refunded course says when it was refunded; the catalogue sells it again.
+        valid.textContent = c.refunded_at
+          ? 'Refunded · 已退款 ' + date(c.refunded_at)
+          : date(c.valid_from) + ' – ' + date(c.valid_until);
         tr.append(name, st, valid);
         body.appendChild(tr);
       });

@@ -21,6 +21,9 @@ pub enum LearningError {
     /// A pay result naming a business record this service cannot read.
     #[error("pay result names an invalid business record: {0}")]
     InvalidBizId(String),
+    /// A refund result this service cannot apply (e.g. succeeded without a time).
+    #[error("invalid refund result: {0}")]
+    InvalidRefundResult(String),
     /// The same request lost every race it retried (should not happen; logged).
     #[error("concurrent changes prevented the request: {0}")]
     Contention(String),
@@ -43,6 +46,7 @@ impl ApiError for LearningError {
             LearningError::Db(e) => e.reply(),
             LearningError::PayResultMismatch { .. }
             | LearningError::InvalidBizId(_)
+            | LearningError::InvalidRefundResult(_)
             | LearningError::CorruptRow(_) => Reply::internal(),
         }
     }

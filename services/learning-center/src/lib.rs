@@ -1,8 +1,10 @@
 //! Paywire learning center: the course catalogue, students' course choices, their course
-//! tables and learning status. Paid courses are enrolled by pay results from the broker.
+//! tables and learning status. Paid courses are enrolled by pay results from the broker
+//! and revoked by full refunds (`refund.result.v1`; policy: `paywire_domain::EnrolmentStatus`).
 
 pub mod error;
 pub mod pay_result;
+pub mod refund_result;
 pub mod routes;
 pub mod schema;
 pub mod store;

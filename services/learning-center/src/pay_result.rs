@@ -1,15 +1,17 @@
-//! Consuming pay results: a paid course choice becomes `chosen` exactly once and the
-//! student is enrolled, but only by a result that matches the choice (user and amount).
+//! Consuming the pay-result exchange: a paid course choice becomes `chosen` exactly once
+//! and the student is enrolled, but only by a result that matches the choice (user and
+//! amount); refund results go to [`crate::refund_result`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use paywire_contracts::PayResultV1;
+use paywire_contracts::{PayResultV1, RefundResultV1};
 use paywire_domain::{BizType, ChooseCourseId, ChooseCourseStatus};
 use paywire_messaging::consumer::{HandleError, IncomingMessage, MessageHandler};
 use serde::Deserialize;
 
 use crate::error::LearningError;
+use crate::refund_result::apply_refund_result;
 use crate::store::{self, Renew};
 
 /// Inbox key of this consumer in `processed_messages`.
@@ -66,12 +68,13 @@ pub async fn apply_pay_result(
     }
 
     // A record already chosen means this payment was applied: enrol only on the transition.
-    if !store::set_chosen(conn, id).await? {
+    if !store::set_chosen(conn, id, event.pay_no).await? {
         tracing::info!(choose_course_id = %id, "pay result already applied");
         return Ok(Applied::AlreadyApplied);
     }
     let choice = store::ChooseCourse {
         status: ChooseCourseStatus::Chosen,
+        pay_no: Some(event.pay_no),
         ..choice
     };
     let enrolment = store::upsert_enrolment(conn, &choice, Utc::now(), Renew::Always)
@@ -96,8 +99,10 @@ pub enum Decoded {
     Course(PayResultV1),
     /// A pay result for another kind of business record: not ours, acknowledged unchanged.
     OtherBiz(String),
-    /// Another event type on the exchange (e.g. `refund.result.v1`): not for this service,
-    /// acknowledged unchanged.
+    /// A refund result (of any business record: only one of a payment that enrolled a
+    /// student here changes anything).
+    Refund(RefundResultV1),
+    /// Another event type on the exchange: not for this service, acknowledged unchanged.
     OtherEvent(String),
 }
 
@@ -114,6 +119,11 @@ pub fn decode(msg: &IncomingMessage) -> Result<Decoded, HandleError> {
     if msg.event_type.is_empty() {
         return Err(HandleError::Permanent("message without a type".into()));
     }
+    if msg.event_type == RefundResultV1::EVENT_TYPE {
+        return msg
+            .decode_envelope::<RefundResultV1>(RefundResultV1::EVENT_TYPE)
+            .map(|e| Decoded::Refund(e.data));
+    }
     if msg.event_type != PayResultV1::EVENT_TYPE {
         return Ok(Decoded::OtherEvent(msg.event_type.clone()));
     }
@@ -128,7 +138,8 @@ pub fn decode(msg: &IncomingMessage) -> Result<Decoded, HandleError> {
     Ok(Decoded::Course(event))
 }
 
-/// Decodes `EventEnvelope<PayResultV1>` deliveries and applies them with [`apply_pay_result`].
+/// Decodes pay and refund results and applies them with [`apply_pay_result`] and
+/// [`apply_refund_result`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PayResultHandler;
 
@@ -149,6 +160,12 @@ impl MessageHandler for PayResultHandler {
             Decoded::OtherEvent(event_type) => {
                 tracing::debug!(%event_type, "event type not handled here; acknowledged");
                 return Ok(());
+            }
+            Decoded::Refund(event) => {
+                return apply_refund_result(conn, &event)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::of);
             }
         };
         tracing::Span::current().record("choose_course_id", event.biz_id.as_str());
@@ -200,7 +217,7 @@ mod tests {
 
     #[test]
     fn other_event_types_are_skipped_not_parked() {
-        for kind in ["refund.result.v1", "pay.result.v2"] {
+        for kind in ["refund.result.v2", "pay.result.v2"] {
             // Whatever their body: this build knows nothing about their shape.
             for body in [serde_json::to_vec(&envelope_json()).unwrap(), b"{".to_vec()] {
                 assert_eq!(

@@ -22,6 +22,7 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        pay_no -> Nullable<Int8>,
     }
 }
 
@@ -36,9 +37,28 @@ diesel::table! {
         valid_until -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        status -> Text,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    course_refunds (refund_no) {
+        refund_no -> Int8,
+        choose_course_id -> Int8,
+        pay_no -> Int8,
+        amount_fen -> Int8,
+        refunded_at -> Timestamptz,
+        created_at -> Timestamptz,
     }
 }
 
 diesel::joinable!(choose_courses -> courses (course_id));
 diesel::joinable!(course_tables -> choose_courses (choose_course_id));
-diesel::allow_tables_to_appear_in_same_query!(courses, choose_courses, course_tables);
+diesel::joinable!(course_refunds -> choose_courses (choose_course_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    courses,
+    choose_courses,
+    course_tables,
+    course_refunds
+);

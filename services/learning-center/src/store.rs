@@ -6,11 +6,12 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use paywire_domain::{
-    ChooseCourseId, ChooseCourseStatus, CourseCharge, CourseId, Fen, ParseError, UserId,
+    ChooseCourseId, ChooseCourseStatus, CourseCharge, CourseId, EnrolmentStatus, Fen, ParseError,
+    PayNo, RefundNo, UserId,
 };
 
 use crate::error::LearningError;
-use crate::schema::{choose_courses, course_tables, courses};
+use crate::schema::{choose_courses, course_refunds, course_tables, courses};
 use paywire_platform::db::{first_parsed, load_parsed};
 
 /// A course in the catalogue.
@@ -36,6 +37,8 @@ pub struct ChooseCourse {
     pub status: ChooseCourseStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The attempt whose pay result enrolled it (paid choices, once chosen).
+    pub pay_no: Option<PayNo>,
 }
 
 /// A row of a student's course table: what they may learn, and until when.
@@ -50,6 +53,15 @@ pub struct Enrolment {
     pub valid_until: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub status: EnrolmentStatus,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Enrolment {
+    /// What the student may do with it now.
+    pub fn learn_status(&self, now: DateTime<Utc>) -> paywire_domain::LearnStatus {
+        paywire_domain::LearnStatus::derive(Some((self.valid_until, self.status)), now)
+    }
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -75,6 +87,7 @@ struct ChooseRow {
     status: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    pay_no: Option<i64>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -89,6 +102,8 @@ struct EnrolmentRow {
     valid_until: DateTime<Utc>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    status: String,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 fn valid_days(v: i32) -> Result<u32, ParseError> {
@@ -131,6 +146,7 @@ impl TryFrom<ChooseRow> for ChooseCourse {
             course_name: r.course_name,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            pay_no: r.pay_no.map(PayNo::from),
         })
     }
 }
@@ -138,10 +154,13 @@ impl TryFrom<ChooseRow> for ChooseCourse {
 impl TryFrom<EnrolmentRow> for Enrolment {
     type Error = LearningError;
     fn try_from(r: EnrolmentRow) -> Result<Self, LearningError> {
+        let bad = corrupt("course_tables", r.id);
         Ok(Enrolment {
             id: r.id,
             choose_course_id: ChooseCourseId::from(r.choose_course_id),
-            user_id: UserId::parse(&r.user_id).map_err(corrupt("course_tables", r.id))?,
+            user_id: UserId::parse(&r.user_id).map_err(&bad)?,
+            status: r.status.parse().map_err(&bad)?,
+            revoked_at: r.revoked_at,
             course_id: CourseId::from(r.course_id),
             course_name: r.course_name,
             valid_from: r.valid_from,
@@ -346,6 +365,10 @@ pub async fn upsert_enrolment(
             course_tables::valid_from.eq(excluded(course_tables::valid_from)),
             course_tables::valid_until.eq(excluded(course_tables::valid_until)),
             course_tables::updated_at.eq(now),
+            // A renewal after a refund gives access back (`revoked → active`); an active
+            // row stays active.
+            course_tables::status.eq(EnrolmentStatus::Active.as_str()),
+            course_tables::revoked_at.eq(None::<DateTime<Utc>>),
         ));
     let found = match renew {
         Renew::Always => Some(
@@ -405,10 +428,12 @@ pub async fn enrol_free(
     .await
 }
 
-/// Guarded `awaiting_payment → chosen`. Returns whether this call moved it.
+/// Guarded `awaiting_payment → chosen`, remembering the attempt that paid. Returns whether
+/// this call moved it.
 pub async fn set_chosen(
     conn: &mut AsyncPgConnection,
     id: ChooseCourseId,
+    pay_no: PayNo,
 ) -> Result<bool, LearningError> {
     let rows = diesel::update(
         choose_courses::table
@@ -417,7 +442,104 @@ pub async fn set_chosen(
     )
     .set((
         choose_courses::status.eq(ChooseCourseStatus::Chosen.as_str()),
+        choose_courses::pay_no.eq(pay_no.get()),
         choose_courses::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// The choice a payment enrolled, if any.
+pub async fn find_choice_by_pay_no(
+    conn: &mut AsyncPgConnection,
+    pay_no: PayNo,
+) -> Result<Option<ChooseCourse>, LearningError> {
+    first_parsed(
+        conn,
+        choose_courses::table
+            .filter(choose_courses::pay_no.eq(pay_no.get()))
+            .select(ChooseRow::as_select()),
+    )
+    .await
+}
+
+/// Records a succeeded refund against its choice. Returns `false` when this refund was
+/// recorded before (a redelivery, or the same result under another message id).
+pub async fn record_refund(
+    conn: &mut AsyncPgConnection,
+    refund_no: RefundNo,
+    choice: &ChooseCourse,
+    pay_no: PayNo,
+    amount: Fen,
+    refunded_at: DateTime<Utc>,
+) -> Result<bool, LearningError> {
+    let rows = diesel::insert_into(course_refunds::table)
+        .values((
+            course_refunds::refund_no.eq(refund_no.get()),
+            course_refunds::choose_course_id.eq(choice.id.get()),
+            course_refunds::pay_no.eq(pay_no.get()),
+            course_refunds::amount_fen.eq(amount.get()),
+            course_refunds::refunded_at.eq(refunded_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(rows == 1)
+}
+
+/// The sum of the succeeded refunds recorded against a choice.
+pub async fn refunded_total(
+    conn: &mut AsyncPgConnection,
+    id: ChooseCourseId,
+) -> Result<Fen, LearningError> {
+    let sum: Option<i64> = course_refunds::table
+        .filter(course_refunds::choose_course_id.eq(id.get()))
+        .select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Int8>,
+        >("SUM(amount_fen)::BIGINT"))
+        .get_result(conn)
+        .await?;
+    Fen::new(sum.unwrap_or(0))
+        .map_err(|e| LearningError::CorruptRow(format!("course_refunds of {id}: {e}")))
+}
+
+/// Guarded `chosen → refunded`. Returns whether this call moved it.
+pub async fn set_refunded(
+    conn: &mut AsyncPgConnection,
+    id: ChooseCourseId,
+) -> Result<bool, LearningError> {
+    let rows = diesel::update(
+        choose_courses::table
+            .filter(choose_courses::id.eq(id.get()))
+            .filter(choose_courses::status.eq_any(ChooseCourseStatus::Refunded.source_names())),
+    )
+    .set((
+        choose_courses::status.eq(ChooseCourseStatus::Refunded.as_str()),
+        choose_courses::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(rows == 1)
+}
+
+/// Guarded `active → revoked` of the course table row that `id` enrolled. A row renewed
+/// since by a later choice (bought again) belongs to that choice and is left alone.
+/// Returns whether this call revoked it.
+pub async fn revoke_enrolment(
+    conn: &mut AsyncPgConnection,
+    id: ChooseCourseId,
+    now: DateTime<Utc>,
+) -> Result<bool, LearningError> {
+    let rows = diesel::update(
+        course_tables::table
+            .filter(course_tables::choose_course_id.eq(id.get()))
+            .filter(course_tables::status.eq_any(EnrolmentStatus::Revoked.source_names())),
+    )
+    .set((
+        course_tables::status.eq(EnrolmentStatus::Revoked.as_str()),
+        course_tables::revoked_at.eq(now),
+        course_tables::updated_at.eq(now),
     ))
     .execute(conn)
     .await?;

@@ -275,8 +275,12 @@ impl Platform {
 
     /// A signed-in student with a fresh user id.
     pub fn student(&self, name: &str) -> Student<'_> {
-        let user = UserId::parse(&format!("{name}-{}", paywire_testkit::unique_suffix()))
-            .expect("valid user id");
+        self.student_exactly(&format!("{name}-{}", paywire_testkit::unique_suffix()))
+    }
+
+    /// The student with exactly this user id (e.g. one a browser signed in as).
+    pub fn student_exactly(&self, user: &str) -> Student<'_> {
+        let user = UserId::parse(user).expect("valid user id");
         let token = self.auth.issue(&user, chrono::Duration::hours(1));
         Student {
             platform: self,
@@ -360,6 +364,28 @@ impl Platform {
             serde_json::from_str(&text).with_context(|| format!("non-JSON answer: {text}"))?
         };
         Ok((status, body))
+    }
+
+    /// An operator refunds an order through the order service's internal API, with the
+    /// operators' (development) credential, as `cargo xtask refund` does; `body` is the
+    /// optional `RefundOrder` (`Value::Null`: none, the full amount).
+    pub async fn operator_refund(&self, order_id: &str, body: Value) -> anyhow::Result<Answer> {
+        let mut req = self
+            .http
+            .post(format!(
+                "{}/internal/orders/{order_id}/refund",
+                self.order_internal_url
+            ))
+            .header(
+                paywire_platform::auth::SERVICE_TOKEN_HEADER,
+                paywire_platform::config::DEV_OPERATOR_TOKEN,
+            );
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
     /// The user scans `code` and pays in the channel's wallet (the sandbox).

@@ -54,7 +54,8 @@ const ROUNDS: usize = 3;
 /// A free course is enrolled at once (`chosen`, `can_learn`). A paid course gets a choice
 /// awaiting payment; its `choose_course_id` is the `biz_id` of the order that pays for it.
 /// Idempotent per student and course: a course the student can already learn, or a pending
-/// choice, is answered again rather than duplicated.
+/// choice, is answered again rather than duplicated. After a full refund (`learn_status`
+/// `refunded`) a paid course gets a new choice awaiting payment, bought with a new order.
 #[utoipa::path(
     post,
     path = "/api/learning/choose-course",
@@ -103,7 +104,7 @@ async fn choose_once(
 ) -> Result<Option<ChooseView>, LearningError> {
     let now = Utc::now();
     let enrolment = store::find_enrolment(conn, student, course.id).await?;
-    let learn = LearnStatus::derive(enrolment.as_ref().map(|e| e.valid_until), now);
+    let learn = LearnStatus::derive(enrolment.as_ref().map(|e| (e.valid_until, e.status)), now);
     if let (LearnStatus::CanLearn, Some(enrolment)) = (learn, &enrolment) {
         let choice = store::find_choice(conn, enrolment.choose_course_id)
             .await?
@@ -149,7 +150,8 @@ pub struct LearnStatusView {
 
 /// Whether the caller may learn a course now
 ///
-/// Derived from the enrolment's validity period.
+/// Derived from the enrolment: `refunded` once a full refund revoked it (the student may
+/// choose and buy the course again), else from its validity period.
 #[utoipa::path(
     get,
     path = "/api/learning/learn-status/{course_id}",
@@ -179,7 +181,7 @@ pub async fn learn_status(
         .await?;
     Ok(web::Json(LearnStatusView {
         course_id,
-        learn_status: LearnStatus::derive(enrolment.map(|e| e.valid_until), Utc::now()),
+        learn_status: LearnStatus::derive(enrolment.map(|e| (e.valid_until, e.status)), Utc::now()),
     }))
 }
 
@@ -192,13 +194,17 @@ pub struct MyCourseView {
     pub choose_course_id: ChooseCourseId,
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
+    /// `refunded` when a full refund revoked it.
     pub learn_status: LearnStatus,
+    /// When a full refund revoked it; `null` while it is not revoked.
+    pub refunded_at: Option<DateTime<Utc>>,
 }
 
 impl MyCourseView {
     fn new(e: Enrolment, now: DateTime<Utc>) -> Self {
         MyCourseView {
-            learn_status: LearnStatus::derive(Some(e.valid_until), now),
+            learn_status: e.learn_status(now),
+            refunded_at: e.revoked_at,
             course_id: e.course_id,
             course_name: e.course_name,
             choose_course_id: e.choose_course_id,

@@ -8,13 +8,14 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use learning_center::error::LearningError;
 use learning_center::pay_result::{Applied, apply_pay_result};
+use learning_center::refund_result::{RefundApplied, apply_refund_result};
 use learning_center::store;
 use learning_center::{MIGRATIONS, Settings};
-use paywire_contracts::PayResultV1;
+use paywire_contracts::{PayResultV1, RefundResultV1};
 use paywire_domain::topology::{LEARNING_PAY_RESULT_QUEUE, PAY_RESULT_EXCHANGE};
 use paywire_domain::{
-    BizType, ChooseCourseId, ChooseCourseStatus, CourseId, EventId, Fen, OrderId, PayChannel,
-    PayNo, UserId,
+    BizType, ChooseCourseId, ChooseCourseStatus, CourseId, EnrolmentStatus, EventId, Fen, OrderId,
+    PayChannel, PayNo, RefundNo, RefundReason, RefundStatus, UserId,
 };
 use paywire_messaging::topology::dead_letter_queue_name;
 use paywire_platform::auth::{Authenticator, SERVICE_TOKEN_HEADER};
@@ -973,4 +974,259 @@ async fn readiness_waits_for_the_migrations_of_this_build() {
     paywire_platform::health::probe(&h.http_settings())
         .await
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Refunds (policy: `paywire_domain::EnrolmentStatus`)
+// ---------------------------------------------------------------------------------------
+
+/// A succeeded requested refund of the attempt that `pay_result(choice, …)` paid with.
+fn refund_result(choice: ChooseCourseId, refund_no: i64, amount: i64) -> RefundResultV1 {
+    RefundResultV1 {
+        refund_no: RefundNo::from(refund_no),
+        pay_no: PayNo::from(700 + choice.get()),
+        order_id: OrderId::from(800 + choice.get()),
+        channel: PayChannel::Wechat,
+        amount_fen: Fen::new(amount).unwrap(),
+        reason: RefundReason::Requested.into(),
+        status: RefundStatus::Succeeded.into(),
+        refunded_at: Some("2026-11-23T10:00:00Z".parse().unwrap()),
+    }
+}
+
+async fn course_table_status(conn: &mut AsyncPgConnection, student: &str) -> EnrolmentStatus {
+    store::find_enrolment(conn, &user(student), CourseId::from(1002))
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refund_revokes_once_and_the_course_can_be_bought_again() {
+    let h = Harness::start().await;
+    let (_, first) = h.choose("alice", PAID).await;
+    let first_id: ChooseCourseId = first["choose_course_id"].as_str().unwrap().parse().unwrap();
+    let mut conn = h.conn().await;
+    apply_pay_result(&mut conn, &pay_result(first_id, "alice", PAID_PRICE))
+        .await
+        .unwrap();
+    assert_eq!(h.learn_status("alice", PAID).await, "can_learn");
+
+    let refund = refund_result(first_id, 51, PAID_PRICE);
+    assert_eq!(
+        apply_refund_result(&mut conn, &refund).await.unwrap(),
+        RefundApplied::Revoked {
+            choose_course_id: first_id,
+            revoked: true
+        }
+    );
+    // The same refund again (a redelivery, or a second copy under another message id).
+    assert_eq!(
+        apply_refund_result(&mut conn, &refund).await.unwrap(),
+        RefundApplied::AlreadyApplied
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_refunds").await,
+        1
+    );
+    let choice = store::find_choice(&mut conn, first_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(choice.status, ChooseCourseStatus::Refunded);
+    assert_eq!(
+        course_table_status(&mut conn, "alice").await,
+        EnrolmentStatus::Revoked
+    );
+    assert_eq!(h.learn_status("alice", PAID).await, "refunded");
+    let (_, mine) = h.get("alice", "/api/learning/my-courses").await;
+    assert_eq!(mine["courses"][0]["learn_status"], "refunded", "{mine}");
+    assert!(mine["courses"][0]["refunded_at"].is_string(), "{mine}");
+
+    // Choosing again opens a new choice to pay for (a new biz_id, so a new order).
+    let (status, again) = h.choose("alice", PAID).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["status"], "awaiting_payment");
+    assert_eq!(again["learn_status"], "refunded");
+    assert_ne!(again["choose_course_id"], first["choose_course_id"]);
+    let again_id: ChooseCourseId = again["choose_course_id"].as_str().unwrap().parse().unwrap();
+    let applied = apply_pay_result(&mut conn, &pay_result(again_id, "alice", PAID_PRICE))
+        .await
+        .unwrap();
+    assert!(matches!(applied, Applied::Enrolled { .. }), "{applied:?}");
+    assert_eq!(h.learn_status("alice", PAID).await, "can_learn");
+    assert_eq!(
+        course_table_status(&mut conn, "alice").await,
+        EnrolmentStatus::Active
+    );
+    let (_, mine) = h.get("alice", "/api/learning/my-courses").await;
+    assert_eq!(mine["courses"][0]["refunded_at"], Value::Null, "{mine}");
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_tables").await,
+        1
+    );
+
+    // A late refund of the first payment (over its price) leaves the new purchase alone.
+    assert_eq!(
+        apply_refund_result(&mut conn, &refund_result(first_id, 52, 1))
+            .await
+            .unwrap(),
+        RefundApplied::AlreadyApplied
+    );
+    assert_eq!(h.learn_status("alice", PAID).await, "can_learn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_refund_keeps_access_until_the_refunds_reach_the_price() {
+    let (_db, mut conn) = db_only().await;
+    let id = pending_choice(&mut conn, 21, "alice").await;
+    apply_pay_result(&mut conn, &pay_result(id, "alice", PAID_PRICE))
+        .await
+        .unwrap();
+
+    let part = refund_result(id, 61, 5_000);
+    assert_eq!(
+        apply_refund_result(&mut conn, &part).await.unwrap(),
+        RefundApplied::Partial {
+            choose_course_id: id,
+            refunded: Fen::new(5_000).unwrap()
+        }
+    );
+    assert_eq!(
+        apply_refund_result(&mut conn, &part).await.unwrap(),
+        RefundApplied::AlreadyApplied,
+        "counted once"
+    );
+    // A failed refund, and a refund of stray money from another attempt: no effect.
+    let failed = RefundResultV1 {
+        refund_no: RefundNo::from(62),
+        status: RefundStatus::Failed.into(),
+        refunded_at: None,
+        ..refund_result(id, 62, PAID_PRICE)
+    };
+    let stray = RefundResultV1 {
+        pay_no: PayNo::from(999_999),
+        reason: RefundReason::DuplicatePayment.into(),
+        ..refund_result(id, 63, PAID_PRICE)
+    };
+    // Even naming the attempt that enrolled: stray money never bought the course.
+    let stray_same_attempt = RefundResultV1 {
+        reason: RefundReason::OrderClosed.into(),
+        ..refund_result(id, 66, PAID_PRICE)
+    };
+    for ignored in [failed, stray, stray_same_attempt] {
+        assert_eq!(
+            apply_refund_result(&mut conn, &ignored).await.unwrap(),
+            RefundApplied::Ignored
+        );
+    }
+    let choice = store::find_choice(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!(choice.status, ChooseCourseStatus::Chosen);
+    assert_eq!(
+        course_table_status(&mut conn, "alice").await,
+        EnrolmentStatus::Active
+    );
+
+    // A succeeded refund without its time is malformed: parked, not guessed.
+    let untimed = RefundResultV1 {
+        refunded_at: None,
+        ..refund_result(id, 64, 1)
+    };
+    let err = apply_refund_result(&mut conn, &untimed).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+
+    // The partial refunds that complete the price revoke.
+    assert_eq!(
+        apply_refund_result(&mut conn, &refund_result(id, 65, PAID_PRICE - 5_000))
+            .await
+            .unwrap(),
+        RefundApplied::Revoked {
+            choose_course_id: id,
+            revoked: true
+        }
+    );
+    assert_eq!(
+        course_table_status(&mut conn, "alice").await,
+        EnrolmentStatus::Revoked
+    );
+    let enrolment = store::find_enrolment(&mut conn, &user("alice"), CourseId::from(1002))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(enrolment.revoked_at.is_some());
+    assert_eq!(
+        enrolment.learn_status(Utc::now()),
+        paywire_domain::LearnStatus::Refunded
+    );
+    // Statuses outside the machines are refused by the database too.
+    assert!(
+        diesel::sql_query("UPDATE course_tables SET status = 'gone'")
+            .execute(&mut conn)
+            .await
+            .is_err()
+    );
+    assert!(
+        diesel::sql_query("UPDATE course_tables SET revoked_at = NULL")
+            .execute(&mut conn)
+            .await
+            .is_err(),
+        "a revoked row keeps its time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_results_from_the_broker_revoke_once() {
+    let h = Harness::start().await;
+    let (_, chosen) = h.choose("alice", PAID).await;
+    let id: ChooseCourseId = chosen["choose_course_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let paid = pay_result(id, "alice", PAID_PRICE).into_envelope(EventId::from(9101), Utc::now());
+    h.vhost
+        .publish(
+            PAY_RESULT_EXCHANGE,
+            "9101",
+            PayResultV1::EVENT_TYPE,
+            &serde_json::to_vec(&paid).unwrap(),
+        )
+        .await;
+    eventually(Duration::from_secs(20), || async {
+        (h.learn_status("alice", PAID).await == "can_learn").then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The same refund result three times: twice under one message id (a relay's
+    // republish), once under another (an event written twice).
+    let refund = refund_result(id, 71, PAID_PRICE);
+    for event_id in [9102, 9102, 9103] {
+        let env = refund
+            .clone()
+            .into_envelope(EventId::from(event_id), Utc::now());
+        h.vhost
+            .publish(
+                PAY_RESULT_EXCHANGE,
+                &event_id.to_string(),
+                RefundResultV1::EVENT_TYPE,
+                &serde_json::to_vec(&env).unwrap(),
+            )
+            .await;
+    }
+    let mut conn = h.conn().await;
+    eventually(Duration::from_secs(20), || async {
+        let mut conn = h.conn().await;
+        (count(&mut conn, "SELECT count(*) AS n FROM processed_messages").await == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(h.learn_status("alice", PAID).await, "refunded");
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM course_refunds").await,
+        1
+    );
+    let dlq = dead_letter_queue_name(LEARNING_PAY_RESULT_QUEUE);
+    assert_eq!(h.vhost.queue_depth(&dlq).unwrap(), 0);
 }

@@ -132,6 +132,77 @@ async fn the_internal_route_forwards_the_full_refund_of_the_paying_attempt_idemp
     assert_eq!(order(&h, id).await.status, OrderStatus::Paid);
 }
 
+async fn refund_with(h: &Harness, id: OrderId, body: &str) -> (u16, Value) {
+    let resp = h
+        .client
+        .post(format!("{}/internal/orders/{id}/refund", h.internal))
+        .header(SERVICE_TOKEN_HEADER, DEV_OPERATOR_TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `cargo xtask refund <order> --amount-fen N --reason …`: a partial refund with its own
+/// key (per order and amount, or per `request_id`), the payer's text forwarded; a body
+/// that does not parse refunds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refund_route_takes_an_amount_a_reason_and_a_request_id() {
+    let h = Harness::start().await;
+    let id = paid_order(&h, 802).await;
+
+    let (status, body) = refund_with(&h, id, r#"{"amount_fen": 100, "reason": "goodwill"}"#).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["amount_fen"], 100);
+    let (status, _) = refund_with(&h, id, r#"{"amount_fen": 100, "request_id": "second"}"#).await;
+    assert_eq!(status, 201);
+    // The same amount again (a repeated command) answers the first one.
+    let (status, _) = refund_with(&h, id, r#"{"amount_fen": 100}"#).await;
+    assert_eq!(status, 200);
+    // The full amount, given or not, is the full refund's key.
+    let (status, _) = refund_with(&h, id, &format!(r#"{{"amount_fen": {PRICE}}}"#)).await;
+    assert_eq!(status, 201);
+    let (status, _) = refund_with(&h, id, "").await;
+    assert_eq!(status, 200);
+    let calls = h.gw.refund_calls();
+    let keys: Vec<String> = calls.iter().map(|(k, _)| k.clone().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            format!("order-{id}-refund-100-fen"),
+            format!("order-{id}-refund-second"),
+            format!("order-{id}-refund-100-fen"),
+            format!("order-{id}-full-refund"),
+            format!("order-{id}-full-refund"),
+        ]
+    );
+    assert_eq!(calls[0].1["reason"], "goodwill");
+    assert_eq!(calls[0].1["amount_fen"], 100);
+    assert_eq!(calls[3].1["amount_fen"], PRICE);
+
+    for bad in [
+        r#"{"amount_fen": 0}"#,
+        r#"{"amount_fen": -1}"#,
+        r#"{"amount": 100}"#,
+        r#"{"request_id": "a b"}"#,
+        "{not json",
+    ] {
+        let (status, body) = refund_with(&h, id, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{bad}");
+    }
+    let long = format!(r#"{{"reason": "{}"}}"#, "退".repeat(81));
+    assert_eq!(refund_with(&h, id, &long).await.0, 400);
+    assert_eq!(
+        h.gw.refund_calls().len(),
+        5,
+        "refused bodies never reach the gateway"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refund_route_needs_the_operators_credential_and_a_paid_order() {
     let h = Harness::start().await;

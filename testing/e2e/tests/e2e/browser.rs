@@ -263,6 +263,62 @@ async fn purchase(
         .with_context(|| format!("scenario {channel}"))
 }
 
+/// Bought with Alipay, refunded by an operator (as `cargo xtask refund` does): "My
+/// courses" shows the course refunded, and the catalogue sells it again.
+async fn refunded_course(
+    chromedriver: &Chromedriver,
+    platform: &Platform,
+    cashier: &str,
+) -> anyhow::Result<()> {
+    let wallet = format!("{}/sandbox/wallet", platform.sandbox_url);
+    chromedriver
+        .browser("refunded")
+        .await?
+        .run(async |b| {
+            let user = sign_in(b, cashier, "refunded").await?;
+            let (course, order_id) = start_checkout(b).await?;
+            let code = show_qr(b, "alipay", "https://qr.alipay.com/").await?;
+            pay_in_wallet(b, &wallet, &code).await?;
+            expect_paid(b, cashier, &course).await?;
+
+            let (status, ticket) = platform.operator_refund(&order_id, json!(null)).await?;
+            ensure!(status == 201, "refund answered {status}: {ticket}");
+            platform
+                .student_exactly(&user)
+                .wait_for_learn_status(&course.id, "refunded")
+                .await?;
+            b.goto(&format!("{cashier}/my-courses")).await?;
+            let row = b.visible(&my_course_row(&course.id)).await?;
+            let badge = row
+                .find(fantoccini::Locator::Css(&test_id("my-course-status")))
+                .await?;
+            ensure!(attr(&badge, "data-state").await? == "refunded");
+            let said = text(&badge).await?;
+            ensure!(said.contains("Refunded"), "badge {said:?}");
+            let valid = text(
+                &row.find(fantoccini::Locator::Css(&test_id("my-course-valid")))
+                    .await?,
+            )
+            .await?;
+            ensure!(valid.contains("Refunded"), "validity column {valid:?}");
+            b.shot("08-refunded").await?;
+
+            // Bought again: the catalogue opens a new order for the same course.
+            b.goto(&format!("{cashier}/")).await?;
+            let (again, second) = start_checkout(b).await?;
+            ensure!(
+                again.id == course.id && second != order_id,
+                "{again:?} {second}"
+            );
+            let code = show_qr(b, "alipay", "https://qr.alipay.com/").await?;
+            pay_in_wallet(b, &wallet, &code).await?;
+            expect_paid(b, cashier, &course).await?;
+            b.shot("09-bought-again").await
+        })
+        .await
+        .context("scenario refunded")
+}
+
 /// A free course is enrolled at once and shows in "my courses"; prices are formatted
 /// from integer fen without floating point.
 async fn free_course(chromedriver: &Chromedriver, cashier: &str) -> anyhow::Result<()> {
@@ -458,6 +514,22 @@ async fn a_student_buys_with_alipay_by_clicking() -> anyhow::Result<()> {
         "alipay: {:?}",
         shots("alipay")?
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refunded_course_shows_as_refunded_and_is_bought_again() -> anyhow::Result<()> {
+    let mut platform = Platform::start().await?;
+    let cashier = platform.start_cashier().await?;
+    let chromedriver = Chromedriver::start().await?;
+    refunded_course(&chromedriver, &platform, &cashier).await?;
+    let shots = shots("refunded")?;
+    for step in ["08-refunded", "09-bought-again"] {
+        ensure!(
+            shots.contains(&format!("{step}.png")),
+            "{step} missing: {shots:?}"
+        );
+    }
     Ok(())
 }
 

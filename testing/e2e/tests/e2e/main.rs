@@ -7,5 +7,6 @@ mod hostile;
 mod interop;
 mod observability;
 mod purchase;
+mod refunds;
 mod timeout;
 mod traces;
