@@ -13,6 +13,8 @@
 //! Queue arguments are immutable: changing a `RetryPolicy` for an existing queue makes the
 //! declaration fail with `PRECONDITION_FAILED`; delete the queues (or rename) to change it.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -59,11 +61,49 @@ pub fn dead_letter_queue_name(queue: &str) -> String {
 
 /// Opens a connection named for the broker's connection list. Callers own reconnection
 /// (the relay and consumers rebuild connections in their own loops).
+///
+/// `amqp_url` may name the nodes of a cluster, comma-separated
+/// ([`paywire_platform::config::broker_nodes`]): the nodes are tried in turn, starting
+/// with the one that answered last in this process, so a reconnect after a node is lost
+/// lands on a node that is up (queues are quorum queues, replicated on every node).
 pub async fn connect(amqp_url: &str, connection_name: &str) -> Result<Connection, MessagingError> {
+    let nodes = paywire_platform::config::broker_nodes(amqp_url);
+    if nodes.len() <= 1 {
+        return connect_node(nodes.first().copied().unwrap_or(amqp_url), connection_name).await;
+    }
+    let key = {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(amqp_url, &mut hasher);
+        std::hash::Hasher::finish(&hasher)
+    };
+    let answered_last = || LAST_ANSWERED.lock().unwrap_or_else(|e| e.into_inner());
+    let first = answered_last().get(&key).copied().unwrap_or(0) % nodes.len();
+    let mut failure = None;
+    for index in (first..nodes.len()).chain(0..first) {
+        match connect_node(nodes[index], connection_name).await {
+            Ok(connection) => {
+                answered_last().insert(key, index);
+                return Ok(connection);
+            }
+            Err(e) => {
+                // The node's position, never its URL: URLs carry the broker password.
+                tracing::warn!(node = index, nodes = nodes.len(), error = %e, "broker node did not answer; trying the next");
+                failure = Some(e);
+            }
+        }
+    }
+    Err(failure.expect("at least two nodes were tried"))
+}
+
+/// Per node list (by its hash: the list holds passwords), the position of the node that
+/// answered last: where the next connection starts.
+static LAST_ANSWERED: Mutex<BTreeMap<u64, usize>> = Mutex::new(BTreeMap::new());
+
+async fn connect_node(url: &str, connection_name: &str) -> Result<Connection, MessagingError> {
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
     // A handshake cut off by the broker (restart, `close_all_connections`) can leave the
     // connect future pending forever; the reconnect loops must get an error to retry on.
-    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(amqp_url, props))
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props))
         .await
         .map_err(|_| MessagingError::Timeout("connecting to the broker"))?
         .map_err(MessagingError::from)

@@ -172,7 +172,10 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AmqpSettings {
-    /// `amqp://user:pass@host:port/vhost` (vhost `/` is `%2f`).
+    /// `amqp://user:pass@host:port/vhost` (vhost `/` is `%2f`), or the nodes of a cluster
+    /// as a comma-separated list of such URLs: connections go to the first node that
+    /// answers, starting with the one that answered last ([`broker_nodes`]). A comma inside
+    /// a password must be percent-encoded (`%2C`).
     pub url: String,
     /// Messages a consumer may hold unacknowledged.
     pub prefetch: u16,
@@ -185,6 +188,15 @@ impl Default for AmqpSettings {
             prefetch: 20,
         }
     }
+}
+
+/// The broker nodes named by [`AmqpSettings::url`]: its comma-separated URLs, trimmed,
+/// empty entries skipped. A single URL is a list of one.
+pub fn broker_nodes(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .collect()
 }
 
 /// Development-only secrets. Real deployments override both through the environment.
@@ -308,6 +320,23 @@ impl Default for IdSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_nodes_split_a_cluster_list() {
+        assert_eq!(
+            broker_nodes("amqp://u:p@127.0.0.1:5672/%2f"),
+            ["amqp://u:p@127.0.0.1:5672/%2f"]
+        );
+        assert_eq!(
+            broker_nodes(" amqp://u:p@a:5672/v , amqp://u:p@b:5672/v,,amqp://u:p@c:5672/v, "),
+            [
+                "amqp://u:p@a:5672/v",
+                "amqp://u:p@b:5672/v",
+                "amqp://u:p@c:5672/v"
+            ]
+        );
+        assert!(broker_nodes(" , ").is_empty());
+    }
     use secrecy::ExposeSecret;
 
     #[test]

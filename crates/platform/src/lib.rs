@@ -85,7 +85,11 @@ macro_rules! database_service_settings {
         impl $crate::production::ProductionChecks for $settings {
             fn production_findings(&self, findings: &mut $crate::production::Findings) {
                 findings.auth(&self.auth, $presents, &[$($admits),*]);
-                findings.amqp_url("amqp.url", &self.amqp.url);
+                // Every node of a cluster list; an empty list is checked as the empty URL.
+                let nodes = $crate::config::broker_nodes(&self.amqp.url);
+                for node in if nodes.is_empty() { vec![""] } else { nodes } {
+                    findings.amqp_url("amqp.url", node);
+                }
                 $(self.$checks(findings);)?
             }
         }

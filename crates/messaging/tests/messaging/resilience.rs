@@ -243,3 +243,140 @@ async fn relay_and_competing_consumers_survive_repeated_connection_drops_mid_pub
     );
     Ok(())
 }
+
+/// A stand-in broker node: forwards TCP to the suite's RabbitMQ until it is lost, then
+/// refuses connections like a stopped node (its port is closed) and has dropped every
+/// connection it carried, as a killed node does.
+struct Node {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Node {
+    async fn start(broker: &str) -> anyhow::Result<Node> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let (count, broker) = (accepted.clone(), broker.to_owned());
+        tasks.spawn(async move {
+            let mut tunnels = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let broker = broker.clone();
+                tunnels.spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(broker).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        Ok(Node {
+            port,
+            accepted,
+            tasks,
+        })
+    }
+
+    /// Closes the port and every forwarded connection (aborting the accept task drops
+    /// the listener and the tunnels' JoinSet with it).
+    /// Connections it has forwarded. (Spelled out: diesel's `RunQueryDsl::load`, in scope
+    /// for every type, would shadow the atomic's own `load`.)
+    fn accepted(&self) -> usize {
+        std::sync::atomic::AtomicUsize::load(&self.accepted, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn lose(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// `amqp://…@127.0.0.1:5672/vhost` with another port.
+fn via_port(url: &str, port: u16) -> String {
+    url.replacen("@127.0.0.1:5672/", &format!("@127.0.0.1:{port}/"), 1)
+}
+
+/// Issue 15: with `amqp.url` naming two nodes, the relay and a consumer work through the
+/// first; when it is lost mid-stream they reconnect to the second without a restart, and
+/// every message is still applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_and_consumer_fail_over_to_the_next_broker_node() -> anyhow::Result<()> {
+    const PER_PHASE: i64 = 100;
+    let mut env = Env::new().await?;
+    assert!(
+        env.vhost.amqp_url.contains("@127.0.0.1:5672/"),
+        "{}",
+        env.vhost.amqp_url
+    );
+    env.sql(
+        "CREATE TABLE applications (id BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, \
+         message_id TEXT NOT NULL)",
+    )
+    .await?;
+    let queue = "test.failover";
+    env.declare(queue).await?;
+    let first = Node::start("127.0.0.1:5672").await?;
+    let direct = env.vhost.amqp_url.clone();
+    env.vhost.amqp_url = format!("{},{direct}", via_port(&direct, first.port));
+    env.spawn_relay(fast_relay());
+    env.spawn_consumer(
+        consumer_config(queue, "f"),
+        Arc::new(Applier {
+            consumer: "f".to_owned(),
+        }),
+    );
+
+    let enqueue = |from: i64| {
+        let pool = env.pool.clone();
+        async move {
+            let mut conn = pool.get().await?;
+            use diesel_async::AsyncConnection;
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                for id in from..from + PER_PHASE {
+                    paywire_messaging::enqueue(conn, &common::message(id, common::EXCHANGE))
+                        .await?;
+                }
+                Ok(())
+            })
+            .await?;
+            anyhow::Ok(())
+        }
+    };
+    let applied = || env.count("SELECT count(*) AS n FROM applications");
+    enqueue(1).await?;
+    eventually(SETTLE, || async {
+        (applied().await.ok()? >= PER_PHASE / 2).then_some(())
+    })
+    .await
+    .context("nothing applied through the first node")?;
+    // Consumer, its republisher and the relay connected through the first node.
+    assert!(
+        first.accepted() >= 3,
+        "connections through the first node: {}",
+        first.accepted()
+    );
+    first.lose().await;
+    enqueue(1 + PER_PHASE).await?;
+
+    eventually(SETTLE, || async {
+        (env.unpublished().await.ok()? == 0 && applied().await.ok()? >= 2 * PER_PHASE).then_some(())
+    })
+    .await
+    .with_context(|| "not everything published and applied after the node was lost")?;
+    let all = queues_of(queue);
+    eventually(SETTLE, || async { env.all_empty(&all).then_some(()) })
+        .await
+        .context("queue not drained")?;
+    assert_eq!(
+        applied().await?,
+        2 * PER_PHASE,
+        "a message was applied twice"
+    );
+    assert_eq!(
+        env.count("SELECT count(DISTINCT message_id) AS n FROM applications")
+            .await?,
+        2 * PER_PHASE
+    );
+    Ok(())
+}

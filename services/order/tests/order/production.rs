@@ -39,6 +39,27 @@ fn development_defaults_are_refused_and_real_secrets_pass() {
         check(SERVICE_NAME, Environment::Production, &real),
         Ok(Environment::Production)
     );
+
+    // A cluster list: every node is checked, not only the first.
+    let node = |n: u8| format!("amqp://paywire:Hq3v9Lm2Xc7Rt5Wz@mq-{n}:5672/%2f");
+    real.amqp.url = format!("{},{}, {}", node(0), node(1), node(2));
+    assert_eq!(
+        check(SERVICE_NAME, Environment::Production, &real),
+        Ok(Environment::Production)
+    );
+    real.amqp.url = format!("{},amqp://guest:guest@mq-1:5672/%2f", node(0));
+    let refusal = check(SERVICE_NAME, Environment::Production, &real).unwrap_err();
+    assert_eq!(
+        refusal
+            .to_string()
+            .matches("uses RabbitMQ's default guest account")
+            .count(),
+        1,
+        "{refusal}"
+    );
+    real.amqp.url = " , ".into();
+    let refusal = check(SERVICE_NAME, Environment::Production, &real).unwrap_err();
+    assert!(refusal.to_string().contains("amqp.url"), "{refusal}");
 }
 
 /// The binary refuses before touching the database or the broker, and prints no secret.
