@@ -304,16 +304,71 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// Where an instance's snowflake worker id comes from: `worker_id` + `ordinal`. One
+/// process per service (development, compose): `ordinal` stays 0 and `worker_id` is the
+/// id. Several replicas (Kubernetes): `worker_id` is the service's base and `ordinal` the
+/// pod's StatefulSet ordinal, so the service owns the ids `worker_id ..
+/// worker_id + ordinals` and two pods never share one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IdSettings {
-    /// Snowflake worker id, 0–1023; unique per running instance.
+    /// Snowflake worker id (0–1023) or, with `ordinal`, the first of the service's range.
     pub worker_id: u16,
+    /// This instance's place in the service's range (`PAYWIRE__IDS__ORDINAL`, from the
+    /// pod's `apps.kubernetes.io/pod-index` label); 0 by default.
+    pub ordinal: u16,
+    /// How many ids the service's range holds: an `ordinal` at or past it would take an
+    /// id of the next service's range.
+    pub ordinals: u16,
 }
 
 impl Default for IdSettings {
     fn default() -> Self {
-        Self { worker_id: 1 }
+        Self {
+            worker_id: 1,
+            ordinal: 0,
+            ordinals: 100,
+        }
+    }
+}
+
+impl IdSettings {
+    /// This instance's snowflake worker id, or the setting at fault and why: the ordinal
+    /// is outside the service's range, or the sum outside the snowflake's 10 bits.
+    pub fn effective_worker_id(&self) -> Result<u16, (&'static str, String)> {
+        let max = paywire_domain::id::MAX_WORKER_ID;
+        if self.ordinal >= self.ordinals {
+            return Err((
+                "ids.ordinal",
+                format!(
+                    "{} is outside the service's {} ids (ids.ordinals): the worker id would \
+                     belong to another service's range",
+                    self.ordinal, self.ordinals
+                ),
+            ));
+        }
+        match self.worker_id.checked_add(self.ordinal) {
+            Some(id) if id <= max => Ok(id),
+            _ => Err((
+                if self.ordinal == 0 {
+                    "ids.worker_id"
+                } else {
+                    "ids.ordinal"
+                },
+                format!(
+                    "ids.worker_id {} + ids.ordinal {} exceeds the largest worker id {max}",
+                    self.worker_id, self.ordinal
+                ),
+            )),
+        }
+    }
+
+    /// The instance's id generator.
+    pub fn generator(&self) -> anyhow::Result<paywire_domain::IdGenerator> {
+        let id = self
+            .effective_worker_id()
+            .map_err(|(setting, problem)| anyhow::anyhow!("{setting}: {problem}"))?;
+        Ok(paywire_domain::IdGenerator::new(id)?)
     }
 }
 
@@ -338,6 +393,75 @@ mod tests {
         assert!(broker_nodes(" , ").is_empty());
     }
     use secrecy::ExposeSecret;
+
+    fn ids(worker_id: u16, ordinal: u16, ordinals: u16) -> IdSettings {
+        IdSettings {
+            worker_id,
+            ordinal,
+            ordinals,
+        }
+    }
+
+    /// Kubernetes: the service's base plus the pod's ordinal, never past the service's
+    /// range or the snowflake's 10 bits.
+    #[test]
+    fn the_worker_id_is_the_base_plus_the_ordinal_within_its_ranges() {
+        assert_eq!(IdSettings::default().effective_worker_id(), Ok(1));
+        assert_eq!(ids(200, 0, 100).effective_worker_id(), Ok(200));
+        assert_eq!(ids(200, 99, 100).effective_worker_id(), Ok(299));
+        assert_eq!(ids(923, 100, 101).effective_worker_id(), Ok(1023));
+        let (setting, problem) = ids(200, 100, 100).effective_worker_id().unwrap_err();
+        assert_eq!(setting, "ids.ordinal");
+        assert!(
+            problem.contains("outside the service's 100 ids"),
+            "{problem}"
+        );
+        let (setting, problem) = ids(1000, 24, 100).effective_worker_id().unwrap_err();
+        assert_eq!(setting, "ids.ordinal");
+        assert!(
+            problem.contains("exceeds the largest worker id 1023"),
+            "{problem}"
+        );
+        assert_eq!(
+            ids(1024, 0, 100).effective_worker_id().unwrap_err().0,
+            "ids.worker_id"
+        );
+        assert!(ids(u16::MAX, 1, 100).effective_worker_id().is_err());
+        assert!(
+            ids(300, 5, 10)
+                .generator()
+                .is_ok_and(|g| g.worker_id() == 305)
+        );
+        assert!(ids(300, 10, 10).generator().is_err());
+    }
+
+    /// `PAYWIRE__IDS__ORDINAL` (the downward API's pod index, a string) reaches the setting.
+    #[test]
+    fn the_ordinal_comes_from_the_environment() {
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(default)]
+        struct Ids {
+            ids: IdSettings,
+        }
+        let vars = [
+            ("PAYWIRE__IDS__WORKER_ID".to_owned(), "200".to_owned()),
+            ("PAYWIRE__IDS__ORDINAL".to_owned(), "7".to_owned()),
+        ];
+        let cfg: Ids = Config::builder()
+            .add_source(Config::try_from(&Ids::default()).unwrap())
+            .add_source(
+                Environment::with_prefix("PAYWIRE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(vars.into())),
+            )
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(cfg.ids.effective_worker_id(), Ok(207));
+    }
 
     #[test]
     fn secret_files_set_their_setting_and_missing_ones_are_errors() {

@@ -90,6 +90,7 @@ macro_rules! database_service_settings {
                 for node in if nodes.is_empty() { vec![""] } else { nodes } {
                     findings.amqp_url("amqp.url", node);
                 }
+                findings.worker_id(&self.ids);
                 $(self.$checks(findings);)?
             }
         }

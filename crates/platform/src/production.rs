@@ -294,6 +294,15 @@ impl Findings {
 
     /// RabbitMQ URLs with its built-in `guest` account (which RabbitMQ allows only from
     /// the local machine).
+    /// The instance's snowflake worker id must lie in the service's range and in the
+    /// snowflake's 10 bits, in every environment: two instances with one worker id would
+    /// hand out the same ids.
+    pub fn worker_id(&mut self, ids: &crate::config::IdSettings) {
+        if let Err((setting, problem)) = ids.effective_worker_id() {
+            self.push_everywhere(setting, problem);
+        }
+    }
+
     pub fn amqp_url(&mut self, setting: &str, url: &str) {
         let userinfo = url
             .split_once("://")
@@ -586,6 +595,39 @@ mod tests {
             ),
             Ok(Environment::Development)
         );
+    }
+
+    struct Ids(crate::config::IdSettings);
+
+    impl ProductionChecks for Ids {
+        fn production_findings(&self, findings: &mut Findings) {
+            findings.worker_id(&self.0);
+        }
+    }
+
+    /// A pod whose ordinal leaves its service's range refuses to start, in development too.
+    #[test]
+    fn a_worker_id_outside_the_services_range_refuses_the_start_everywhere() {
+        let ids = |ordinal| {
+            Ids(crate::config::IdSettings {
+                worker_id: 200,
+                ordinal,
+                ordinals: 100,
+            })
+        };
+        assert_eq!(
+            check("order", Environment::Production, &ids(99)),
+            Ok(Environment::Production)
+        );
+        for environment in [Environment::Development, Environment::Production] {
+            let refusal = check("order", environment, &ids(100)).unwrap_err();
+            assert!(
+                refusal
+                    .to_string()
+                    .contains("ids.ordinal (PAYWIRE__IDS__ORDINAL): 100 is outside"),
+                "{refusal}"
+            );
+        }
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
 
     let state = web::Data::new(AppState {
         pool: pool.clone(),
-        ids: IdGenerator::new(settings.ids.worker_id)?,
+        ids: settings.ids.generator()?,
         retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
     let readiness = paywire_platform::app::readiness(&settings);

@@ -107,7 +107,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         PaymentGatewayClient::new(upstream(&settings.upstream.payment_gateway_url)?);
     let state = web::Data::new(AppState {
         pool: pool.clone(),
-        ids: IdGenerator::new(settings.ids.worker_id)?,
+        ids: settings.ids.generator()?,
         learning_center: LearningCenterClient::new(upstream(
             &settings.upstream.learning_center_url,
         )?),

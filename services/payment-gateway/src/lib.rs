@@ -271,7 +271,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         channels,
-        ids: IdGenerator::new(settings.ids.worker_id)?,
+        ids: settings.ids.generator()?,
         payment: settings.payment.clone(),
         sweeper: settings.sweeper.clone(),
         retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
