@@ -14,7 +14,7 @@ use crate::compose;
 use crate::layout::{self, SERVICES};
 use crate::proto_docs::{self, Listener};
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     let path = layout::repo_root().join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -53,7 +53,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// All the Rust source of `services/<name>/src`, concatenated.
-fn service_source(name: &str) -> String {
+pub(crate) fn service_source(name: &str) -> String {
     let mut files = Vec::new();
     rust_files(
         &layout::repo_root().join("services").join(name).join("src"),
@@ -301,11 +301,11 @@ fn every_route_of_a_service_is_documented() {
 }
 
 /// What registers routes on an actix app.
-type Configure = fn(&mut actix_web::web::ServiceConfig);
+pub(crate) type Configure = fn(&mut actix_web::web::ServiceConfig);
 
 /// A service's routes by listener, as `paywire_platform::http::serve` assembles them
 /// (without app data: a routed request fails in its handler, it is not unrouted).
-fn listener_routes(service: &str) -> [(Listener, Configure); 2] {
+pub(crate) fn listener_routes(service: &str) -> [(Listener, Configure); 2] {
     let (public, internal): (Configure, Configure) = match service {
         "order" => (order::routes::public, order::routes::internal),
         "learning-center" => (
@@ -328,7 +328,12 @@ const UNROUTED: u16 = 599;
 
 /// Whether `configure` (plus, for the internal listener, the platform's own routes) routes
 /// `method path`, with every `{parameter}` given the value `1`.
-async fn routes(listener: Listener, configure: Configure, method: &str, path: &str) -> bool {
+pub(crate) async fn routes(
+    listener: Listener,
+    configure: Configure,
+    method: &str,
+    path: &str,
+) -> bool {
     use actix_web::{App, HttpResponse, http::StatusCode, test, web};
     let mut app = App::new();
     if listener == Listener::Internal {
@@ -476,7 +481,7 @@ fn asyncapi_matches_the_broker_topology_and_the_event_schema() {
 /// The service's `lib.rs`, where its `Settings` are declared, plus the shared sections
 /// when it declares them with `paywire_platform::database_service_settings!` (written
 /// once in the platform's `lib.rs`).
-fn settings_source(service: &str) -> String {
+pub(crate) fn settings_source(service: &str) -> String {
     let lib = read(&format!("services/{service}/src/lib.rs"));
     if lib.contains("database_service_settings!") {
         format!("{lib}\n{}", read("crates/platform/src/lib.rs"))
@@ -487,7 +492,7 @@ fn settings_source(service: &str) -> String {
 
 /// The service's default port: `HttpSettings::on_port(N)` in its `Settings::default()`,
 /// or `port N` in its `database_service_settings!`.
-fn default_port_in_code(service: &str) -> u16 {
+pub(crate) fn default_port_in_code(service: &str) -> u16 {
     let src = read(&format!("services/{service}/src/lib.rs"));
     let (start, end) = match src.find("HttpSettings::on_port(") {
         Some(at) => (at + "HttpSettings::on_port(".len(), ')'),
@@ -861,7 +866,7 @@ fn compose_environment_names_real_settings_and_existing_keys() {
 
 /// `PAYWIRE__SECTION__KEY` (optionally `…_FILE`, read from that file) names a real
 /// setting of `service`; `PAYWIRE__ENVIRONMENT` is the production-mode switch.
-fn check_setting_var(service: &str, var: &str, lib: &str, source: &str) {
+pub(crate) fn check_setting_var(service: &str, var: &str, lib: &str, source: &str) {
     let rest = var
         .strip_prefix("PAYWIRE__")
         .unwrap_or_else(|| panic!("{service}: {var} is not a PAYWIRE__ variable"));

@@ -38,6 +38,8 @@ mod fake;
 mod fresh_check;
 mod fuzz;
 mod images;
+#[cfg(test)]
+mod k8s;
 mod layout;
 mod migrate;
 mod operator;
