@@ -556,9 +556,9 @@ fn k8s_every_secret_comes_from_a_secret() {
 }
 
 /// Two pods never share a worker id: every id-generating service is a StatefulSet whose
-/// pods add their ordinal to the service's base, the services' ranges (`ids.worker_id` ..
-/// + `ids.ordinals`) do not overlap and fit in 10 bits, and neither the replicas nor the
-/// autoscaler's maximum exceed the range.
+/// pods add their ordinal to the service's base, the services' ranges (from
+/// `ids.worker_id`, `ids.ordinals` wide) do not overlap and fit in 10 bits, and neither
+/// the replicas nor the autoscaler's maximum exceed the range.
 #[test]
 fn k8s_worker_id_ranges_never_overlap() {
     for overlay in OVERLAYS {
