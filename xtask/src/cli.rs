@@ -42,7 +42,7 @@ enum Sub {
     Migrate,
     /// Buy a paid course with each channel through the HTTP API of a running platform
     Demo {
-        /// Channel to buy with (wechat, alipay); repeat for several; default: every channel
+        /// Channel to buy with (wechat, alipay, wechat_v2); repeat for several; default: every channel
         #[arg(long = "channel", value_name = "c")]
         channels: Vec<PayChannel>,
     },
@@ -416,7 +416,7 @@ mod tests {
             (
                 &["demo"],
                 Command::Demo {
-                    channels: both.clone(),
+                    channels: PayChannel::ALL.to_vec(),
                 },
             ),
             (

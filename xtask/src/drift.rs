@@ -712,6 +712,18 @@ fn compose_urls_point_at_the_containers_they_mean() {
             "/api/callback/alipay",
         ),
         (
+            "payment-gateway",
+            "PAYWIRE__WECHAT_V2__API_BASE",
+            "channel-sandbox",
+            "",
+        ),
+        (
+            "payment-gateway",
+            "PAYWIRE__WECHAT_V2__NOTIFY_URL",
+            "payment-gateway",
+            "/api/callback/wechat_v2",
+        ),
+        (
             "order",
             "PAYWIRE__UPSTREAM__LEARNING_CENTER_URL",
             "learning-center",
@@ -755,11 +767,21 @@ fn compose_urls_point_at_the_containers_they_mean() {
     // The gateway really routes the notify paths it is told to publish.
     let gateway = route_literals(&service_source("payment-gateway"));
     assert!(gateway.contains("/api/callback/{channel}"), "{gateway:?}");
-    for channel in ["wechat", "alipay"] {
+    for channel in ["wechat", "alipay", "wechat_v2"] {
         channel
             .parse::<PayChannel>()
             .unwrap_or_else(|e| panic!("/api/callback/{channel}: {e}"));
     }
+    // WeChat Pay v2's `secapi/` goes to the sandbox's own TLS listener.
+    let sandbox_tls = compose_env(&compose["services"]["channel-sandbox"])
+        .get("PAYWIRE__WECHAT_V2__TLS_PORT")
+        .cloned()
+        .expect("the sandbox's v2 TLS port");
+    let secapi = "PAYWIRE__WECHAT_V2__SECAPI_BASE";
+    assert_eq!(
+        compose_env(&compose["services"]["payment-gateway"]).get(secapi),
+        Some(&format!("https://127.0.0.1:{sandbox_tls}"))
+    );
     // No other loopback URL hides anywhere.
     let ports: BTreeSet<u16> = SERVICES
         .iter()
@@ -767,6 +789,9 @@ fn compose_urls_point_at_the_containers_they_mean() {
         .collect();
     for s in SERVICES {
         for (var, value) in compose_env(&compose["services"][s.name]) {
+            if var == secapi {
+                continue;
+            }
             if let Some(port) = loopback_port(&value) {
                 assert!(ports.contains(&port), "{}: {var} → port {port}", s.name);
                 assert!(

@@ -1,6 +1,6 @@
 //! Payment channels behind one trait.
 //!
-//! Each channel lives in its own module (`wechat`, `alipay`) with its wire types,
+//! Each channel lives in its own module (`wechat`, `wechat_v2`, `alipay`) with its wire types,
 //! signing, verification and the mapping of its states onto [`PaymentState`]. Services
 //! only talk to [`PaymentChannel`], so adding a channel touches no service logic.
 
@@ -16,6 +16,7 @@ pub mod rsa_sha256;
 #[cfg(test)]
 mod test_support;
 pub mod wechat;
+pub mod wechat_v2;
 
 pub use channel::{
     CloseOutcome, ConfirmedPayment, CreatePayment, CreateRefund, CreatedPayment, Notification,

@@ -96,6 +96,9 @@ mod tests {
         assert!(Fen::new(MAX_FEN).is_ok() && Fen::new(MAX_FEN + 1).is_err());
         assert_eq!(json(UserId::schema())["pattern"], "^[A-Za-z0-9_-]{1,64}$");
         let channel = json(crate::PayChannel::schema());
-        assert_eq!(channel["enum"], serde_json::json!(["wechat", "alipay"]));
+        assert_eq!(
+            channel["enum"],
+            serde_json::json!(["wechat", "alipay", "wechat_v2"])
+        );
     }
 }

@@ -44,7 +44,7 @@
     expired: 'Expired · 已过期',
     refunded: 'Refunded · 已退款'
   };
-  var CHANNEL = { wechat: 'WeChat Pay · 微信支付', alipay: 'Alipay · 支付宝' };
+  var CHANNEL = { wechat: 'WeChat Pay · 微信支付', alipay: 'Alipay · 支付宝', wechat_v2: 'WeChat Pay (API v2) · 微信支付' };
 
   // ---------------------------------------------------------------- session and API
 

@@ -1,6 +1,7 @@
 //! Paywire channel sandbox: the outside world for local runs and tests.
 //!
-//! It plays WeChat Pay API v3 and Alipay OpenAPI (`gateway.do`, RSA2) byte for byte
+//! It plays WeChat Pay API v3, WeChat Pay API v2 (XML; `secapi/` over mutual TLS) and
+//! Alipay OpenAPI (`gateway.do`, RSA2) byte for byte
 //! (signed requests in, signed responses and signed notifications out, on each channel's
 //! retry schedule), the payer's wallet (API and page), and injects faults on demand
 //! (`/sandbox/admin/faults`). State is in memory: it is not our data, and a restart is a
@@ -13,6 +14,7 @@ pub mod faults;
 pub mod notify;
 pub mod wallet;
 pub mod wechat;
+pub mod wechat_v2;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub use error::SandboxError;
 pub use faults::FaultSettings;
 pub use notify::{ALIPAY_RETRY_SCHEDULE, NotifySettings, WECHAT_RETRY_SCHEDULE};
 pub use wechat::WechatSettings;
+pub use wechat_v2::WechatV2Settings;
 
 pub const SERVICE_NAME: &str = "channel-sandbox";
 
@@ -36,6 +39,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub wechat: WechatSettings,
+    pub wechat_v2: WechatV2Settings,
     pub alipay: AlipaySettings,
     pub notify: NotifySettings,
     pub faults: FaultSettings,
@@ -47,6 +51,7 @@ impl Default for Settings {
             http: HttpSettings::on_port(8090),
             telemetry: TelemetrySettings::default(),
             wechat: WechatSettings::default(),
+            wechat_v2: WechatV2Settings::default(),
             alipay: AlipaySettings::default(),
             notify: NotifySettings::default(),
             faults: FaultSettings::default(),
@@ -72,6 +77,18 @@ paywire_platform::service_settings!(Settings, SERVICE_NAME);
 /// Loads the keys and binds the HTTP port. Must run inside the tokio runtime that will
 /// also deliver notifications.
 pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    Ok(build_with_ports(settings).await?.0)
+}
+
+/// The ports a started sandbox listens on beyond the application's two.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtraPorts {
+    /// WeChat Pay v2's TLS listener (`secapi/`, client certificate required).
+    pub wechat_v2_tls: u16,
+}
+
+/// [`build`], also telling the extra ports (tests bind them to port 0).
+pub async fn build_with_ports(settings: Settings) -> anyhow::Result<(Application, ExtraPorts)> {
     let faults = Arc::new(faults::Faults::new(&settings.faults));
     let notifier = Arc::new(notify::Notifier::new(
         &settings.notify,
@@ -87,16 +104,24 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         notifier.clone(),
         faults.clone(),
     )?);
+    let wechat_v2 = web::Data::new(wechat_v2::WechatV2Sandbox::from_settings(
+        &settings.wechat_v2,
+        notifier.clone(),
+        faults.clone(),
+    )?);
+    let (tls_server, tls_port) =
+        wechat_v2::tls::serve(&settings.http.host, &settings.wechat_v2, wechat_v2.clone())?;
     let notifier = web::Data::from(notifier);
     let faults = web::Data::from(faults);
     let data = move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(wechat.clone())
+            .app_data(wechat_v2.clone())
             .app_data(alipay.clone())
             .app_data(notifier.clone())
             .app_data(faults.clone());
     };
     let internal_data = data.clone();
-    Ok(Application::serve(
+    let mut app = Application::serve(
         SERVICE_NAME,
         &settings.http,
         paywire_platform::http::ListenerRoutes {
@@ -109,13 +134,25 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
                 internal(cfg);
             },
         },
-    )?)
+    )?;
+    tracing::info!(
+        port = tls_port,
+        "WeChat Pay v2 secapi (mutual TLS) listening"
+    );
+    app.spawn("wechat-v2-tls", tls_server);
+    Ok((
+        app,
+        ExtraPorts {
+            wechat_v2_tls: tls_port,
+        },
+    ))
 }
 
 /// The public listener: the channels' APIs as the gateway calls them, and the payer's
 /// wallet.
 pub fn public(cfg: &mut web::ServiceConfig) {
     wechat::configure(cfg);
+    wechat_v2::configure(cfg);
     alipay::configure(cfg);
     wallet::configure(cfg);
 }

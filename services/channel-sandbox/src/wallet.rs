@@ -13,6 +13,7 @@ use crate::faults::{FaultEvent, Faults};
 use crate::notify::{DeliveryRecord, Notifier};
 use crate::wechat::WechatSandbox;
 use crate::wechat::state::{Trade, TradeState, new_openid};
+use crate::wechat_v2::WechatV2Sandbox;
 
 /// The page: plain HTML + JS, no external resources, embedded in the binary.
 const WALLET_PAGE: &str = include_str!("wallet.html");
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/trades", web::get().to(trades));
 }
 
-/// Which channel issued a scanned code.
+/// Which channel issued a scanned code. WeChat Pay v3 and v2 write the same
+/// `weixin://wxpay/bizpayurl?pr=…` codes; [`wechat_book`] tells them apart by the trade.
 pub fn channel_of(code: &str) -> Option<PayChannel> {
     if code.starts_with("weixin://") {
         Some(PayChannel::Wechat)
@@ -54,9 +56,22 @@ pub struct ScanResponse {
     pub trade_state: &'static str,
 }
 
+/// The WeChat API version whose book holds the trade of a `weixin://` code.
+fn wechat_book(wechat_v2: &WechatV2Sandbox, code: &str) -> PayChannel {
+    if wechat_v2.trades.by_code_url(code).is_ok() {
+        PayChannel::WechatV2
+    } else {
+        PayChannel::Wechat
+    }
+}
+
 fn wechat_scanned(trade: &Trade) -> ScanResponse {
+    wechat_scanned_as(PayChannel::Wechat, trade)
+}
+
+fn wechat_scanned_as(channel: PayChannel, trade: &Trade) -> ScanResponse {
     ScanResponse {
-        channel: PayChannel::Wechat,
+        channel,
         out_trade_no: trade.out_trade_no.as_str().to_owned(),
         transaction_id: trade.payment.as_ref().map(|p| p.transaction_id.clone()),
         trade_state: trade.state.as_str(),
@@ -82,13 +97,19 @@ fn alipay_state(trade: &AlipayTrade) -> &'static str {
 #[tracing::instrument(skip_all, fields(channel, out_trade_no))]
 pub async fn scan(
     wechat: web::Data<WechatSandbox>,
+    wechat_v2: web::Data<WechatV2Sandbox>,
     alipay: web::Data<AlipaySandbox>,
     req: web::Json<ScanRequest>,
 ) -> Result<HttpResponse, SandboxError> {
     let answer = match channel_of(&req.code) {
-        Some(PayChannel::Wechat) => {
-            let trade = wechat.trades.by_code_url(&req.code)?;
-            wechat_scanned(&trade)
+        Some(PayChannel::Wechat | PayChannel::WechatV2) => {
+            match wechat_book(&wechat_v2, &req.code) {
+                PayChannel::WechatV2 => wechat_scanned_as(
+                    PayChannel::WechatV2,
+                    &wechat_v2.trades.by_code_url(&req.code)?,
+                ),
+                _ => wechat_scanned(&wechat.trades.by_code_url(&req.code)?),
+            }
         }
         Some(PayChannel::Alipay) => alipay_scanned(&alipay.trades.scan(&req.code, Utc::now())?),
         None => return Err(SandboxError::UnknownCode),
@@ -103,12 +124,23 @@ pub async fn scan(
 #[tracing::instrument(skip_all, fields(channel, out_trade_no, transaction_id))]
 pub async fn pay(
     wechat: web::Data<WechatSandbox>,
+    wechat_v2: web::Data<WechatV2Sandbox>,
     alipay: web::Data<AlipaySandbox>,
     req: web::Json<ScanRequest>,
 ) -> Result<HttpResponse, SandboxError> {
     let req = req.into_inner();
     let now = Utc::now();
-    let answer = match channel_of(&req.code) {
+    let version = channel_of(&req.code).map(|c| match c {
+        PayChannel::Wechat | PayChannel::WechatV2 => wechat_book(&wechat_v2, &req.code),
+        other => other,
+    });
+    let answer = match version {
+        Some(PayChannel::WechatV2) => {
+            let openid = req.openid.unwrap_or_else(new_openid);
+            let trade = wechat_v2.trades.pay(&req.code, &openid, now)?;
+            wechat_v2.notify_paid(&trade);
+            wechat_scanned_as(PayChannel::WechatV2, &trade)
+        }
         Some(PayChannel::Wechat) => {
             let openid = req.openid.unwrap_or_else(new_openid);
             let trade = wechat.trades.pay(&req.code, &openid, now)?;
@@ -140,11 +172,20 @@ pub async fn pay(
 #[tracing::instrument(skip_all, fields(channel, out_trade_no))]
 pub async fn decline(
     wechat: web::Data<WechatSandbox>,
+    wechat_v2: web::Data<WechatV2Sandbox>,
     alipay: web::Data<AlipaySandbox>,
     req: web::Json<ScanRequest>,
 ) -> Result<HttpResponse, SandboxError> {
     let now = Utc::now();
-    let answer = match channel_of(&req.code) {
+    let version = channel_of(&req.code).map(|c| match c {
+        PayChannel::Wechat | PayChannel::WechatV2 => wechat_book(&wechat_v2, &req.code),
+        other => other,
+    });
+    let answer = match version {
+        Some(PayChannel::WechatV2) => wechat_scanned_as(
+            PayChannel::WechatV2,
+            &wechat_v2.trades.decline(&req.code, now)?,
+        ),
         Some(PayChannel::Wechat) => wechat_scanned(&wechat.trades.decline(&req.code, now)?),
         Some(PayChannel::Alipay) => alipay_scanned(&alipay.trades.decline(&req.code, now)?),
         None => return Err(SandboxError::UnknownCode),
@@ -193,12 +234,17 @@ pub struct TradeView {
     pub faults: Vec<FaultEvent>,
 }
 
-fn wechat_view(trade: Trade, notifier: &Notifier, faults: &Faults) -> TradeView {
+fn wechat_view(
+    channel: PayChannel,
+    trade: Trade,
+    notifier: &Notifier,
+    faults: &Faults,
+) -> TradeView {
     let now = Utc::now();
     TradeView {
-        channel: PayChannel::Wechat,
+        channel,
         pending: trade.state == TradeState::NotPay && now <= trade.pay_before,
-        faults: faults.events_for(PayChannel::Wechat, trade.out_trade_no.as_str()),
+        faults: faults.events_for(channel, trade.out_trade_no.as_str()),
         refunds: trade
             .refunds
             .iter()
@@ -276,11 +322,12 @@ fn alipay_view(
     }
 }
 
-/// `GET /sandbox/trades`: every trade of both channels, oldest first, with its
+/// `GET /sandbox/trades`: every trade of every channel, oldest first, with its
 /// notification history and injected faults.
 #[tracing::instrument(skip_all)]
 pub async fn trades(
     wechat: web::Data<WechatSandbox>,
+    wechat_v2: web::Data<WechatV2Sandbox>,
     alipay: web::Data<AlipaySandbox>,
     notifier: web::Data<Notifier>,
     faults: web::Data<Faults>,
@@ -289,7 +336,14 @@ pub async fn trades(
         .trades
         .all()
         .into_iter()
-        .map(|t| wechat_view(t, &notifier, &faults))
+        .map(|t| wechat_view(PayChannel::Wechat, t, &notifier, &faults))
+        .chain(
+            wechat_v2
+                .trades
+                .all()
+                .into_iter()
+                .map(|t| wechat_view(PayChannel::WechatV2, t, &notifier, &faults)),
+        )
         .chain(
             alipay
                 .trades

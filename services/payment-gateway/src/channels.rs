@@ -9,10 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use paywire_channels::alipay::{Alipay, AlipayConfig};
 use paywire_channels::wechat::{WechatPay, WechatPayConfig, WechatPayKeyring};
+use paywire_channels::wechat_v2::{WechatPayV2, WechatPayV2Config};
 use paywire_channels::{Metered, PaymentChannel, keys};
 use paywire_domain::PayChannel;
 
-use crate::{AlipaySettings, Settings, WechatSettings, timeout};
+use crate::{AlipaySettings, Settings, WechatSettings, WechatV2Settings, timeout};
 
 #[derive(Debug, Default, Clone)]
 pub struct ChannelRegistry {
@@ -28,6 +29,11 @@ impl ChannelRegistry {
             let wechat = wechat(&settings.wechat, own_callback_base)
                 .context("configuring the WeChat Pay channel")?;
             registry.insert(Arc::new(Metered(wechat)));
+        }
+        if settings.wechat_v2.enabled {
+            let wechat_v2 = wechat_v2(&settings.wechat_v2, own_callback_base)
+                .context("configuring the WeChat Pay API v2 channel")?;
+            registry.insert(Arc::new(Metered(wechat_v2)));
         }
         if settings.alipay.enabled {
             let alipay = alipay(&settings.alipay, own_callback_base)
@@ -79,6 +85,37 @@ fn wechat(settings: &WechatSettings, own_callback_base: &str) -> anyhow::Result<
         timeout: timeout(settings.timeout_ms),
     };
     Ok(WechatPay::new(config)?)
+}
+
+fn wechat_v2(settings: &WechatV2Settings, own_callback_base: &str) -> anyhow::Result<WechatPayV2> {
+    let identity = std::fs::read_to_string(&settings.client_identity_path)
+        .with_context(|| format!("client certificate {}", settings.client_identity_path))?;
+    let extra_root_ca_pem = if settings.extra_root_ca_path.is_empty() {
+        None
+    } else {
+        Some(
+            std::fs::read(&settings.extra_root_ca_path)
+                .with_context(|| format!("extra root CA {}", settings.extra_root_ca_path))?,
+        )
+    };
+    let config = WechatPayV2Config {
+        api_base: settings.api_base.clone(),
+        secapi_base: settings.secapi_base.clone(),
+        appid: settings.appid.clone(),
+        mch_id: settings.mch_id.clone(),
+        api_key: settings.api_key.clone(),
+        sign_type: settings.sign_type,
+        client_identity_pem: identity.into(),
+        extra_root_ca_pem,
+        client_ip: settings.client_ip.clone(),
+        notify_url: notify_url(
+            &settings.notify_url,
+            own_callback_base,
+            PayChannel::WechatV2,
+        ),
+        timeout: timeout(settings.timeout_ms),
+    };
+    Ok(WechatPayV2::new(config)?)
 }
 
 fn alipay(settings: &AlipaySettings, own_callback_base: &str) -> anyhow::Result<Alipay> {

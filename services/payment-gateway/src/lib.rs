@@ -42,6 +42,7 @@ paywire_platform::database_service_settings! {
         pub payment: PaymentSettings,
         pub sweeper: SweeperSettings,
         pub wechat: WechatSettings,
+        pub wechat_v2: WechatV2Settings,
         pub alipay: AlipaySettings,
         pub rate_limit: RateLimitSettings,
     }
@@ -79,6 +80,43 @@ impl Settings {
                 &w.mchid,
                 paywire_channels::wechat::DEV_MCHID,
             );
+        }
+        if self.wechat_v2.enabled {
+            use paywire_channels::wechat_v2 as dev;
+            let w = &self.wechat_v2;
+            findings.secret(
+                "wechat_v2.api_key",
+                &w.api_key,
+                MIN_SECRET_BYTES,
+                &[dev::DEV_API_KEY],
+            );
+            findings.external_https_url("wechat_v2.api_base", &w.api_base, "WeChat Pay's API");
+            findings.external_https_url(
+                "wechat_v2.secapi_base",
+                &w.secapi_base,
+                "WeChat Pay's certificate API",
+            );
+            findings.external_https_url(
+                "wechat_v2.notify_url",
+                &w.notify_url,
+                "WeChat Pay posts callbacks there",
+            );
+            findings.not_development_value("wechat_v2.mch_id", &w.mch_id, dev::DEV_MCH_ID);
+            // The sandbox's PKI: its client certificate, or trusting its CA.
+            if w.client_identity_path
+                .ends_with(dev::DEV_CLIENT_IDENTITY_PATH)
+            {
+                findings.push(
+                    "wechat_v2.client_identity_path",
+                    "is the TEST-ONLY client certificate from deploy/test-keys",
+                );
+            }
+            if !w.extra_root_ca_path.is_empty() {
+                findings.push(
+                    "wechat_v2.extra_root_ca_path",
+                    "trusts an extra CA (the sandbox's); production uses the system roots",
+                );
+            }
         }
         if self.alipay.enabled {
             use paywire_channels::alipay as dev;
@@ -190,6 +228,68 @@ impl Default for WechatSettings {
             notify_url: "http://127.0.0.1:8083/api/callback/wechat".into(),
             timeout_ms: 5000,
         }
+    }
+}
+
+/// WeChat Pay API v2 (XML) merchant settings. The defaults are the test-only sandbox
+/// identity (`paywire_channels::wechat_v2::DEV_*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WechatV2Settings {
+    pub enabled: bool,
+    /// `pay/*` calls (`https://api.mch.weixin.qq.com`).
+    pub api_base: String,
+    /// `secapi/*` calls over mutual TLS (the same host in production).
+    pub secapi_base: String,
+    pub appid: String,
+    pub mch_id: String,
+    /// The API key (32 characters): signs requests, verifies answers and notifications,
+    /// decrypts refund notifications.
+    #[serde(serialize_with = "expose_for_layering")]
+    pub api_key: SecretString,
+    /// `MD5` or `HMAC-SHA256`.
+    pub sign_type: paywire_channels::wechat_v2::SignType,
+    /// The merchant API certificate and its PKCS#8 key in one PEM file (certificate
+    /// first): only the path is configured, the key never appears in settings or logs.
+    pub client_identity_path: String,
+    /// A CA to trust beyond the system roots (the sandbox's test CA); empty: none.
+    pub extra_root_ca_path: String,
+    /// `spbill_create_ip`: this machine's address as WeChat Pay should see it.
+    pub client_ip: String,
+    /// Where WeChat Pay posts notifications. Empty: this service's own
+    /// `/api/callback/wechat_v2` on the address it actually bound (tests on port 0).
+    pub notify_url: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for WechatV2Settings {
+    fn default() -> Self {
+        use paywire_channels::wechat_v2 as dev;
+        Self {
+            enabled: true,
+            api_base: dev::DEV_API_BASE.into(),
+            secapi_base: dev::DEV_SECAPI_BASE.into(),
+            appid: dev::DEV_APPID.into(),
+            mch_id: dev::DEV_MCH_ID.into(),
+            api_key: SecretString::from(dev::DEV_API_KEY),
+            sign_type: paywire_channels::wechat_v2::SignType::HmacSha256,
+            client_identity_path: dev::DEV_CLIENT_IDENTITY_PATH.into(),
+            extra_root_ca_path: dev::DEV_CA_PATH.into(),
+            client_ip: "127.0.0.1".into(),
+            notify_url: dev::DEV_NOTIFY_URL.into(),
+            timeout_ms: 5000,
+        }
+    }
+}
+
+impl WechatV2Settings {
+    /// Points the channel at a sandbox (`api_base`, its TLS port for `secapi/`) with the
+    /// test-only PKI in `test_keys_dir` (absolute `deploy/test-keys/wechat_v2`): for tests.
+    pub fn use_sandbox(&mut self, api_base: &str, tls_port: u16, test_keys_dir: &str) {
+        self.api_base = api_base.to_owned();
+        self.secapi_base = format!("https://127.0.0.1:{tls_port}");
+        self.client_identity_path = format!("{test_keys_dir}/client_identity.pem");
+        self.extra_root_ca_path = format!("{test_keys_dir}/ca.pem");
     }
 }
 
@@ -335,6 +435,10 @@ mod tests {
         let debug = format!("{s:?}");
         assert!(
             !debug.contains("paywire-sandbox-apiv3-key-32byte"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains(paywire_channels::wechat_v2::DEV_API_KEY),
             "{debug}"
         );
         // Layering (defaults → file → env) still sees the real value.

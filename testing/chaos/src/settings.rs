@@ -71,7 +71,8 @@ pub fn sandbox(t: &Topology) -> String {
     format!(
         "{}[telemetry]\nfilter = \"info\"\njson = false\n\n\
          [notify]\ntimeout_ms = 3000\ntime_compression = 30.0\n\n\
-         [faults]\nseed = {}\nreorder_hold_ms = 2000\n",
+         [faults]\nseed = {}\nreorder_hold_ms = 2000\n\n\
+         [wechat_v2]\ntls_port = 0\n",
         http(t.sandbox_port),
         t.seed
     )
@@ -115,6 +116,7 @@ pub fn gateway(t: &Topology, index: usize) -> String {
          timeout_ms = 5000\n\n\
          [alipay]\ngateway_url = \"{sandbox}/gateway.do\"\n\
          notify_url = \"http://127.0.0.1:{port}/api/callback/alipay\"\ntimeout_ms = 5000\n\n\
+         [wechat_v2]\nenabled = false\n\n\
          [rate_limit.callback]\nrequests = 0\n",
         http(t.gateway_ports[index]),
         common(

@@ -155,10 +155,13 @@ impl Platform {
         sandbox.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
         sandbox.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
         sandbox.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
+        sandbox.wechat_v2.use_test_keys_in(&test_key("wechat_v2"));
         if let Some(c) = tuning.notify_time_compression {
             sandbox.notify.time_compression = c;
         }
-        let sandbox = channel_sandbox::build(sandbox).await.context("sandbox")?;
+        let (sandbox, sandbox_ports) = channel_sandbox::build_with_ports(sandbox)
+            .await
+            .context("sandbox")?;
         let sandbox_url = url(sandbox.port());
         let sandbox_internal_url = url(sandbox.internal_port());
         spawn(&mut tasks, "channel-sandbox", sandbox.run_until_stopped());
@@ -193,6 +196,13 @@ impl Platform {
         gateway.alipay.notify_url = format!("http://127.0.0.1:{gateway_port}/api/callback/alipay");
         gateway.alipay.app_private_key_path = test_key("alipay/app_private_key.pem");
         gateway.alipay.alipay_public_key_path = test_key("alipay/alipay_public_key.pem");
+        gateway.wechat_v2.use_sandbox(
+            &sandbox_url,
+            sandbox_ports.wechat_v2_tls,
+            &test_key("wechat_v2"),
+        );
+        gateway.wechat_v2.notify_url =
+            format!("http://127.0.0.1:{gateway_port}/api/callback/wechat_v2");
         if let Some(ttl) = options.attempt_ttl_secs {
             gateway.payment.attempt_ttl_secs = ttl;
         }

@@ -7,3 +7,4 @@ mod production;
 mod support;
 mod wechat;
 mod wechat_refund;
+mod wechat_v2;

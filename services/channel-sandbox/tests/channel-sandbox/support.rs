@@ -41,6 +41,7 @@ pub fn settings(compression: f64) -> Settings {
     s.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
     s.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
     s.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
+    s.wechat_v2.use_test_keys_in(&test_key("wechat_v2"));
     s.notify.time_compression = compression;
     s
 }
@@ -84,6 +85,8 @@ pub struct Sandbox {
     pub base: String,
     /// The internal listener: `/sandbox/admin/faults`, health, metrics.
     pub internal: String,
+    /// WeChat Pay v2's TLS listener (`secapi/`, client certificate required).
+    pub v2_tls_port: u16,
     pub client: reqwest::Client,
     merchant_key: RsaPrivateKey,
     app_key: RsaPrivateKey,
@@ -91,13 +94,14 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start_with(settings: Settings) -> Self {
-        let app = channel_sandbox::build(settings).await.unwrap();
+        let (app, ports) = channel_sandbox::build_with_ports(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         let internal = format!("http://127.0.0.1:{}", app.internal_port());
         tokio::spawn(app.run_until_stopped());
         Self {
             base,
             internal,
+            v2_tls_port: ports.wechat_v2_tls,
             client: reqwest::Client::new(),
             merchant_key: keys::private_key_from_file(test_key("wechat/merchant_private_key.pem"))
                 .unwrap(),

@@ -35,6 +35,7 @@ fn settings(compression: f64, timeout_ms: u64) -> Settings {
     s.http.workers = 1;
     s.wechat.merchant_public_key_path = test_key("wechat/merchant_public_key.pem");
     s.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
+    s.wechat_v2.use_test_keys_in(&test_key("wechat_v2"));
     s.notify.time_compression = compression;
     s.notify.timeout_ms = timeout_ms;
     s

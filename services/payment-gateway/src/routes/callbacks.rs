@@ -21,14 +21,21 @@ use crate::error::GatewayError;
 /// Alipay's public key, then `app_id` and `seller_id`, both required and equal to the
 /// configured ones (a notification without `seller_id` is refused with `failure`); yuan
 /// amounts are converted to fen exactly. An Alipay `TRADE_CLOSED` is recorded as
-/// `trade_closed` and acknowledged; it moves nothing.
+/// `trade_closed` and acknowledged; it moves nothing. WeChat Pay API v2 (`wechat_v2`,
+/// XML): read by a strict parser (no DTD, no duplicate or nested elements, 64 KiB at
+/// most), then the `sign` (MD5 or HMAC-SHA256 with the API key) before any field,
+/// `appid`, `mch_id`, `result_code` `SUCCESS`, and `total_fee` against the attempt; a
+/// refund notification carries no sign: its `req_info` is decrypted (AES-256-ECB keyed
+/// by the lower-case hex MD5 of the API key) and must parse.
 ///
 /// A verified payment marks the attempt paid and writes `pay.result.v1` to the outbox in
 /// one transaction, unless the attempt was closed or the order was already paid by
 /// another attempt: then the attempt is recorded paid and a refund is started (no pay
 /// result). A verified refund notification moves the refund to its final state
 /// (`refund.result.v1` in the outbox). Replies follow the channel's protocol: WeChat Pay
-/// takes any 2xx as acknowledged, Alipay the body `success`; anything else makes the
+/// takes any 2xx as acknowledged, Alipay the body `success`, WeChat Pay v2 exactly
+/// `<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>`
+/// (sent only once the effect is committed; `FAIL` otherwise); anything else makes the
 /// channel retry. A notification that fails verification is counted (one
 /// `refused_notifications` row per reason and minute), never stored.
 ///
@@ -50,25 +57,28 @@ use crate::error::GatewayError;
     request_body(content(
         (NotificationEnvelope = "application/json"),
         (std::collections::BTreeMap<String, String> = "application/x-www-form-urlencoded"),
+        (String = "text/xml"),
     )),
     responses(
         (status = 204, description = "WeChat Pay: acknowledged (processed now, or already before)"),
         (
             status = 200,
-            description = "Alipay: `success` acknowledges (also for notifications we do not act on)",
-            body = String,
-            content_type = "text/plain"
+            description = "Alipay: `success` acknowledges (also for notifications we do not act on); WeChat Pay v2: the `SUCCESS` XML acknowledges",
+            content(
+                (String = "text/plain"),
+                (String = "text/xml"),
+            )
         ),
         (status = 404, description = "`unknown_channel`: no such channel, or not enabled", body = ErrorBody),
         RateLimited,
         (
             status = "4XX",
-            description = "rejected (verification failed): WeChat Pay gets `{code: FAIL}`, Alipay `failure`; the channel retries",
+            description = "rejected (verification failed): WeChat Pay gets `{code: FAIL}`, Alipay `failure`, WeChat Pay v2 `<return_code>FAIL`; the channel retries",
             body = WechatReply
         ),
         (
             status = "5XX",
-            description = "not processed (e.g. database down): WeChat Pay gets `{code: FAIL}`, Alipay `failure`; the channel retries",
+            description = "not processed (e.g. database down): WeChat Pay gets `{code: FAIL}`, Alipay `failure`, WeChat Pay v2 `<return_code>FAIL`; the channel retries",
             body = WechatReply
         ),
     )

@@ -10,3 +10,4 @@ mod refunds;
 mod requested_refunds;
 mod store;
 mod support;
+mod wechat_v2;

@@ -76,6 +76,13 @@ fn real_looking(keys: &Keys) -> Settings {
     s.alipay.gateway_url = "https://openapi.alipay.com/gateway.do".into();
     s.alipay.notify_url = "https://pay.example.com/api/callback/alipay".into();
     s.alipay.app_id = "2021004100000000".into();
+    s.wechat_v2.api_key = secret("R8t2Y5u7I9o1P3a5S7d9F2g4H6j8K1l3");
+    s.wechat_v2.api_base = "https://api.mch.weixin.qq.com".into();
+    s.wechat_v2.secapi_base = "https://api.mch.weixin.qq.com".into();
+    s.wechat_v2.notify_url = "https://pay.example.com/api/callback/wechat_v2".into();
+    s.wechat_v2.mch_id = "1230000110".into();
+    s.wechat_v2.client_identity_path = keys.path("apiclient_identity.pem");
+    s.wechat_v2.extra_root_ca_path = String::new();
     s
 }
 
@@ -112,6 +119,7 @@ fn development_defaults_are_all_named() {
         &mut s.wechat.wechatpay_public_key_path,
         &mut s.alipay.app_private_key_path,
         &mut s.alipay.alipay_public_key_path,
+        &mut s.wechat_v2.client_identity_path,
     ] {
         *path = repo_path(path);
     }
@@ -132,6 +140,13 @@ fn development_defaults_are_all_named() {
         "alipay.gateway_url",
         "alipay.notify_url",
         "alipay.app_id",
+        "wechat_v2.api_key",
+        "wechat_v2.api_base",
+        "wechat_v2.secapi_base",
+        "wechat_v2.notify_url",
+        "wechat_v2.mch_id",
+        "wechat_v2.client_identity_path",
+        "wechat_v2.extra_root_ca_path",
     ]
     .into_iter()
     .map(String::from)
@@ -205,6 +220,28 @@ fn each_development_value_alone_is_refused() {
         ("alipay.app_id", |s| {
             s.alipay.app_id = paywire_channels::alipay::DEV_APP_ID.into()
         }),
+        ("wechat_v2.api_key", |s| {
+            s.wechat_v2.api_key = secret(paywire_channels::wechat_v2::DEV_API_KEY)
+        }),
+        ("wechat_v2.api_base", |s| {
+            s.wechat_v2.api_base = paywire_channels::wechat_v2::DEV_API_BASE.into()
+        }),
+        ("wechat_v2.secapi_base", |s| {
+            s.wechat_v2.secapi_base = paywire_channels::wechat_v2::DEV_SECAPI_BASE.into()
+        }),
+        ("wechat_v2.notify_url", |s| {
+            s.wechat_v2.notify_url = paywire_channels::wechat_v2::DEV_NOTIFY_URL.into()
+        }),
+        ("wechat_v2.mch_id", |s| {
+            s.wechat_v2.mch_id = paywire_channels::wechat_v2::DEV_MCH_ID.into()
+        }),
+        ("wechat_v2.client_identity_path", |s| {
+            s.wechat_v2.client_identity_path =
+                repo_path(paywire_channels::wechat_v2::DEV_CLIENT_IDENTITY_PATH)
+        }),
+        ("wechat_v2.extra_root_ca_path", |s| {
+            s.wechat_v2.extra_root_ca_path = repo_path(paywire_channels::wechat_v2::DEV_CA_PATH)
+        }),
     ];
     for (setting, spoil) in cases {
         let mut s = real_looking(&keys);
@@ -223,6 +260,8 @@ fn a_disabled_channel_is_not_checked() {
     let mut s = real_looking(&keys);
     s.alipay = Default::default();
     s.alipay.enabled = false;
+    s.wechat_v2 = Default::default();
+    s.wechat_v2.enabled = false;
     assert!(refused(&s).is_empty());
 }
 
@@ -239,11 +278,13 @@ fn the_binary_refuses_development_settings_in_production() {
             "wechat.merchant_private_key_path",
             "TEST-ONLY key",
             "alipay.gateway_url",
-            "15 settings are not fit for production",
+            "wechat_v2.api_key (PAYWIRE__WECHAT_V2__API_KEY): is the development value",
+            "22 settings are not fit for production",
         ],
         &[
             "short-jwt-value",
             paywire_channels::wechat::DEV_APIV3_KEY,
+            paywire_channels::wechat_v2::DEV_API_KEY,
             paywire_platform::config::DEV_SERVICE_TOKEN,
         ],
     );

@@ -43,6 +43,9 @@ pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) ->
     s.alipay.alipay_public_key_path = alipay_key_path("alipay_public_key.pem");
     s.alipay.notify_url = String::new();
     s.alipay.timeout_ms = 5000;
+    // WeChat Pay v2 needs the sandbox's TLS port: the tests that pay with it turn it on
+    // (`with_wechat_v2`).
+    s.wechat_v2.enabled = false;
     // Background tasks wake up often; the first check of an attempt stays far away unless
     // a test wants the sweeper.
     s.sweeper.poll_interval_ms = 100;
@@ -378,16 +381,33 @@ pub async fn start_sandbox() -> String {
 
 /// [`start_sandbox`] with `tune` applied to its settings first.
 pub async fn start_sandbox_with(tune: impl FnOnce(&mut channel_sandbox::Settings)) -> String {
+    start_sandbox_v2_with(tune).await.0
+}
+
+/// The sandbox's base URL and its WeChat Pay v2 TLS port (`secapi/`).
+pub async fn start_sandbox_v2_with(
+    tune: impl FnOnce(&mut channel_sandbox::Settings),
+) -> (String, u16) {
     let mut s = channel_sandbox::Settings::default();
     tune(&mut s);
     s.http.port = 0;
     s.http.workers = 1;
     s.wechat.merchant_public_key_path = key_path("merchant_public_key.pem");
     s.wechat.wechatpay_private_key_path = key_path("wechatpay_private_key.pem");
-    let app = channel_sandbox::build(s).await.unwrap();
+    s.wechat_v2
+        .use_test_keys_in(&paywire_testkit::test_key("wechat_v2"));
+    let (app, ports) = channel_sandbox::build_with_ports(s).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    base
+    (base, ports.wechat_v2_tls)
+}
+
+/// Turns WeChat Pay v2 on, pointed at the sandbox at `base` with its TLS port.
+pub fn with_wechat_v2(s: &mut Settings, base: &str, tls_port: u16) {
+    s.wechat_v2.enabled = true;
+    s.wechat_v2
+        .use_sandbox(base, tls_port, &paywire_testkit::test_key("wechat_v2"));
+    s.wechat_v2.notify_url = String::new();
 }
 
 /// A WeChat Pay `TRANSACTION.SUCCESS` notification, signed with the sandbox's (WeChat

@@ -128,6 +128,7 @@ async fn start_sandbox(tasks: &mut Tasks) -> anyhow::Result<String> {
     settings.wechat.wechatpay_private_key_path = test_key("wechat/wechatpay_private_key.pem");
     settings.alipay.app_public_key_path = test_key("alipay/app_public_key.pem");
     settings.alipay.alipay_private_key_path = test_key("alipay/alipay_private_key.pem");
+    settings.wechat_v2.use_test_keys_in(&test_key("wechat_v2"));
     let sandbox = channel_sandbox::build(settings).await.context("sandbox")?;
     let url = format!("http://127.0.0.1:{}", sandbox.port());
     tasks
