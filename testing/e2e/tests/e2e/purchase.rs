@@ -22,6 +22,17 @@ async fn alipay_purchase_reaches_order_and_learning_center_exactly_once() -> any
         .await
 }
 
+/// WeChat Pay API v2 (XML): the same purchase through the third channel (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wechat_v2_purchase_reaches_order_and_learning_center_exactly_once() -> anyhow::Result<()>
+{
+    purchase_reaches_order_and_learning_center_exactly_once(
+        "wechat_v2",
+        "weixin://wxpay/bizpayurl?pr=",
+    )
+    .await
+}
+
 async fn purchase_reaches_order_and_learning_center_exactly_once(
     channel: &str,
     code_prefix: &str,
