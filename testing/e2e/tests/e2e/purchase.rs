@@ -24,8 +24,7 @@ async fn alipay_purchase_reaches_order_and_learning_center_exactly_once() -> any
 
 /// WeChat Pay API v2 (XML): the same purchase through the third channel (issue 14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn wechat_v2_purchase_reaches_order_and_learning_center_exactly_once() -> anyhow::Result<()>
-{
+async fn wechat_v2_purchase_reaches_order_and_learning_center_exactly_once() -> anyhow::Result<()> {
     purchase_reaches_order_and_learning_center_exactly_once(
         "wechat_v2",
         "weixin://wxpay/bizpayurl?pr=",
