@@ -67,6 +67,16 @@ enum Sub {
         #[arg(long, value_name = "id")]
         request_id: Option<String>,
     },
+    /// Reconcile a day (China Standard Time) with the channels' statements through the
+    /// payment gateway's operator API; print every discrepancy and what was done about it
+    Reconcile {
+        /// The day, YYYY-MM-DD
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        date: chrono::NaiveDate,
+        /// Only this channel (wechat, alipay); default: every enabled channel
+        #[arg(long, value_name = "c")]
+        channel: Option<PayChannel>,
+    },
     /// Inspect and replay messages parked in dead-letter queues
     Dlq {
         #[command(subcommand)]
@@ -191,6 +201,10 @@ pub enum Command {
         reason: Option<String>,
         request_id: Option<String>,
     },
+    Reconcile {
+        date: chrono::NaiveDate,
+        channel: Option<PayChannel>,
+    },
     DlqList {
         vhost: Option<String>,
         queue: Option<String>,
@@ -247,6 +261,10 @@ fn parse_fen(raw: &str) -> Result<Fen, String> {
     Ok(fen)
 }
 
+fn parse_date(raw: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|e| format!("{raw:?}: {e}"))
+}
+
 fn parse_positive(raw: &str) -> Result<usize, String> {
     match raw.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -293,6 +311,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
             reason,
             request_id,
         },
+        Some(Sub::Reconcile { date, channel }) => Command::Reconcile { date, channel },
         Some(Sub::Dlq {
             command: DlqSub::List { vhost, queue },
         }) => Command::DlqList { vhost, queue },
@@ -527,6 +546,33 @@ mod tests {
         ] {
             assert!(text.contains(expected), "help lacks {expected:?}:\n{text}");
         }
+    }
+
+    #[test]
+    fn reconcile_parses_a_day_and_an_optional_channel() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        assert_eq!(
+            p(&["reconcile", "--date", "2026-12-01"]).unwrap(),
+            Command::Reconcile {
+                date: day,
+                channel: None
+            }
+        );
+        assert_eq!(
+            p(&["reconcile", "--date", "2026-12-01", "--channel", "alipay"]).unwrap(),
+            Command::Reconcile {
+                date: day,
+                channel: Some(PayChannel::Alipay)
+            }
+        );
+        assert_eq!(
+            usage_error(&["reconcile", "--date", "2026-13-01"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            usage_error(&["reconcile"]),
+            ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

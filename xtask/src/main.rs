@@ -8,6 +8,8 @@
 //! * `token <user-id>`: print a 24 h dev JWT;
 //! * `refund <order_id> [--amount-fen N] [--reason …]`: refund an order as an operator
 //!   (see [`operator`]);
+//! * `reconcile --date YYYY-MM-DD [--channel c]`: reconcile a day with the channels'
+//!   statements through the gateway's operator API and print the report;
 //! * `dlq list|replay`: inspect and replay messages parked in dead-letter queues;
 //! * `chaos [--n N] [--seed S] [--pg-restarts N]`: the chaos test (two instances per
 //!   service, killed processes, RabbitMQ restarts, restarts of a private PostgreSQL,
@@ -45,6 +47,7 @@ mod migrate;
 mod operator;
 mod procs;
 mod proto_docs;
+mod reconcile;
 mod token;
 mod up;
 
@@ -75,6 +78,7 @@ async fn main() -> ExitCode {
             reason,
             request_id,
         } => operator::run_refund(order_id, amount_fen, reason, request_id).await,
+        Command::Reconcile { date, channel } => reconcile::run(date, channel).await,
         Command::DlqList { vhost, queue } => {
             dlq::run_list(vhost.as_deref(), queue.as_deref()).await
         }

@@ -1,10 +1,10 @@
 //! The payment-channel abstraction the gateway talks to.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use paywire_domain::{Fen, PayChannel, PayNo, RefundNo};
 
-use crate::{ChannelError, NotifyError};
+use crate::{ChannelError, NotifyError, Statement};
 
 /// Ask the channel for a QR-code payment of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,14 @@ pub trait PaymentChannel: Send + Sync + std::fmt::Debug {
         refund_no: RefundNo,
         pay_no: PayNo,
     ) -> Result<RefundState, ChannelError>;
+    /// The channel's verified statement of `date` (China Standard Time): every payment
+    /// and refund of that day; empty when the channel has no bill for the day.
+    async fn statement(&self, date: NaiveDate) -> Result<Statement, ChannelError> {
+        Err(ChannelError::Config(format!(
+            "{} serves no statement of {date}",
+            self.channel()
+        )))
+    }
     /// Verifies and parses an incoming notification from the raw HTTP request.
     fn parse_notification(
         &self,

@@ -23,6 +23,10 @@ pub enum ChannelError {
     /// A signed, well-formed response whose content we cannot use.
     #[error("unexpected channel response: {0}")]
     UnexpectedResponse(String),
+    /// A statement that fails its check (hash, zip CRC, totals) or cannot be read: never
+    /// reconciled against.
+    #[error("channel statement refused: {0}")]
+    BadStatement(String),
     /// Local misconfiguration (bad key, bad URL, ...).
     #[error("channel configuration error: {0}")]
     Config(String),

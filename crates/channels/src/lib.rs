@@ -13,6 +13,7 @@ mod http;
 pub mod keys;
 mod metered;
 pub mod rsa_sha256;
+mod statement;
 #[cfg(test)]
 mod test_support;
 pub mod wechat;
@@ -24,6 +25,7 @@ pub use channel::{
 };
 pub use error::{ChannelError, CryptoError, NotifyError};
 pub use metered::{Metered, notify_label, result_label};
+pub use statement::{Statement, StatementPayment, StatementRefund};
 
 /// `len` random ASCII letters and digits: WeChat Pay's nonces, and the channel sandbox's
 /// QR codes and made-up payer names, which look like the channels' own.

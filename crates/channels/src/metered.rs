@@ -13,11 +13,13 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use paywire_domain::{PayChannel, PayNo, RefundNo};
 
 use crate::{
     ChannelError, CloseOutcome, CreatePayment, CreateRefund, CreatedPayment, Notification,
     NotificationReply, NotificationRequest, NotifyError, PaymentChannel, PaymentState, RefundState,
+    Statement,
 };
 
 /// A channel whose calls are counted and timed.
@@ -35,6 +37,7 @@ pub fn result_label<T>(result: &Result<T, ChannelError>) -> &'static str {
         Err(ChannelError::BadResponseSignature(_)) => "bad_signature",
         Err(ChannelError::UnexpectedResponse(_)) => "unexpected",
         Err(ChannelError::Config(_)) => "config",
+        Err(ChannelError::BadStatement(_)) => "bad_statement",
     }
 }
 
@@ -104,6 +107,10 @@ impl<C: PaymentChannel> PaymentChannel for Metered<C> {
             .await
     }
 
+    async fn statement(&self, date: NaiveDate) -> Result<Statement, ChannelError> {
+        self.measure("statement", self.0.statement(date)).await
+    }
+
     fn parse_notification(
         &self,
         req: &NotificationRequest<'_>,
@@ -141,6 +148,7 @@ mod tests {
             result_label::<()>(&Err(ChannelError::BadResponseSignature("x".into()))),
             result_label::<()>(&Err(ChannelError::UnexpectedResponse("x".into()))),
             result_label::<()>(&Err(ChannelError::Config("x".into()))),
+            result_label::<()>(&Err(ChannelError::BadStatement("x".into()))),
         ];
         let distinct: std::collections::HashSet<_> = labels.iter().collect();
         assert_eq!(distinct.len(), labels.len(), "{labels:?}");

@@ -11,6 +11,7 @@ pub mod learning_center;
 pub mod openapi;
 pub mod order;
 pub mod payment_gateway;
+pub mod reconciliation;
 
 pub use event::{Event, EventEnvelope, Lenient, OrderTimeoutV1, PayResultV1, RefundResultV1};
 

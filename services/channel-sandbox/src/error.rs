@@ -41,6 +41,9 @@ pub enum SandboxError {
     RefundExceeds,
     #[error("out_refund_no already used with other parameters")]
     OutRefundNoUsed,
+    /// A bill asked for a day without any trade.
+    #[error("no statement for that day")]
+    NoStatement,
 
     // ---- Alipay OpenAPI (answered inside Alipay's signed envelope, HTTP 200) ----
     /// `40001 Missing Required Arguments` in `error_response`.
@@ -155,6 +158,9 @@ impl ApiError for SandboxError {
             ),
             SandboxError::OutRefundNoUsed => {
                 wechat(S::BAD_REQUEST, "INVALID_REQUEST", "商户退款单号已被使用")
+            }
+            SandboxError::NoStatement => {
+                wechat(S::BAD_REQUEST, "NO_STATEMENT_EXIST", "账单文件不存在")
             }
             // Alipay errors are answered inside Alipay's signed envelope; these arms only
             // serve a handler that lets one escape.

@@ -75,6 +75,13 @@ pub struct FaultSpec {
     pub notify: NotifyFaults,
     /// The payment succeeds but no notification is sent (the merchant must query).
     pub pay_without_notify: bool,
+    /// The payment succeeds, no notification is sent and every query (and the close's
+    /// answer) shows the trade unpaid: only the day's statement lists it, so only
+    /// reconciliation finds the money.
+    pub pay_invisible: bool,
+    /// Statements (global scope) are served with one byte changed after their hash was
+    /// announced: WeChat's SHA1 and Alipay's zip CRC-32 no longer match.
+    pub corrupt_statement: bool,
     pub api: ApiFaults,
     /// Chance (0.0–1.0) that each configured fault fires when it could.
     pub probability: f64,
@@ -85,6 +92,8 @@ impl Default for FaultSpec {
         Self {
             notify: NotifyFaults::default(),
             pay_without_notify: false,
+            pay_invisible: false,
+            corrupt_statement: false,
             api: ApiFaults::default(),
             probability: 1.0,
         }
@@ -149,6 +158,10 @@ pub struct PutFaults {
     #[serde(default)]
     pub pay_without_notify: bool,
     #[serde(default)]
+    pub pay_invisible: bool,
+    #[serde(default)]
+    pub corrupt_statement: bool,
+    #[serde(default)]
     pub api: ApiFaults,
     #[serde(default = "one")]
     pub probability: f64,
@@ -165,6 +178,8 @@ impl PutFaults {
             FaultSpec {
                 notify: self.notify,
                 pay_without_notify: self.pay_without_notify,
+                pay_invisible: self.pay_invisible,
+                corrupt_statement: self.corrupt_statement,
                 api: self.api,
                 probability: self.probability,
             },
@@ -182,6 +197,8 @@ pub enum FaultKind {
     Reorder,
     NotifyBadSignature,
     PayWithoutNotify,
+    PayInvisible,
+    CorruptStatement,
     #[serde(rename = "status_5xx")]
     Status5xx,
     Timeout,
@@ -473,6 +490,32 @@ impl Faults {
                     p,
                     FaultKind::PayWithoutNotify,
                     "paid, no notification".into(),
+                )
+        })
+    }
+}
+
+impl Faults {
+    /// Whether this payment is hidden from notifications and queries (`pay_invisible`).
+    pub fn pay_invisible(&self, channel: PayChannel, out_trade_no: &str) -> bool {
+        self.decide(channel, Some(out_trade_no), None, |spec, fire| {
+            spec.pay_invisible
+                && fire(
+                    spec.probability,
+                    FaultKind::PayInvisible,
+                    "paid, no notification, unpaid to queries".into(),
+                )
+        })
+    }
+
+    /// Whether this statement download is corrupted (`corrupt_statement`, global scope).
+    pub fn corrupt_statement(&self, channel: PayChannel) -> bool {
+        self.decide(channel, None, None, |spec, fire| {
+            spec.corrupt_statement
+                && fire(
+                    spec.probability,
+                    FaultKind::CorruptStatement,
+                    "statement changed after its hash".into(),
                 )
         })
     }

@@ -12,6 +12,7 @@ pub mod alipay;
 pub mod error;
 pub mod faults;
 pub mod notify;
+pub mod statements;
 pub mod wallet;
 pub mod wechat;
 pub mod wechat_v2;

@@ -33,6 +33,11 @@ pub enum GatewayError {
     ChannelUnavailable(String),
     #[error("channel rejected the request: {code}: {message}")]
     ChannelRejected { code: String, message: String },
+    #[error("{0}'s statement of {1} is being reconciled by another run")]
+    ReconciliationRunning(PayChannel, chrono::NaiveDate),
+    /// A statement that failed its check (hash, CRC, totals): nothing was compared.
+    #[error("statement refused: {0}")]
+    StatementRefused(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("corrupt row: {0}")]
@@ -68,6 +73,11 @@ impl ApiError for GatewayError {
             GatewayError::ChannelRejected { .. } => {
                 Reply::new(S::BAD_GATEWAY, "channel_rejected").detail()
             }
+            GatewayError::ReconciliationRunning(..) => {
+                Reply::new(S::CONFLICT, "reconciliation_running").detail()
+            }
+            GatewayError::StatementRefused(_) => Reply::new(S::BAD_GATEWAY, "statement_refused")
+                .message("the channel's statement failed its check (hash, CRC or totals); nothing was compared"),
             GatewayError::Db(e) => e.reply(),
             GatewayError::CorruptRow(_) | GatewayError::Messaging(_) => Reply::internal(),
         }

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod error;
 pub mod metrics;
 pub mod payments;
+pub mod reconcile;
 pub mod refunds;
 pub mod routes;
 pub mod schema;
@@ -38,9 +39,10 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/p
 // The shared sections, then this service's own.
 paywire_platform::database_service_settings! {
     pub struct Settings for SERVICE_NAME, port 8083, database "paywire_payment", migrations [paywire_messaging::MIGRATIONS, MIGRATIONS],
-        admits [paywire_platform::auth::caller::ORDER], presents false, checks channel_findings {
+        admits [paywire_platform::auth::caller::ORDER, paywire_platform::auth::caller::OPERATOR], presents false, checks channel_findings {
         pub payment: PaymentSettings,
         pub sweeper: SweeperSettings,
+        pub reconciliation: reconcile::ReconciliationSettings,
         pub wechat: WechatSettings,
         pub wechat_v2: WechatV2Settings,
         pub alipay: AlipaySettings,
@@ -338,6 +340,7 @@ pub struct AppState {
     pub ids: IdGenerator,
     pub payment: PaymentSettings,
     pub sweeper: SweeperSettings,
+    pub reconciliation: reconcile::ReconciliationSettings,
     /// `database.retry_budget_ms`: how long reads are repeated while the database is
     /// briefly away. Internal writes are not repeated here: the order service repeats
     /// them on `503 database_*`, and a create may already have reached the channel.
@@ -374,6 +377,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         ids: settings.ids.generator()?,
         payment: settings.payment.clone(),
         sweeper: settings.sweeper.clone(),
+        reconciliation: settings.reconciliation.clone(),
         retry_budget: Duration::from_millis(settings.database.retry_budget_ms),
     });
     let readiness = paywire_platform::app::readiness(&settings);
@@ -399,6 +403,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             RelayConfig::default().reporting_to(&readiness),
         ),
     );
+    if settings.reconciliation.enabled {
+        app.spawn("reconciliation", reconcile::run_scheduler(state.clone()));
+    }
     if settings.sweeper.enabled {
         app.spawn("payment-sweeper", sweeper::run_sweeper(state.clone()));
         app.spawn("refund-worker", refunds::worker::run_refund_worker(state));

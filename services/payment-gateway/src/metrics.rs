@@ -12,8 +12,12 @@
 //!   payment the channel had taken and no callback had recorded;
 //! * `paywire_sync_skipped_total{channel}`: an "I have paid" sync that did not ask the
 //!   channel about an attempt because it was asked about moments ago;
-//! * `paywire_refunds_total{status}`: refunds reaching `processing`, `succeeded`, `failed`.
+//! * `paywire_refunds_total{status}`: refunds reaching `processing`, `succeeded`, `failed`;
+//! * `paywire_reconciliation_discrepancies_total{channel,kind,resolution}`: discrepancies
+//!   reconciliation found for the first time, and `paywire_reconciliation_open{channel}`:
+//!   how many of the last reconciled day wait for an operator.
 
+use paywire_contracts::reconciliation::{Discrepancy, Resolution};
 use paywire_domain::{Fen, PayChannel};
 
 use crate::payments::store::NotificationOutcome;
@@ -68,4 +72,24 @@ pub fn refund(status: &'static str) {
 
 pub fn sync_skipped(channel: PayChannel) {
     metrics::counter!("paywire_sync_skipped_total", "channel" => channel.as_str()).increment(1);
+}
+
+/// A reconciled day: its new discrepancies counted, its open ones as a gauge.
+pub fn reconciled(channel: PayChannel, discrepancies: &[Discrepancy], found_now: u32) {
+    let fresh = discrepancies.len().saturating_sub(found_now as usize);
+    for d in discrepancies.iter().skip(fresh) {
+        let text = |v: serde_json::Value| v.as_str().unwrap_or("").to_owned();
+        metrics::counter!(
+            "paywire_reconciliation_discrepancies_total",
+            "channel" => channel.as_str(),
+            "kind" => text(serde_json::to_value(d.kind).unwrap_or_default()),
+            "resolution" => text(serde_json::to_value(d.resolution).unwrap_or_default()),
+        )
+        .increment(1);
+    }
+    let open = discrepancies
+        .iter()
+        .filter(|d| d.resolution == Resolution::Open)
+        .count();
+    metrics::gauge!("paywire_reconciliation_open", "channel" => channel.as_str()).set(open as f64);
 }

@@ -6,6 +6,7 @@
 //! verified without `sign` and `sign_type`. Public sources: Alipay open platform, "自行实现签名"
 //! and "异步通知验签" (opendocs.alipay.com/common/02kf5q, /common/02mse7).
 
+pub mod bill;
 pub mod client;
 pub mod sign;
 pub mod transformers;

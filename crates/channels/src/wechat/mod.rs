@@ -1,5 +1,6 @@
 //! WeChat Pay API v3, Native (QR code) payments, direct merchant.
 
+pub mod bill;
 pub mod client;
 pub mod crypto;
 pub mod keyring;

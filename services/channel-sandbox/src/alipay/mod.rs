@@ -7,6 +7,7 @@
 //! variant as a fallback), response envelopes signed over the emitted substring, and
 //! notification signatures over the form minus `sign`/`sign_type`.
 
+pub mod bill;
 pub mod routes;
 pub mod state;
 
@@ -79,6 +80,8 @@ pub struct AlipaySandbox {
     signing_key: Arc<RsaPrivateKey>,
     escape_slashes: bool,
     pub trades: AlipayBook,
+    /// Bill zips behind their `bill_download_url` tokens.
+    pub bills: crate::statements::Files,
     notifier: Arc<Notifier>,
     pub faults: Arc<Faults>,
 }
@@ -107,6 +110,7 @@ impl AlipaySandbox {
             signing_key: Arc::new(signing_key),
             escape_slashes: settings.escape_slashes,
             trades: AlipayBook::default(),
+            bills: crate::statements::Files::default(),
             notifier,
             faults,
         })
@@ -185,6 +189,13 @@ impl AlipaySandbox {
 
     /// Sends `trade_status_sync` for a payment, unless `pay_without_notify` keeps it back.
     pub fn notify_paid(&self, trade: &AlipayTrade) -> Option<String> {
+        if self
+            .faults
+            .pay_invisible(PayChannel::Alipay, &trade.out_trade_no)
+        {
+            self.trades.hide(&trade.out_trade_no);
+            return None;
+        }
         if self
             .faults
             .pay_without_notify(PayChannel::Alipay, &trade.out_trade_no)
@@ -312,10 +323,15 @@ impl AlipaySandbox {
     }
 }
 
-/// Mounts `GET|POST /gateway.do`.
+/// Mounts `GET|POST /gateway.do` and the bill downloads (`/downloadBillFile.resource`,
+/// where Alipay's links point at its bill host).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/gateway.do", web::get().to(routes::gateway))
-        .route("/gateway.do", web::post().to(routes::gateway));
+        .route("/gateway.do", web::post().to(routes::gateway))
+        .route(
+            "/downloadBillFile.resource",
+            web::get().to(routes::download_bill),
+        );
 }
 
 #[cfg(test)]

@@ -138,6 +138,7 @@ pub async fn gateway(
             | "alipay.trade.cancel"
             | "alipay.trade.refund"
             | "alipay.trade.fastpay.refund.query"
+            | "alipay.data.dataservice.bill.downloadurl.query"
     ) {
         let e = SandboxError::AlipayInvalid("isv.invalid-method", "不存在的方法名".into());
         let raw = sandbox.envelope(ERROR_RESPONSE_KEY, &error_content(&e), false);
@@ -161,7 +162,7 @@ pub async fn gateway(
         let raw = sandbox.envelope(ERROR_RESPONSE_KEY, &error_content(&e), false);
         return respond(StatusCode::INTERNAL_SERVER_ERROR, raw);
     }
-    let result = biz.and_then(|biz| run(&sandbox, &method, &params, &biz));
+    let result = biz.and_then(|biz| run(&sandbox, &http, &method, &params, &biz));
     let content = match result {
         Ok(content) => content,
         Err(e) => {
@@ -178,6 +179,7 @@ pub async fn gateway(
 
 fn run(
     sandbox: &AlipaySandbox,
+    http: &HttpRequest,
     method: &str,
     params: &[(String, String)],
     biz: &Biz,
@@ -210,8 +212,9 @@ fn run(
         }
         "alipay.trade.query" => {
             let trade = sandbox.trades.query(&biz.trade()?)?;
-            Ok(success(query_fields(&trade)))
+            Ok(success(query_fields(&trade.as_seen())))
         }
+        "alipay.data.dataservice.bill.downloadurl.query" => bill_download_url(sandbox, http, biz),
         "alipay.trade.close" => {
             let trade = sandbox.trades.close(&biz.trade()?, now)?;
             tracing::info!("trade closed");
@@ -311,6 +314,57 @@ fn run(
             "不存在的方法名".into(),
         )),
     }
+}
+
+/// `alipay.data.dataservice.bill.downloadurl.query`: `bill_type` `trade`, a day's
+/// `bill_date` (`yyyy-MM-dd`; monthly bills are not served) → `bill_download_url`; a day
+/// without trades is `isp.bill_not_exist`.
+fn bill_download_url(
+    sandbox: &AlipaySandbox,
+    http: &HttpRequest,
+    biz: &Biz,
+) -> Result<Value, SandboxError> {
+    if biz.required("bill_type")? != "trade" {
+        return Err(invalid("沙箱仅提供 bill_type=trade 的账单"));
+    }
+    let now = Utc::now();
+    let date = crate::statements::parse_date(biz.required("bill_date")?)
+        .filter(|d| crate::statements::servable(*d, now))
+        .ok_or_else(|| invalid("bill_date 须为三个月内的 yyyy-MM-dd"))?;
+    let zip = super::bill::trade_bill(&sandbox.trades.all(), &sandbox.seller_id, date, now).ok_or(
+        SandboxError::AlipayBusiness("isp.bill_not_exist", "账单不存在"),
+    )?;
+    let token = sandbox.bills.put(zip);
+    let info = http.connection_info();
+    let day = date.format("%Y%m%d");
+    let url = format!(
+        "{}://{}/downloadBillFile.resource?bizType=trade&userId={pid}0156&fileType=csv.zip\
+&bizDates={day}&downloadFileName={}&token={token}",
+        info.scheme(),
+        info.host(),
+        super::bill::file_name(&sandbox.seller_id, date),
+        pid = sandbox.seller_id,
+    );
+    Ok(success(json!({ "bill_download_url": url })))
+}
+
+/// `GET /downloadBillFile.resource?…&token=…`: the bill zip (a pre-signed link, no
+/// credentials; `corrupt_statement` changes one byte).
+pub async fn download_bill(
+    sandbox: web::Data<AlipaySandbox>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(zip) = query.get("token").and_then(|t| sandbox.bills.get(t)) else {
+        return HttpResponse::NotFound()
+            .content_type("text/plain;charset=utf-8")
+            .body("下载超时，请重新下载");
+    };
+    let zip = if sandbox.faults.corrupt_statement(PayChannel::Alipay) {
+        crate::statements::corrupt(zip)
+    } else {
+        zip
+    };
+    HttpResponse::Ok().content_type("application/zip").body(zip)
 }
 
 /// `alipay.trade.query` fields; amounts received only once paid.

@@ -83,9 +83,22 @@ pub struct AlipayTrade {
     pub refunds: Vec<AlipayRefund>,
     pub declines: Vec<DateTime<Utc>>,
     pub notifications: Vec<String>,
+    /// Paid, yet shown waiting to queries (the `pay_invisible` fault): only the statement
+    /// tells.
+    pub hidden: bool,
 }
 
 impl AlipayTrade {
+    /// The trade as queries see it: a hidden payment is not there.
+    pub fn as_seen(&self) -> AlipayTrade {
+        let mut seen = self.clone();
+        if seen.hidden {
+            seen.status = Some(AlipayStatus::WaitBuyerPay);
+            seen.paid_at = None;
+        }
+        seen
+    }
+
     pub fn refunded(&self) -> Fen {
         self.refunds
             .iter()
@@ -250,6 +263,7 @@ impl AlipayBook {
             refunds: Vec::new(),
             declines: Vec::new(),
             notifications: Vec::new(),
+            hidden: false,
         };
         book.by_code
             .insert(trade.qr_code.clone(), out_trade_no.to_owned());
@@ -325,6 +339,13 @@ impl AlipayBook {
                 .insert(no.clone(), trade.out_trade_no.clone());
         }
         Ok(trade)
+    }
+
+    /// Hides a paid trade from queries (the `pay_invisible` fault).
+    pub fn hide(&self, out_trade_no: &str) {
+        if let Some(trade) = self.lock().trades.get_mut(out_trade_no) {
+            trade.hidden = true;
+        }
     }
 
     /// `alipay.trade.query`: only scanned trades exist.

@@ -4,6 +4,7 @@
 //! * [`signing`]: the merchant `Authorization` check and the signature on every response;
 //! * [`state`]: trades and their state machine.
 
+pub mod bill;
 pub mod routes;
 pub mod signing;
 pub mod state;
@@ -133,6 +134,8 @@ pub struct WechatSandbox {
     signer: ResponseSigner,
     apiv3_key: SecretString,
     pub trades: TradeBook,
+    /// Bills behind their `download_url` tokens.
+    pub bills: crate::statements::Files,
     notifier: Arc<Notifier>,
     pub faults: Arc<Faults>,
     refund_delay: std::time::Duration,
@@ -165,6 +168,7 @@ impl WechatSandbox {
             },
             apiv3_key: settings.apiv3_key.clone(),
             trades: TradeBook::default(),
+            bills: crate::statements::Files::default(),
             notifier,
             faults,
             refund_delay: std::time::Duration::from_millis(settings.refund_delay_ms),
@@ -216,6 +220,10 @@ impl WechatSandbox {
     /// fault keeps it back.
     pub fn notify_paid(&self, trade: &Trade) -> Result<Option<String>, SandboxError> {
         let otn = trade.out_trade_no.as_str();
+        if self.faults.pay_invisible(PayChannel::Wechat, otn) {
+            self.trades.hide(&trade.mchid, otn);
+            return Ok(None);
+        }
         if self.faults.pay_without_notify(PayChannel::Wechat, otn) {
             return Ok(None);
         }
@@ -373,6 +381,12 @@ struct EncryptedResource {
 
 /// Mounts `/v3/...`; every response under it is signed by [`signing::sign_responses`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Bill files are not signed by WeChat Pay (the signed `tradebill` answer's SHA1
+    // vouches for them): routed ahead of the signing scope.
+    cfg.route(
+        "/v3/billdownload/file",
+        web::get().to(routes::download_bill),
+    );
     cfg.service(
         web::scope("/v3")
             .wrap(actix_web::middleware::from_fn(signing::sign_responses))
@@ -392,6 +406,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/pay/transactions/out-trade-no/{out_trade_no}/close",
                 web::post().to(routes::close),
             )
+            .route("/bill/tradebill", web::get().to(routes::trade_bill))
             .route("/refund/domestic/refunds", web::post().to(routes::refund))
             .route(
                 "/refund/domestic/refunds/{out_refund_no}",

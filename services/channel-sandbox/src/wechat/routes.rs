@@ -188,7 +188,7 @@ pub async fn query_by_out_trade_no(
         .trades
         .get(&req.mchid, &out_trade_no)
         .ok_or(SandboxError::OrderNotExist)
-        .and_then(|trade| json_ok(&trade.transaction()));
+        .and_then(|trade| json_ok(&trade.as_seen().transaction()));
     hold(&plan, result).await
 }
 
@@ -204,10 +204,14 @@ pub async fn query_by_transaction_id(
     let query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
         .map_err(|e| param(format!("查询参数无效: {e}")))?;
     same_merchant(query.get("mchid").cloned(), &req.mchid)?;
-    let trade = sandbox.trades.find(
-        &req.mchid,
-        &TradeRef::TransactionId(transaction_id.into_inner()),
-    );
+    // A hidden payment has no transaction id anyone could know.
+    let trade = sandbox
+        .trades
+        .find(
+            &req.mchid,
+            &TradeRef::TransactionId(transaction_id.into_inner()),
+        )
+        .filter(|t| !t.hidden);
     let plan = api_faults(
         &sandbox,
         &http,
@@ -347,6 +351,80 @@ pub async fn query_refund(
         .ok_or(SandboxError::WechatNotFound)
         .and_then(|(trade, refund)| json_ok(&refund.json(&trade)));
     hold(&plan, result).await
+}
+
+/// `GET /v3/bill/tradebill?bill_date=yyyy-MM-dd[&bill_type=ALL]` → `{hash_type: "SHA1",
+/// hash_value, download_url}` (signed); a day without trades is 400 `NO_STATEMENT_EXIST`.
+/// Only `bill_type=ALL` and uncompressed files are served.
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid))]
+pub async fn trade_bill(
+    sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
+        .map_err(|e| param(format!("查询参数无效: {e}")))?;
+    let text = required(query.get("bill_date").cloned(), "bill_date")?;
+    let now = Utc::now();
+    let date = crate::statements::parse_date(&text)
+        .ok_or_else(|| param("bill_date 格式须为yyyy-MM-dd"))?;
+    if !crate::statements::servable(date, now) {
+        return Err(param("bill_date 仅支持三个月内的账单下载申请"));
+    }
+    if query.get("bill_type").is_some_and(|t| t != "ALL") {
+        return Err(param("沙箱仅提供 bill_type=ALL 的账单"));
+    }
+    if query.contains_key("tar_type") {
+        return Err(param("沙箱仅提供不压缩的账单"));
+    }
+    let plan = api_faults(&sandbox, &http, None)?;
+    let bill = super::bill::trade_bill(&sandbox.trades.all(), &req.mchid, date)
+        .ok_or(SandboxError::NoStatement)?;
+    let hash: String = {
+        use sha1::Digest;
+        sha1::Sha1::digest(&bill)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let token = sandbox.bills.put(bill);
+    let info = http.connection_info();
+    let download_url = format!(
+        "{}://{}/v3/billdownload/file?token={token}",
+        info.scheme(),
+        info.host()
+    );
+    let result = json_ok(&serde_json::json!({
+        "hash_type": "SHA1",
+        "hash_value": hash,
+        "download_url": download_url,
+    }));
+    hold(&plan, result).await
+}
+
+/// `GET /v3/billdownload/file?token=…`, signed by the merchant like any request: the
+/// bill's bytes, unsigned (`corrupt_statement` changes one of them).
+#[tracing::instrument(skip_all, fields(mchid = %req.mchid))]
+pub async fn download_bill(
+    sandbox: web::Data<WechatSandbox>,
+    http: HttpRequest,
+    req: MerchantRequest,
+) -> Result<HttpResponse, SandboxError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
+        .map_err(|e| param(format!("查询参数无效: {e}")))?;
+    let token = required(query.get("token").cloned(), "token")?;
+    let bill = sandbox
+        .bills
+        .get(&token)
+        .ok_or_else(|| param("token 无效或已过期，请重新申请账单"))?;
+    let bill = if sandbox.faults.corrupt_statement(PayChannel::Wechat) {
+        crate::statements::corrupt(bill)
+    } else {
+        bill
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bill))
 }
 
 /// Anything else under `/v3`, still answered (and signed) like WeChat Pay.

@@ -116,6 +116,21 @@ pub struct Trade {
     /// Ids of the notifications sent for this trade (see `notify`).
     pub notifications: Vec<String>,
     pub refunds: Vec<Refund>,
+    /// Paid, yet shown unpaid to queries (the `pay_invisible` fault): only the statement
+    /// tells.
+    pub hidden: bool,
+}
+
+impl Trade {
+    /// The trade as queries see it: a hidden payment is not there.
+    pub fn as_seen(&self) -> Trade {
+        let mut seen = self.clone();
+        if seen.hidden {
+            seen.state = TradeState::NotPay;
+            seen.payment = None;
+        }
+        seen
+    }
 }
 
 /// What the merchant asked for in a refund; a repeat with the same `out_refund_no` must
@@ -311,6 +326,7 @@ impl TradeBook {
                 declines: Vec::new(),
                 notifications: Vec::new(),
                 refunds: Vec::new(),
+                hidden: false,
             },
         );
         Ok(code_url)
@@ -518,6 +534,17 @@ impl TradeBook {
             .iter()
             .find(|r| r.params.out_refund_no == out_refund_no)?;
         Some((trade.clone(), refund.clone()))
+    }
+
+    /// Hides a paid trade from queries (the `pay_invisible` fault).
+    pub fn hide(&self, mchid: &str, out_trade_no: &str) {
+        if let Some(trade) = self
+            .lock()
+            .trades
+            .get_mut(&(mchid.to_owned(), out_trade_no.to_owned()))
+        {
+            trade.hidden = true;
+        }
     }
 
     pub fn add_notification(&self, mchid: &str, out_trade_no: &str, id: String) {

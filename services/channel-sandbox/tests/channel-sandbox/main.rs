@@ -4,6 +4,7 @@
 mod alipay;
 mod faults;
 mod production;
+mod statements;
 mod support;
 mod wechat;
 mod wechat_refund;

@@ -4,6 +4,7 @@ pub mod callbacks;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod reconciliation;
 pub mod refunds;
 
 use actix_web::web;
@@ -21,7 +22,8 @@ pub fn public(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The routes of the internal listener (the order service's calls).
+/// The routes of the internal listener (the order service's calls, the operators'
+/// reconciliation).
 pub fn internal(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/payments", web::post().to(payments::create))
         .route("/internal/payments/{pay_no}", web::get().to(payments::get))
@@ -34,5 +36,9 @@ pub fn internal(cfg: &mut web::ServiceConfig) {
             web::post().to(orders::close),
         )
         .route("/internal/refunds", web::post().to(refunds::create))
-        .route("/internal/refunds/{refund_no}", web::get().to(refunds::get));
+        .route("/internal/refunds/{refund_no}", web::get().to(refunds::get))
+        .route(
+            "/internal/reconciliation",
+            web::post().to(reconciliation::run),
+        );
 }

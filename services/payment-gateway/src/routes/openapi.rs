@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use super::{callbacks, orders, payments, refunds};
+use super::{callbacks, orders, payments, reconciliation, refunds};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -27,11 +27,12 @@ Ids are snowflake numbers sent as strings; money is an integer number of fen."
         payments::get,
         refunds::create,
         refunds::get,
+        reconciliation::run,
         callbacks::notification,
     ),
     security(("serviceToken" = ["order"])),
     tags(
-        (name = "internal", description = "called by the order service with the service credential"),
+        (name = "internal", description = "called by the order service (reconciliation: by the operators' tooling) with the caller's own credential"),
         (name = "channel", description = "called by the payment channels; authenticated by the channel's signature"),
     )
 )]

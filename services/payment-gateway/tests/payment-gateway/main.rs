@@ -6,6 +6,7 @@ mod compensation;
 mod db_outage;
 mod gateway;
 mod production;
+mod reconciliation;
 mod refunds;
 mod requested_refunds;
 mod store;

@@ -64,6 +64,10 @@ fn real_looking(keys: &Keys) -> Settings {
         "order".into(),
         secret("b7e4c2a19f8d6e5c4b3a29180706f5e4d3c2b1a0"),
     );
+    s.auth.callers.insert(
+        "operator".into(),
+        secret("5d1c9e0a7b3f46e2a8c4d6b0f1e3a5c7d9b2e4f6"),
+    );
     s.amqp.url = "amqps://paywire:Zx8qL2vR7mN4tY6w@mq.internal:5671/paywire".into();
     s.wechat.apiv3_key = secret("Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1");
     s.wechat.merchant_private_key_path = keys.path("merchant_private.pem");
@@ -128,6 +132,7 @@ fn development_defaults_are_all_named() {
         "auth.jwks",
         "auth.jwt_secret",
         "auth.callers.order",
+        "auth.callers.operator",
         "amqp.url",
         "wechat.apiv3_key",
         "wechat.merchant_private_key_path",

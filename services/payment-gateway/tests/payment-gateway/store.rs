@@ -36,6 +36,7 @@ async fn db() -> Db {
             ids: IdGenerator::new(5).unwrap(),
             payment: PaymentSettings::default(),
             sweeper: SweeperSettings::default(),
+            reconciliation: Default::default(),
             retry_budget: std::time::Duration::from_millis(settings.retry_budget_ms),
         },
         _db: db,

@@ -53,6 +53,8 @@ pub fn gateway_settings(db: &TestDatabase, vhost: &TestVhost, api_base: &str) ->
     // Tests sync an attempt before and after paying it within a second; the interval
     // between channel queries has its own test (`abuse`).
     s.payment.sync_min_interval_secs = 0;
+    // Reconciliation runs when a test asks for it (`reconciliation`), not by schedule.
+    s.reconciliation.enabled = false;
     s
 }
 
