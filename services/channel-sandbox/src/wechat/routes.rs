@@ -388,12 +388,14 @@ pub async fn trade_bill(
             .collect()
     };
     let token = sandbox.bills.put(bill);
-    let info = http.connection_info();
-    let download_url = format!(
-        "{}://{}/v3/billdownload/file?token={token}",
-        info.scheme(),
-        info.host()
-    );
+    let download_url = {
+        let info = http.connection_info();
+        format!(
+            "{}://{}/v3/billdownload/file?token={token}",
+            info.scheme(),
+            info.host()
+        )
+    };
     let result = json_ok(&serde_json::json!({
         "hash_type": "SHA1",
         "hash_value": hash,

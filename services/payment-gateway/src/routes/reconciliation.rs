@@ -22,6 +22,8 @@ use crate::reconcile::reconcile_day;
 /// outbox, or a refund for a closed order); every other difference is stored `open` for
 /// an operator. One `reconciliation` row per discrepancy; running a day again finds the
 /// same rows and adds none (`found_now` 0). The answer lists every discrepancy of the day.
+/// A day in the future is `400 invalid_request`; a channel not enabled here
+/// `400 channel_not_enabled`.
 #[utoipa::path(
     post,
     path = "/internal/reconciliation",
@@ -32,7 +34,6 @@ use crate::reconcile::reconcile_day;
     responses(
         CallerErrors,
         (status = 200, description = "the day reconciled, per channel", body = ReconciliationReport),
-        (status = 400, description = "`invalid_request` (a day in the future) or `channel_not_enabled`", body = ErrorBody),
         (status = 409, description = "`reconciliation_running`: another run holds that channel's day", body = ErrorBody),
         (status = 502, description = "`statement_refused`: the statement failed its check, nothing was compared; `channel_rejected`", body = ErrorBody),
         (status = 503, description = "`channel_unavailable`: the statement could not be fetched; retry later", body = ErrorBody),

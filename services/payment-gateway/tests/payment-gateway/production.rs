@@ -284,13 +284,16 @@ fn the_binary_refuses_development_settings_in_production() {
             "TEST-ONLY key",
             "alipay.gateway_url",
             "wechat_v2.api_key (PAYWIRE__WECHAT_V2__API_KEY): is the development value",
-            "22 settings are not fit for production",
+            // The operators' credential too: they reconcile through /internal/*.
+            "auth.callers.operator (PAYWIRE__AUTH__CALLERS__OPERATOR)",
+            "23 settings are not fit for production",
         ],
         &[
             "short-jwt-value",
             paywire_channels::wechat::DEV_APIV3_KEY,
             paywire_channels::wechat_v2::DEV_API_KEY,
             paywire_platform::config::DEV_SERVICE_TOKEN,
+            paywire_platform::config::DEV_OPERATOR_TOKEN,
         ],
     );
     assert!(!out.contains("BEGIN"), "key material printed:\n{out}");
