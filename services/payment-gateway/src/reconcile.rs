@@ -65,6 +65,11 @@ impl Default for ReconciliationSettings {
     }
 }
 
+/// The channels whose daily statement Paywire reads (WeChat Pay v2's bill is not read yet).
+pub fn has_statement(channel: PayChannel) -> bool {
+    matches!(channel, PayChannel::Wechat | PayChannel::Alipay)
+}
+
 /// The channels' day: China Standard Time.
 fn cst() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
@@ -685,7 +690,12 @@ pub async fn reconcile_day(
 pub async fn run_due(state: &AppState, now: DateTime<Utc>) -> usize {
     let mut done = 0;
     for date in due_dates(&state.reconciliation, now) {
-        for channel in state.channels.enabled().collect::<Vec<_>>() {
+        let channels: Vec<_> = state
+            .channels
+            .enabled()
+            .filter(|c| has_statement(*c))
+            .collect();
+        for channel in channels {
             match reconcile_day(state, channel, date, false).await {
                 Ok(Some(_)) => done += 1,
                 Ok(None) => {}

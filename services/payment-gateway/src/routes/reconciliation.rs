@@ -10,7 +10,7 @@ use paywire_platform::auth::{FromOperator, ServiceCaller};
 
 use crate::AppState;
 use crate::error::GatewayError;
-use crate::reconcile::reconcile_day;
+use crate::reconcile::{has_statement, reconcile_day};
 
 /// Reconcile a day with the channels' statements (operators)
 ///
@@ -22,8 +22,9 @@ use crate::reconcile::reconcile_day;
 /// outbox, or a refund for a closed order); every other difference is stored `open` for
 /// an operator. One `reconciliation` row per discrepancy; running a day again finds the
 /// same rows and adds none (`found_now` 0). The answer lists every discrepancy of the day.
-/// A day in the future is `400 invalid_request`; a channel not enabled here
-/// `400 channel_not_enabled`.
+/// A day in the future is `400 invalid_request`, as is a channel whose statement is not
+/// read (`wechat_v2`); a channel not enabled here `400 channel_not_enabled`. Without
+/// `channel`: every enabled channel with a statement (WeChat Pay v3, Alipay).
 #[utoipa::path(
     post,
     path = "/internal/reconciliation",
@@ -57,9 +58,18 @@ pub async fn run(
         )));
     }
     let channels = match request.channel {
+        Some(channel) if !has_statement(channel) => {
+            return Err(GatewayError::InvalidRequest(format!(
+                "{channel}'s statement is not reconciled"
+            )));
+        }
         Some(channel) => vec![channel],
         None => {
-            let mut all: Vec<_> = state.channels.enabled().collect();
+            let mut all: Vec<_> = state
+                .channels
+                .enabled()
+                .filter(|c| has_statement(*c))
+                .collect();
             all.sort_by_key(|c| c.as_str());
             all
         }

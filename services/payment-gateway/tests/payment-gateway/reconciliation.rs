@@ -38,6 +38,8 @@ async fn world() -> World {
     s.http.workers = 1;
     s.wechat.merchant_public_key_path = key_path("merchant_public_key.pem");
     s.wechat.wechatpay_private_key_path = key_path("wechatpay_private_key.pem");
+    s.wechat_v2
+        .use_test_keys_in(&paywire_testkit::test_key("wechat_v2"));
     let app = channel_sandbox::build(s).await.unwrap();
     let sandbox = format!("http://127.0.0.1:{}", app.port());
     let faults = format!(
