@@ -138,6 +138,18 @@ enum Sub {
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
         cases: u32,
     },
+    /// Benchmark a release build: purchases/s at rising concurrency until saturation and
+    /// at 4× it, stage latencies, CPU and peak RSS per process, and the machine's limits
+    /// (RSA signatures, PostgreSQL transactions, RabbitMQ confirms) measured in the same
+    /// run as baselines; writes target/bench/bench.{json,md,svg}
+    Bench {
+        /// Seconds, small N: proves the bench runs (the test suite runs it too)
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Write proto-docs/ (OpenAPI of every service, AsyncAPI of the events) from the code:
     /// the handlers' annotations and the contract types
     ProtoDocs,
@@ -232,6 +244,10 @@ pub enum Command {
         binaries: Binaries,
     },
     FreshCheck(crate::fresh_check::Options),
+    Bench {
+        quick: bool,
+        json: bool,
+    },
     ProtoDocs,
     Fuzz {
         minutes: u64,
@@ -358,6 +374,7 @@ pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
         Some(Sub::ComposeSmoke { prebuilt }) => Command::ComposeSmoke {
             binaries: binaries(prebuilt),
         },
+        Some(Sub::Bench { quick, json }) => Command::Bench { quick, json },
         Some(Sub::ProtoDocs) => Command::ProtoDocs,
         Some(Sub::Fuzz { minutes, cases }) => Command::Fuzz { minutes, cases },
         Some(Sub::FreshCheck { target_tmpfs }) => {
@@ -395,7 +412,21 @@ mod tests {
     #[test]
     fn subcommands_parse() {
         let both = vec![PayChannel::Wechat, PayChannel::Alipay];
-        let cases: [(&[&str], Command); 15] = [
+        let cases: [(&[&str], Command); 17] = [
+            (
+                &["bench"],
+                Command::Bench {
+                    quick: false,
+                    json: false,
+                },
+            ),
+            (
+                &["bench", "--quick", "--json"],
+                Command::Bench {
+                    quick: true,
+                    json: true,
+                },
+            ),
             (&[], Command::Help),
             (&["up"], Command::Up { observe: false }),
             (&["up", "--observe"], Command::Up { observe: true }),

@@ -16,6 +16,8 @@
 //!   callback faults) with its invariant checks;
 //! * `pg-outage`: one PostgreSQL restart under steady purchases without client retries:
 //!   how many fail, with which answers;
+//! * `bench [--quick] [--json]`: the release build measured against this machine's own
+//!   limits (see [`bench`]);
 //! * `images`: every container image built on this machine (see [`images`]);
 //! * `compose-smoke`: the development compose stack, bought from and torn down (see
 //!   [`compose`]);
@@ -28,6 +30,7 @@
 // A command-line tool: its output is stdout.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod chaos;
 mod cli;
 mod compose;
@@ -102,6 +105,7 @@ async fn main() -> ExitCode {
         Command::Images { binaries } => blocking(move || images::run_all(binaries)).await,
         Command::ComposeSmoke { binaries } => compose::smoke(binaries).await,
         Command::FreshCheck(options) => fresh_check::run(&options).await,
+        Command::Bench { quick, json } => bench::run(quick, json).await,
         Command::ProtoDocs => proto_docs::write(),
         // Blocking: cargo runs with the terminal attached.
         Command::Fuzz { minutes, cases } => blocking(move || fuzz::run(minutes, cases)).await,

@@ -101,6 +101,11 @@ impl Instance {
         }
     }
 
+    /// The running process's id (the bench reads its CPU time and memory from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Whether the process has exited on its own.
     pub fn exited(&mut self) -> bool {
         match self.child.as_mut() {
