@@ -69,7 +69,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// Sends the request `build` makes. While the upstream cannot be reached (restarting) or
 /// answers `503` because its database is away (`database_*` codes: it did nothing), the
 /// call is repeated, pausing 100 ms doubling up to 1 s (or what `Retry-After` asks,
-/// within that), as long as [`RETRY_BUDGET`] allows. Other 503s (a channel that timed out)
+/// within that), as long as [`RETRY_BUDGET`] allows; so is a request whose connection
+/// dropped before any answer came. Other 503s (a channel that timed out)
 /// and timeouts are not repeated here: each attempt would cost a full timeout, and the
 /// callers retry those on their own schedule. Only for calls that are safe to repeat.
 pub(crate) async fn send(
@@ -93,7 +94,13 @@ pub(crate) async fn send(
                 (last, wait)
             }
             Ok(resp) => return Ok(resp),
-            Err(e) if e.is_connect() => (unavailable(service, e), pause),
+            // Refused, or the connection dropped before an answer (an overloaded upstream
+            // closing connections, a pooled connection it had just closed): it did
+            // nothing we can see, and the call is safe to repeat. A timeout is not
+            // repeated (see above).
+            Err(e) if e.is_connect() || (e.is_request() && !e.is_timeout()) => {
+                (unavailable(service, e), pause)
+            }
             Err(e) => return Err(unavailable(service, e)),
         };
         if started.elapsed() + wait >= RETRY_BUDGET {
@@ -164,5 +171,48 @@ pub(crate) fn bad_response(service: &'static str, e: reqwest::Error) -> OrderErr
     OrderError::BadUpstreamResponse {
         service,
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// An upstream that drops the first connection after reading the request (what an
+    /// overloaded server or a just-closed pooled connection looks like to the caller),
+    /// then answers.
+    fn dropping_once() -> (String, std::thread::JoinHandle<usize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut accepted = 0;
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                accepted += 1;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                if accepted == 1 {
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+                break;
+            }
+            accepted
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_before_the_answer_is_repeated() {
+        let (url, upstream) = dropping_once();
+        let http = reqwest::Client::new();
+        let resp = send("test-upstream", || http.post(&url)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(upstream.join().unwrap(), 2);
     }
 }
