@@ -254,7 +254,12 @@ async fn a_row_for_a_missing_exchange_does_not_block_the_others() -> anyhow::Res
 /// The trace context of the transaction that wrote a row is stored with it, and the
 /// relay's publish span continues it into the message's `traceparent` header; a row whose
 /// stored value is malformed (or missing) is published with a trace of its own.
+///
+/// Run in a process of its own (`.ci/run` does, right after the suite): beside the other
+/// tests of this binary the relay's publish span was sometimes not traced under this
+/// thread's subscriber (process-wide `tracing` state; passes alone every time so far).
 #[tokio::test]
+#[ignore = "needs a process of its own; .ci/run runs it alone with --ignored"]
 async fn the_writers_trace_context_travels_with_the_row_into_the_message_header()
 -> anyhow::Result<()> {
     use paywire_platform::telemetry;
