@@ -602,23 +602,28 @@ fn fail(msg: &str) -> HttpResponse {
 
 /// The v2 API on the plain listener (`secapi/` answers FAIL there).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for path in [
-        "/pay/unifiedorder",
-        "/pay/orderquery",
-        "/pay/closeorder",
-        "/pay/refundquery",
-        "/secapi/pay/refund",
-    ] {
-        cfg.route(
-            path,
-            web::post().to(
-                move |sandbox: web::Data<WechatV2Sandbox>, body: web::Bytes| async move {
-                    sandbox
-                        .into_inner()
-                        .handle(path, Listener::Plain, &body)
-                        .await
-                },
-            ),
-        );
+    routes(Listener::Plain)(cfg);
+}
+
+/// Every v2 path, answered by [`WechatV2Sandbox::handle`] knowing which listener the
+/// request came in on (the plain one here, the mutual-TLS one in [`tls::serve`]).
+pub fn routes(listener: Listener) -> impl Fn(&mut web::ServiceConfig) {
+    move |cfg| {
+        for path in [
+            "/pay/unifiedorder",
+            "/pay/orderquery",
+            "/pay/closeorder",
+            "/pay/refundquery",
+            "/secapi/pay/refund",
+        ] {
+            cfg.route(
+                path,
+                web::post().to(
+                    move |sandbox: web::Data<WechatV2Sandbox>, body: web::Bytes| async move {
+                        sandbox.into_inner().handle(path, listener, &body).await
+                    },
+                ),
+            );
+        }
     }
 }

@@ -50,27 +50,9 @@ pub fn serve(
         .with_context(|| format!("binding the v2 TLS listener {host}:{}", settings.tls_port))?;
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(move || {
-        App::new().app_data(sandbox.clone()).configure(|cfg| {
-            for path in [
-                "/pay/unifiedorder",
-                "/pay/orderquery",
-                "/pay/closeorder",
-                "/pay/refundquery",
-                "/secapi/pay/refund",
-            ] {
-                cfg.route(
-                    path,
-                    web::post().to(
-                        move |sandbox: web::Data<WechatV2Sandbox>, body: web::Bytes| async move {
-                            sandbox
-                                .into_inner()
-                                .handle(path, Listener::MutualTls, &body)
-                                .await
-                        },
-                    ),
-                );
-            }
-        })
+        App::new()
+            .app_data(sandbox.clone())
+            .configure(super::routes(Listener::MutualTls))
     })
     .workers(1)
     .disable_signals()
